@@ -1,0 +1,134 @@
+"""The feature repository: its declarations, its Feast store, and a lock for writers.
+
+``FeatureRepo`` is built once (by the CLI's group callback, or by a user) and
+handed to every stage. It imports the declarations the way ``feast apply`` does,
+but without changing the process's working directory for good and without
+reusing modules of another repo loaded earlier in the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from framework.errors import ConfigError, FeatureRepoError
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+    from feast.repo_contents import RepoContents
+
+    from framework.windows import WindowSpec
+
+__all__ = ["FeatureRepo"]
+
+
+@contextlib.contextmanager
+def _inside(repo: Path) -> Iterator[None]:
+    """Import the repo's modules fresh, with the repo as working directory and on sys.path."""
+    from feast.repo_operations import get_repo_files
+
+    names = {p.stem for p in get_repo_files(repo)}
+    for name in list(sys.modules):
+        if name.split(".")[0] in names:
+            del sys.modules[name]
+    cwd = os.getcwd()
+    sys.path.insert(0, str(repo))
+    os.chdir(repo)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(repo))
+
+
+class FeatureRepo:
+    """A Feast feature repository plus the framework's view of it."""
+
+    def __init__(self, path: str | Path = "feature_repo", fs_yaml: str | Path | None = None):
+        self.path = Path(path).resolve()
+        if not self.path.is_dir():
+            raise ConfigError(
+                f"Feature repository {self.path} does not exist; pass --repo PATH to a folder "
+                "with a feature_store.yaml."
+            )
+        self.fs_yaml = Path(fs_yaml).resolve() if fs_yaml else self.path / "feature_store.yaml"
+        if not self.fs_yaml.is_file():
+            raise ConfigError(
+                f"{self.fs_yaml} does not exist; a feature repository needs a feature_store.yaml."
+            )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path / "data"
+
+    @cached_property
+    def store(self) -> FeatureStore:
+        from feast import FeatureStore
+
+        try:
+            return FeatureStore(repo_path=str(self.path), fs_yaml_file=self.fs_yaml)
+        except Exception as exc:  # pydantic / yaml errors from Feast's config loader
+            raise ConfigError(f"{self.fs_yaml} is not a valid Feast configuration: {exc}") from exc
+
+    @cached_property
+    def contents(self) -> RepoContents:
+        """Every Feast object declared in the repo's Python files."""
+        from feast.repo_operations import parse_repo
+
+        with _inside(self.path):
+            try:
+                return parse_repo(self.path)
+            except FeatureRepoError:
+                raise
+            except Exception as exc:
+                raise FeatureRepoError(
+                    f"Importing the declarations in {self.path} failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+    @property
+    def feature_views(self) -> list[FeatureView]:
+        return list(self.contents.feature_views)
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return list(self.contents.on_demand_feature_views)
+
+    @property
+    def window_specs(self) -> list[WindowSpec]:
+        from framework.windows import WindowSpec
+
+        specs = [WindowSpec.from_feature_view(fv) for fv in self.feature_views]
+        return [s for s in specs if s is not None]
+
+    def feature_service(self, name: str) -> FeatureService:
+        for fs in self.contents.feature_services:
+            if fs.name == name:
+                return fs
+        known = sorted(fs.name for fs in self.contents.feature_services)
+        raise FeatureRepoError(f"Unknown feature service {name!r}; the repo declares {known}.")
+
+    def view(self, name: str) -> FeatureView | OnDemandFeatureView:
+        for v in [*self.feature_views, *self.on_demand_feature_views]:
+            if v.name == name:
+                return v
+        known = sorted(v.name for v in [*self.feature_views, *self.on_demand_feature_views])
+        raise FeatureRepoError(f"Unknown feature view {name!r}; the repo declares {known}.")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock for writers (apply, materialize) of this repo."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / ".lifecycle.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
