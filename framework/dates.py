@@ -101,16 +101,16 @@ def expand_dates(
     return out
 
 
-_UDF_TEMPLATE = '''def {name}(inputs):
+_UDF_TEMPLATE = """def {name}(inputs):
     from framework.dates import expand_dates
 
     return expand_dates(
         inputs, timestamp_field={field!r}, country={country!r}, prefix={prefix!r}
     )
-'''
+"""
 
 
-def DateExpansions(  # noqa: N802 - reads as a declaration, like Feast's classes
+def DateExpansions(
     *,
     name: str,
     timestamp_field: str = "event_timestamp",
@@ -134,7 +134,7 @@ def DateExpansions(  # noqa: N802 - reads as a declaration, like Feast's classes
         name=name, field=timestamp_field, country=country, prefix=prefix
     )
     namespace: dict = {}
-    exec(udf_string, namespace)  # noqa: S102 - our own template, no user text
+    exec(udf_string, namespace)
     schema = [
         Field(name=f"{prefix}{f}", dtype=Bool if f == "is_weekend" else Int32)
         for f in DATE_FEATURES

@@ -57,7 +57,9 @@ def _users(rng: np.random.Generator, n: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "user_id": np.arange(1, n + 1, dtype=np.int64),
-            "signup_date": pd.to_datetime(signup, unit="us", utc=True).astype("datetime64[us, UTC]"),
+            "signup_date": pd.to_datetime(signup, unit="us", utc=True).astype(
+                "datetime64[us, UTC]"
+            ),
             "plan": rng.choice(PLANS, n, p=[0.6, 0.3, 0.1]),
             "country": rng.choice(COUNTRIES, n, p=[0.35, 0.15, 0.15, 0.1, 0.15, 0.1]),
             "age": pd.array(np.where(age_missing, np.nan, age), dtype="Int64"),
@@ -71,8 +73,10 @@ def _rhythm(t_us: np.ndarray) -> np.ndarray:
     dow = (np.floor(days).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     weekly = np.where(dow >= 5, 0.6, 1.0)
     doy = days % 365.25
-    seasonal = 0.8 + 0.15 * np.cos(2 * np.pi * (doy - 15) / 365.25) + 0.25 * np.exp(
-        -(((doy - 335) / 20.0) ** 2)
+    seasonal = (
+        0.8
+        + 0.15 * np.cos(2 * np.pi * (doy - 15) / 365.25)
+        + 0.25 * np.exp(-(((doy - 335) / 20.0) ** 2))
     )
     return weekly * seasonal / 1.2
 
@@ -86,7 +90,13 @@ def generate(users: int = 10_000, seed: int = 7) -> ExampleData:
     plan_idx = pd.Categorical(profile["plan"], categories=PLANS).codes
     start_us = START.value // 1000
     end_us = END.value // 1000
-    signup_us = profile["signup_date"].dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    signup_us = (
+        profile["signup_date"]
+        .dt.tz_localize(None)
+        .to_numpy()
+        .astype("datetime64[us]")
+        .astype(np.int64)
+    )
     active_from = np.maximum(signup_us, start_us)
     # Churn: time until leaving, shorter on the free plan.
     mean_life_days = np.array([300.0, 550.0, 900.0])[plan_idx]
@@ -109,9 +119,10 @@ def generate(users: int = 10_000, seed: int = 7) -> ExampleData:
     cum = src_mix.cumsum(axis=1)[owner]
     source_idx = (rng.random(len(t))[:, None] > cum).sum(axis=1).clip(0, 3)
     # Event type: purchase odds depend on source (email, direct convert best) and plan.
-    conv = np.array([0.045, 0.025, 0.07, 0.09])[source_idx] * np.array([0.8, 1.0, 1.3])[
-        plan_idx[owner]
-    ]
+    conv = (
+        np.array([0.045, 0.025, 0.07, 0.09])[source_idx]
+        * np.array([0.8, 1.0, 1.3])[plan_idx[owner]]
+    )
     ticket = np.where(fade < 1.0, 0.06, 0.02)
     u = rng.random(len(t))
     etype = np.where(
@@ -121,9 +132,9 @@ def generate(users: int = 10_000, seed: int = 7) -> ExampleData:
     )
     amount = np.where(
         etype == 2,
-        np.round(rng.lognormal(np.log(35.0), 0.7, len(t)) * np.array([0.8, 1.2, 2.0])[
-            plan_idx[owner]
-        ], 2),
+        np.round(
+            rng.lognormal(np.log(35.0), 0.7, len(t)) * np.array([0.8, 1.2, 2.0])[plan_idx[owner]], 2
+        ),
         np.nan,
     )
     events = pd.DataFrame(

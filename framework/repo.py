@@ -89,8 +89,7 @@ class FeatureRepo:
                 raise
             except Exception as exc:
                 raise FeatureRepoError(
-                    f"Importing the declarations in {self.path} failed: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"Importing the declarations in {self.path} failed: {type(exc).__name__}: {exc}"
                 ) from exc
 
     @property

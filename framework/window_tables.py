@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from framework.errors import DataError
 from framework.expressions import filter_to_sql
+from framework.pit import SidecarWriter
 from framework.windows import Aggregate, WindowSpec
 
 __all__ = ["TableStats", "build_window_table", "compute_change_points"]
@@ -59,7 +60,10 @@ def _q(name: str) -> str:
 
 
 def _select_sql(spec: WindowSpec, path: str) -> str:
-    cols = [f"CAST({_q(spec.entity_key)} AS BIGINT) AS k", f"epoch_us(CAST({_q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS t"]
+    cols = [
+        f"CAST({_q(spec.entity_key)} AS BIGINT) AS k",
+        f"epoch_us(CAST({_q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS t",
+    ]
     for i, agg in enumerate(spec.aggregates):
         cond = filter_to_sql(agg.where) if agg.where else "TRUE"
         if agg.function == "count":
@@ -67,7 +71,9 @@ def _select_sql(spec: WindowSpec, path: str) -> str:
                 cols.append(f"CAST({cond} AS TINYINT) AS c{i}")
         else:
             col = _q(agg.column or "")
-            cols.append(f"CASE WHEN {cond} AND {col} IS NOT NULL THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}")
+            cols.append(
+                f"CASE WHEN {cond} AND {col} IS NOT NULL THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}"
+            )
             if agg.function == "mean":
                 cols.append(f"CAST({cond} AND {col} IS NOT NULL AS TINYINT) AS c{i}")
     src = "read_parquet(" + "'" + path.replace("'", "''") + "')"
@@ -146,7 +152,8 @@ def _chunk_table(
     for i, agg in enumerate(spec.aggregates):
         columns.update(_aggregate_columns(spec, agg, i, ev, lo, hi, enters, leaves))
     arrays = [
-        pa.array(columns[f.name], type=f.type) if f.name != spec.timestamp_field
+        pa.array(columns[f.name], type=f.type)
+        if f.name != spec.timestamp_field
         else pa.array(times.astype("datetime64[us]"), type=f.type)
         for f in schema
     ]
@@ -275,16 +282,21 @@ def build_window_table(
     entities = 0
     events = 0
     schema = table_schema(spec)
+    sidecar = SidecarWriter(out, spec.entity_key, spec.timestamp_field, schema)
     try:
         with pq.ParquetWriter(tmp, schema, compression="lz4", use_dictionary=False) as writer:
             for table in compute_change_points(
                 spec, events_path, chunk_events=chunk_events, progress=progress
             ):
                 writer.write_table(table, row_group_size=1 << 20)
+                sidecar.write(table)
                 rows += table.num_rows
-                keys = table.column(0)
-                entities += len(pc.unique(keys))
+                entities += len(pc.unique(table.column(0)))
         os.replace(tmp, out)
+        sidecar.commit(out)
+    except BaseException:
+        sidecar.abort()
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

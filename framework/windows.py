@@ -15,6 +15,7 @@ rebuild the table from a registry entry as well as from the repo's source.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -104,7 +105,7 @@ class WindowSpec:
         than it can only hold zeros; Feast then returns null and we fill 0.
         """
         edges = (0, *self.windows)
-        return timedelta(days=max(b - a for a, b in zip(edges, edges[1:], strict=False)))
+        return timedelta(days=max(b - a for a, b in itertools.pairwise(edges)))
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -137,7 +138,19 @@ def _check_windows(windows: list[int] | tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(windows))
 
 
-class WindowedFeatureView(FeatureView):
+def WindowedFeatureView(
+    *,
+    name: str,
+    entity: Entity,
+    source: FileSource,
+    windows: list[int] | tuple[int, ...],
+    aggregates: list[Aggregate],
+    prefix: str | None = None,
+    table_path: str | Path | None = None,
+    description: str = "",
+    owner: str = "",
+    tags: dict[str, str] | None = None,
+) -> FeatureView:
     """A Feast FeatureView whose features are windowed aggregates over raw events.
 
     Example::
@@ -157,63 +170,51 @@ class WindowedFeatureView(FeatureView):
 
     creates ``user_events_count_7d``, ..., ``user_amount_sum_90d``, ... (names are
     ``<prefix>_<aggregate>_<function>_<N>d``; the prefix defaults to the entity name).
-    """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        entity: Entity,
-        source: FileSource,
-        windows: list[int] | tuple[int, ...],
-        aggregates: list[Aggregate],
-        prefix: str | None = None,
-        table_path: str | Path | None = None,
-        description: str = "",
-        owner: str = "",
-        tags: dict[str, str] | None = None,
-    ) -> None:
-        if not isinstance(source, FileSource):
-            raise FeatureRepoError(
-                f"WindowedFeatureView {name!r} reads a FileSource over a parquet file of events; "
-                f"got {type(source).__name__}."
-            )
-        if not aggregates:
-            raise FeatureRepoError(f"WindowedFeatureView {name!r} needs at least one aggregate.")
-        names = [a.name for a in aggregates]
-        if len(set(names)) != len(names):
-            raise FeatureRepoError(f"Aggregate names in {name!r} must be distinct: {names}.")
-        source_path = Path(source.path)
-        table = Path(table_path) if table_path else source_path.parent / "derived" / f"{name}.parquet"
-        spec = WindowSpec(
-            name=name,
-            entity_key=entity.join_key,
-            source_path=str(source_path),
-            timestamp_field=source.timestamp_field or "event_timestamp",
-            windows=_check_windows(windows),
-            aggregates=tuple(aggregates),
-            prefix=prefix or entity.name,
-            table_path=str(table),
+    It returns an ordinary ``FeatureView`` (Feast rebuilds views from their
+    protos, so a subclass would not survive the registry); the declaration is in
+    its tags, read back with ``WindowSpec.from_feature_view``.
+    """
+    if not isinstance(source, FileSource):
+        raise FeatureRepoError(
+            f"WindowedFeatureView {name!r} reads a FileSource over a parquet file of events; "
+            f"got {type(source).__name__}."
         )
-        schema = [Field(name=spec.entity_key, dtype=Int64)]
-        for agg in spec.aggregates:
-            dtype = Int32 if agg.function == "count" else Float64
-            schema += [Field(name=spec.feature_name(agg, w), dtype=dtype) for w in spec.windows]
-        table_source = FileSource(
-            name=f"{name}_table",
-            path=str(table),
-            timestamp_field=spec.timestamp_field,
-            description=f"Change-point table of {name}, built by `lifecycle apply`.",
-        )
-        super().__init__(
-            name=name,
-            entities=[entity],
-            source=table_source,
-            schema=schema,
-            ttl=spec.ttl,
-            online=True,
-            description=description or f"Windowed aggregates over {source.name or source.path}.",
-            owner=owner,
-            tags={**(tags or {}), SPEC_TAG: spec.to_json()},
-        )
-        self.spec = spec
+    if not aggregates:
+        raise FeatureRepoError(f"WindowedFeatureView {name!r} needs at least one aggregate.")
+    names = [a.name for a in aggregates]
+    if len(set(names)) != len(names):
+        raise FeatureRepoError(f"Aggregate names in {name!r} must be distinct: {names}.")
+    source_path = Path(source.path)
+    table = Path(table_path) if table_path else source_path.parent / "derived" / f"{name}.parquet"
+    spec = WindowSpec(
+        name=name,
+        entity_key=entity.join_key,
+        source_path=str(source_path),
+        timestamp_field=source.timestamp_field or "event_timestamp",
+        windows=_check_windows(windows),
+        aggregates=tuple(aggregates),
+        prefix=prefix or entity.name,
+        table_path=str(table),
+    )
+    schema = [Field(name=spec.entity_key, dtype=Int64)]
+    for agg in spec.aggregates:
+        dtype = Int32 if agg.function == "count" else Float64
+        schema += [Field(name=spec.feature_name(agg, w), dtype=dtype) for w in spec.windows]
+    table_source = FileSource(
+        name=f"{name}_table",
+        path=str(table),
+        timestamp_field=spec.timestamp_field,
+        description=f"Change-point table of {name}, built by `lifecycle apply`.",
+    )
+    return FeatureView(
+        name=name,
+        entities=[entity],
+        source=table_source,
+        schema=schema,
+        ttl=spec.ttl,
+        online=True,
+        description=description or f"Windowed aggregates over {source.name or source.path}.",
+        owner=owner,
+        tags={**(tags or {}), SPEC_TAG: spec.to_json()},
+    )

@@ -1,0 +1,291 @@
+"""Point-in-time correct training features, and online lookups.
+
+``get_historical_features(repo, entity_df, service)`` returns the entity rows
+in their input order plus one column per feature, named as declared. Two
+engines give the same answer:
+
+- ``"feast"``: Feast's own ``get_historical_features`` on the same repo;
+- ``"fast"`` (the default where it applies): the same point-in-time rule run
+  with :mod:`framework.pit` over the views' parquet files, and on-demand views
+  applied with their own transformation.
+
+After either engine: windowed counts and sums that come back null (no row at or
+before t, an expired row, an unknown entity) are 0, because that is their value;
+a windowed mean stays null. Types are those declared (integers of other views
+are nullable integers).
+
+``get_online_features(repo, entity_rows, service)`` reads the online store and
+fills the same defaults, with a ``feature_status`` per row: ``ok`` when every
+stored view had the entity, ``defaults`` when none had it, ``partial`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from framework.dates import to_utc_timestamps
+from framework.errors import DataError, FeatureRepoError, StoreError
+from framework.repo import FeatureRepo
+
+__all__ = [
+    "ViewFeatures",
+    "check_entity_frame",
+    "get_historical_features",
+    "get_online_features",
+    "resolve_features",
+]
+
+TIMESTAMP = "event_timestamp"
+
+
+@dataclass(frozen=True)
+class ViewFeatures:
+    """The features one view contributes, and how to fill and type them."""
+
+    view: Any  # feast FeatureView or OnDemandFeatureView
+    features: list[str]
+    dtypes: dict[str, str]  # feature -> Feast type name
+    zero_fill: frozenset[str]  # windowed counts and sums: null means 0
+
+    @property
+    def windowed(self) -> bool:
+        return bool(self.zero_fill)
+
+    @property
+    def on_demand(self) -> bool:
+        return not hasattr(self.view, "batch_source")
+
+
+def resolve_features(repo: FeatureRepo, service: str | None = None) -> list[ViewFeatures]:
+    """The views and features of a feature service, or of every view when ``service`` is None."""
+    from framework.windows import WindowSpec
+
+    if service is None:
+        pairs = [
+            (v, [f.name for f in v.features])
+            for v in [*repo.feature_views, *repo.on_demand_feature_views]
+        ]
+    else:
+        fs = repo.feature_service(service)
+        pairs = [
+            (repo.view(p.name), [f.name for f in p.features]) for p in fs.feature_view_projections
+        ]
+    out = []
+    for view, names in pairs:
+        types = {f.name: str(f.dtype) for f in view.features}
+        spec = WindowSpec.from_feature_view(view) if hasattr(view, "batch_source") else None
+        zero = set()
+        if spec is not None:
+            zero = {
+                spec.feature_name(a, w)
+                for a in spec.aggregates
+                if a.function in ("count", "sum")
+                for w in spec.windows
+            }
+        out.append(ViewFeatures(view, names, {n: types[n] for n in names}, frozenset(zero)))
+    return out
+
+
+def _entity_keys(views: list[ViewFeatures]) -> list[str]:
+    keys: list[str] = []
+    for v in views:
+        for col in getattr(v.view, "entity_columns", []):
+            if col.name not in keys:
+                keys.append(col.name)
+    return keys
+
+
+def check_entity_frame(
+    entity_df: pd.DataFrame, keys: list[str], source: str = "entity rows"
+) -> pd.DataFrame:
+    """Check the entity rows: keys and a tz-aware ``event_timestamp``, no nulls."""
+    missing = [c for c in [*keys, TIMESTAMP] if c not in entity_df.columns]
+    if missing:
+        raise DataError(
+            f"{source} is missing column(s) {missing}; it needs {[*keys, TIMESTAMP]} "
+            f"and has {list(entity_df.columns)}."
+        )
+    if len(entity_df) == 0:
+        raise DataError(f"{source} is empty; it needs at least one row.")
+    df = entity_df.reset_index(drop=True).copy()
+    for key in keys:
+        if df[key].isna().any():
+            raise DataError(f"{source}: column {key!r} has null values.")
+        if not pd.api.types.is_integer_dtype(df[key]):
+            raise DataError(f"{source}: column {key!r} must hold integers, got {df[key].dtype}.")
+        df[key] = df[key].astype("int64")
+    ts = df[TIMESTAMP]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        if pd.api.types.is_datetime64_dtype(ts):
+            raise DataError(
+                f"{source}: column {TIMESTAMP!r} holds timezone-naive timestamps; they are "
+                "refused as ambiguous. Localize them (tz_localize('UTC')) or write an offset "
+                "such as 2025-06-01T12:00:00Z."
+            )
+        raise DataError(f"{source}: column {TIMESTAMP!r} must hold timestamps, got {ts.dtype}.")
+    if ts.isna().any():
+        raise DataError(f"{source}: column {TIMESTAMP!r} has null values.")
+    df[TIMESTAMP] = ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return df
+
+
+_NULLABLE = {"Int32": "Int32", "Int64": "Int64", "Float32": "float32", "Float64": "float64"}
+
+
+def _finish(df: pd.DataFrame, views: list[ViewFeatures]) -> pd.DataFrame:
+    """Fill windowed counts and sums with 0 and give every feature its declared type."""
+    for vf in views:
+        for name in vf.features:
+            typ = vf.dtypes[name]
+            col = df[name]
+            if name in vf.zero_fill:
+                df[name] = col.fillna(0).astype("int32" if typ == "Int32" else "float64")
+            elif typ in _NULLABLE:
+                df[name] = (
+                    pd.array(col, dtype=_NULLABLE[typ])
+                    if typ.startswith("Int")
+                    else col.astype(_NULLABLE[typ])
+                )
+            elif typ == "Bool":
+                df[name] = pd.array(col, dtype="boolean")
+            elif typ == "String":
+                df[name] = col.astype(object).where(col.notna(), None)
+    return df
+
+
+def _fast_supported(views: list[ViewFeatures]) -> bool:
+    from feast import FileSource, RequestSource
+
+    for vf in views:
+        if vf.on_demand:
+            sources = list(vf.view.source_request_sources.values())
+            if vf.view.source_feature_view_projections or not all(
+                isinstance(s, RequestSource) for s in sources
+            ):
+                return False
+        else:
+            src = vf.view.batch_source
+            if (
+                not isinstance(src, FileSource)
+                or src.field_mapping
+                or len(vf.view.entity_columns) != 1
+            ):
+                return False
+    return True
+
+
+def _fast(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
+    from framework.pit import load_index
+
+    out: dict[str, Any] = {}
+    times = df[TIMESTAMP].astype("int64").to_numpy()  # microseconds: see check_entity_frame
+    for vf in views:
+        if vf.on_demand:
+            produced = vf.view.feature_transformation.transform(df)
+            out.update({n: produced[n].to_numpy() for n in vf.features})
+            continue
+        src = vf.view.batch_source
+        key = vf.view.entity_columns[0].name
+        index = load_index(src.path, key, src.timestamp_field, vf.features, presorted=vf.windowed)
+        ttl = vf.view.ttl
+        ttl_us = int(ttl.total_seconds() * 1_000_000) if ttl else 0
+        rows = index.lookup(df[key].to_numpy(), times, ttl_us)
+        for name, values in index.take(rows, vf.features).items():
+            out[name] = values.to_pandas()
+    return out
+
+
+def _feast(
+    repo: FeatureRepo, df: pd.DataFrame, views: list[ViewFeatures], service: str | None
+) -> dict[str, Any]:
+    store = repo.store
+    if service is not None:
+        features: Any = store.get_feature_service(service)
+    else:
+        features = [f"{vf.view.name}:{n}" for vf in views for n in vf.features]
+    edf = df.copy()
+    edf["__row"] = np.arange(len(edf))
+    try:
+        result = store.get_historical_features(entity_df=edf, features=features).to_df()
+    except Exception as exc:
+        raise StoreError(f"Feast get_historical_features failed: {exc}") from exc
+    result = result.sort_values("__row").reset_index(drop=True)
+    return {n: result[n].to_numpy() for vf in views for n in vf.features}
+
+
+def get_historical_features(
+    repo: FeatureRepo,
+    entity_df: pd.DataFrame,
+    service: str | None = None,
+    *,
+    engine: str = "auto",
+) -> pd.DataFrame:
+    """The entity rows (input order) plus the point-in-time value of every feature."""
+    if engine not in ("auto", "fast", "feast"):
+        raise FeatureRepoError(f"engine must be 'auto', 'fast' or 'feast'; got {engine!r}.")
+    views = resolve_features(repo, service)
+    df = check_entity_frame(entity_df, _entity_keys(views))
+    taken = set(df.columns)
+    clash = [n for vf in views for n in vf.features if n in taken]
+    if clash:
+        raise DataError(f"entity rows already have column(s) {clash} named like features.")
+    use_fast = engine == "fast" or (engine == "auto" and _fast_supported(views))
+    if engine == "fast" and not _fast_supported(views):
+        raise FeatureRepoError("The fast engine supports file-backed single-key views only.")
+    values = _fast(df, views) if use_fast else _feast(repo, df, views, service)
+    features = pd.DataFrame(values, index=df.index)
+    return _finish(pd.concat([df, features], axis=1), views)
+
+
+def get_online_features(
+    repo: FeatureRepo,
+    entity_rows: list[dict[str, Any]],
+    service: str | None = None,
+) -> pd.DataFrame:
+    """Online values for ``entity_rows`` (dicts of keys and optional ``event_timestamp``)."""
+    views = resolve_features(repo, service)
+    keys = _entity_keys(views)
+    rows = []
+    now = datetime.now(UTC)
+    for i, row in enumerate(entity_rows):
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise DataError(f"entity row {i} is missing {missing}; it has {sorted(row)}.")
+        rows.append({**row, TIMESTAMP: row.get(TIMESTAMP, now)})
+    frame = pd.DataFrame(rows)
+    frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP])
+    store = repo.store
+    features = (
+        store.get_feature_service(service)
+        if service is not None
+        else [f"{vf.view.name}:{n}" for vf in views for n in vf.features]
+    )
+    request = frame.copy()
+    request[TIMESTAMP] = [ts.to_pydatetime() for ts in request[TIMESTAMP]]
+    try:
+        response = store.get_online_features(
+            features=features, entity_rows=request.to_dict("records")
+        )
+    except Exception as exc:
+        raise StoreError(f"Reading the online store failed: {exc}") from exc
+    data = response.to_dict()
+    out = pd.DataFrame({n: data[n] for vf in views for n in vf.features})
+    per_view = pd.DataFrame(
+        {vf.view.name: out[vf.features].notna().any(axis=1) for vf in views if not vf.on_demand}
+    )
+    status = np.where(
+        per_view.all(axis=1), "ok", np.where(per_view.any(axis=1), "partial", "defaults")
+    )
+    result = _finish(pd.concat([frame, out], axis=1), views)
+    result["feature_status"] = status
+    return result
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(df, preserve_index=False)
