@@ -95,8 +95,10 @@ def resolve_features(repo: FeatureRepo, service: str | None = None) -> list[View
 def _entity_keys(views: list[ViewFeatures]) -> list[str]:
     keys: list[str] = []
     for v in views:
-        for col in getattr(v.view, "entity_columns", []):
-            if col.name not in keys:
+        if v.on_demand:
+            continue
+        for col in v.view.entity_columns:
+            if col.name not in keys and not col.name.startswith("__dummy"):
                 keys.append(col.name)
     return keys
 
@@ -259,7 +261,7 @@ def get_online_features(
             raise DataError(f"entity row {i} is missing {missing}; it has {sorted(row)}.")
         rows.append({**row, TIMESTAMP: row.get(TIMESTAMP, now)})
     frame = pd.DataFrame(rows)
-    frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP])
+    frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP]).astype("datetime64[us, UTC]")
     store = repo.store
     features = (
         store.get_feature_service(service)

@@ -1,0 +1,403 @@
+"""The ``lifecycle`` command line.
+
+Heavy libraries (Feast, pandas, DuckDB) are imported inside the commands, so
+``lifecycle --help`` answers quickly. Our own errors become one line on stderr
+and exit code 1; bad usage exits 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from framework.errors import LifecycleError
+
+__all__ = ["main"]
+
+
+class Context:
+    """Built once in the group callback and handed to every command."""
+
+    def __init__(self, repo_path: Path, fs_yaml: Path | None) -> None:
+        self.repo_path = repo_path
+        self.fs_yaml = fs_yaml
+        self._repo = None
+
+    @property
+    def repo(self):
+        if self._repo is None:
+            from framework.repo import FeatureRepo
+
+            self._repo = FeatureRepo(self.repo_path, self.fs_yaml)
+        return self._repo
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _bar(label: str):
+    """A progress callback (done, total) drawing one line on stderr."""
+    start = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        pct = 100 * done / max(total, 1)
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        end = "\n" if done >= total else "\r"
+        click.echo(f"  {label}: {done:,}/{total:,} ({pct:.0f}%, {rate:,.0f}/s)", err=True, nl=False)
+        click.echo(end, err=True, nl=False)
+
+    return update
+
+
+class _Group(click.Group):
+    """Turns our errors into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LifecycleError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("feature_repo"),
+    show_default=True,
+    envvar="LIFECYCLE_REPO",
+    help="The feature repository (a folder with feature_store.yaml). Env: LIFECYCLE_REPO.",
+)
+@click.option(
+    "--fs-yaml",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="LIFECYCLE_FS_YAML",
+    help="Use another Feast config, e.g. feature_store.redis.yaml. Env: LIFECYCLE_FS_YAML.",
+)
+@click.version_option(package_name="lifecycle-framework")
+@click.pass_context
+def main(ctx: click.Context, repo_path: Path, fs_yaml: Path | None) -> None:
+    """Declarative ML lifecycle on a Feast feature repository.
+
+    \b
+    Typical flow on the example product:
+      lifecycle example-data            # write feature_repo/data/{users,events}.parquet
+      lifecycle apply                   # check inputs, build window tables, register with Feast
+      lifecycle materialize             # load the online store (all data up to now)
+      lifecycle features historical --entities rows.parquet --out features.parquet
+      lifecycle features online --entity user_id=42
+    or all of it at once:
+      lifecycle demo
+    """
+    ctx.obj = Context(repo_path, fs_yaml)
+
+
+@main.command("example-data")
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Number of users (about 110 events each).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=7,
+    show_default=True,
+    help="Random seed; the same seed gives the same files.",
+)
+@pass_ctx
+def example_data(obj: Context, users: int, seed: int) -> None:
+    """Generate the example product: users.parquet and events.parquet under REPO/data."""
+    from framework.example_data import write_example_data
+
+    data_dir = obj.repo_path / "data"
+    t0 = time.perf_counter()
+    data = write_example_data(data_dir, users=users, seed=seed)
+    click.echo(
+        f"Wrote {len(data.users):,} users and {len(data.events):,} events to {data_dir} "
+        f"in {time.perf_counter() - t0:.1f}s."
+    )
+
+
+@main.command()
+@pass_ctx
+def apply(obj: Context) -> None:
+    """Check the input files, rebuild every window table, and register the repo with Feast.
+
+    Nothing is written when an input file is bad: the error names the file,
+    the column and the fix.
+    """
+    from framework.apply import apply as run_apply
+
+    t0 = time.perf_counter()
+    result = run_apply(obj.repo, progress=lambda m: _say(f"- {m}"))
+    for t in result.tables:
+        click.echo(
+            f"Built {t.view}: {t.rows:,} change points for {t.entities:,} entities "
+            f"from {t.events:,} events."
+        )
+    click.echo(f"Registered {len(result.registered)} objects in {time.perf_counter() - t0:.1f}s.")
+
+
+@main.command()
+@click.option(
+    "--start",
+    default=None,
+    help="Only rows at or after this time (ISO 8601 with zone). Default: all history.",
+)
+@click.option(
+    "--end", default=None, help="Load values as of this time (ISO 8601 with zone). Default: now."
+)
+@pass_ctx
+def materialize(obj: Context, start: str | None, end: str | None) -> None:
+    """Load the online store with every entity's values as of --end."""
+    from framework.materialize import materialize as run
+
+    bars: dict[str, Any] = {}
+
+    def progress(view: str, done: int, total: int) -> None:
+        bars.setdefault(view, _bar(view))(done, total)
+
+    t0 = time.perf_counter()
+    result = run(obj.repo, start=start, end=end, progress=progress)
+    total = sum(result.rows.values())
+    click.echo(
+        f"Materialized {total:,} entity rows ({', '.join(f'{k}: {v:,}' for k, v in result.rows.items())}) "
+        f"up to {result.end.isoformat()} in {time.perf_counter() - t0:.1f}s."
+    )
+
+
+@main.group()
+def features() -> None:
+    """Read features: point-in-time (historical) or online."""
+
+
+def _read_entities(path: Path):
+    from framework.errors import DataError
+    from framework.events import read_table
+
+    table = read_table(path, "Entity")
+    df = table.to_pandas()
+    if "event_timestamp" in df.columns and df["event_timestamp"].dtype == object:
+        raise DataError(
+            f"{path}: column 'event_timestamp' could not be read as timestamps; "
+            "write ISO 8601 times with a zone, e.g. 2025-06-01T12:00:00Z."
+        )
+    return df
+
+
+@features.command("historical")
+@click.option(
+    "--entities",
+    "entities_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Parquet or CSV with user_id and event_timestamp (UTC).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Output file (.parquet or .csv).",
+)
+@click.option(
+    "--service", default=None, help="Feature service to read (default: every feature in the repo)."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "fast", "feast"]),
+    default="auto",
+    show_default=True,
+    help="'feast' runs Feast's own get_historical_features.",
+)
+@pass_ctx
+def features_historical(
+    obj: Context, entities_path: Path, out_path: Path, service: str | None, engine: str
+) -> None:
+    """Point-in-time correct features for each entity row.
+
+    Every feature's value is the one known at the row's event_timestamp (no
+    later data). The output holds the input rows, in order, plus one column
+    per feature.
+    """
+    from framework.retrieval import get_historical_features
+
+    if out_path.suffix.lower() not in (".parquet", ".csv"):
+        raise click.BadParameter("must end in .parquet or .csv", param_hint="--out")
+    df = _read_entities(entities_path)
+    t0 = time.perf_counter()
+    out = get_historical_features(obj.repo, df, service, engine=engine)
+    elapsed = time.perf_counter() - t0
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    if out_path.suffix.lower() == ".csv":
+        out.to_csv(tmp, index=False)
+    else:
+        out.to_parquet(tmp, index=False)
+    tmp.replace(out_path)
+    n_features = out.shape[1] - df.shape[1]
+    click.echo(f"Wrote {len(out):,} rows x {n_features} features to {out_path} ({elapsed:.2f}s).")
+
+
+def _parse_entity(values: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for text in values:
+        row: dict[str, Any] = {}
+        for part in text.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(
+                    f"{text!r}: write KEY=VALUE, e.g. user_id=42", param_hint="--entity"
+                )
+            try:
+                row[key.strip()] = int(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{text!r}: {key} must be an integer", param_hint="--entity"
+                ) from None
+        rows.append(row)
+    return rows
+
+
+@features.command("online")
+@click.option(
+    "--entity",
+    "entity",
+    multiple=True,
+    required=True,
+    help="KEY=VALUE, e.g. user_id=42; repeat for more entities.",
+)
+@click.option("--service", default=None, help="Feature service to read (default: every feature).")
+@click.option(
+    "--at", default=None, help="Request time for date features (ISO 8601 with zone). Default: now."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def features_online(
+    obj: Context, entity: tuple[str, ...], service: str | None, at: str | None, as_json: bool
+) -> None:
+    """Online feature values from the online store.
+
+    An entity the store does not know gets the documented defaults (0 for
+    windowed counts and sums, null otherwise) and feature_status 'defaults'.
+    """
+    import pandas as pd
+
+    from framework.errors import ConfigError
+    from framework.retrieval import get_online_features
+
+    rows = _parse_entity(entity)
+    if at is not None:
+        ts = pd.Timestamp(at)
+        if ts.tzinfo is None:
+            raise ConfigError(f"--at {at!r} has no time zone; write e.g. 2025-06-01T12:00:00Z.")
+        rows = [{**r, "event_timestamp": ts} for r in rows]
+    out = get_online_features(obj.repo, rows, service)
+    records = json.loads(out.to_json(orient="records", date_format="iso"))
+    if as_json:
+        click.echo(json.dumps(records if len(records) > 1 else records[0], indent=2))
+    else:
+        click.echo(out.T.to_string(header=False))
+
+
+@main.command()
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Users to generate when the example data is missing.",
+)
+@pass_ctx
+def demo(obj: Context, users: int) -> None:
+    """Run every lifecycle stage that exists so far on the example product."""
+    import pandas as pd
+
+    from framework.apply import apply as run_apply
+    from framework.example_data import write_example_data
+    from framework.materialize import materialize as run_materialize
+    from framework.retrieval import get_historical_features, get_online_features
+
+    repo = obj.repo
+    data = repo.data_dir
+    click.echo("== 1. Collect data: the example product")
+    if (data / "events.parquet").exists() and (data / "users.parquet").exists():
+        click.echo(f"   using {data}/events.parquet and users.parquet")
+    else:
+        d = write_example_data(data, users=users)
+        click.echo(f"   generated {len(d.users):,} users and {len(d.events):,} events")
+    click.echo("== 2. Prepare data: check inputs, build window tables, feast apply")
+    t0 = time.perf_counter()
+    result = run_apply(repo)
+    for t in result.tables:
+        click.echo(
+            f"   {t.view}: {t.events:,} events -> {t.rows:,} change points ({time.perf_counter() - t0:.1f}s)"
+        )
+    events = pd.read_parquet(data / "events.parquet", columns=["event_timestamp"])
+    end = events["event_timestamp"].max()
+    click.echo(f"== 3. Materialize the online store as of {end.isoformat()}")
+    t0 = time.perf_counter()
+    mat = run_materialize(repo, end=end.to_pydatetime())
+    click.echo(f"   {sum(mat.rows.values()):,} entity rows in {time.perf_counter() - t0:.1f}s")
+    click.echo("== 4. Point-in-time training features (weekly cutoffs, 500 users)")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cutoffs = pd.date_range(end - pd.Timedelta(days=84), end, freq="7D")
+    rows = pd.DataFrame(
+        {
+            "user_id": rng.choice(np.arange(1, users + 1), 500 * len(cutoffs)),
+            "event_timestamp": np.repeat(cutoffs, 500),
+        }
+    )
+    t0 = time.perf_counter()
+    hist = get_historical_features(repo, rows, "churn_model_v1")
+    click.echo(
+        f"   {len(hist):,} rows x {hist.shape[1] - 2} features in {time.perf_counter() - t0:.2f}s"
+    )
+    cols = [
+        "user_events_count_7d",
+        "user_events_count_30d",
+        "user_events_count_90d",
+        "user_page_views_google_count_30d",
+        "user_amount_sum_30d",
+    ]
+    click.echo(hist[cols].describe().loc[["mean", "50%", "max"]].round(2).to_string())
+    click.echo("== 5. Online lookup (same values as offline at the materialization time)")
+    online = get_online_features(
+        repo,
+        [{"user_id": 1, "event_timestamp": end}, {"user_id": 10_000_000, "event_timestamp": end}],
+        "churn_model_v1",
+    )
+    show = [
+        "user_id",
+        "feature_status",
+        "user_events_count_7d",
+        "user_events_count_90d",
+        "plan",
+        "event_day_of_week",
+        "event_days_until_holiday",
+    ]
+    click.echo(online[show].to_string(index=False))
+    click.echo(
+        "\nDone. Next: `lifecycle features online --entity user_id=42`, or `feast ui` in feature_repo/."
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
