@@ -46,14 +46,14 @@ def _kind(dtype: object) -> str:
 def check_inputs(repo: FeatureRepo) -> list[str]:
     """Check every raw input file the repo reads; return their paths."""
     checked: list[str] = []
-    for spec in repo.window_specs:
+    for spec in repo.declared_window_specs:
         if spec.source_path in checked:
             continue
         table = read_table(spec.source_path, "Event")
         check_frame(table, EVENT_COLUMNS, source=spec.source_path, no_duplicate_rows=True)
         checked.append(spec.source_path)
-    derived = {s.table_path for s in repo.window_specs}
-    for fv in repo.feature_views:
+    derived = {s.table_path for s in repo.declared_window_specs}
+    for fv in repo.contents.feature_views:
         src = fv.batch_source
         path = getattr(src, "path", None)
         if not path or path in derived or path in checked:
@@ -101,7 +101,7 @@ def apply(repo: FeatureRepo, *, progress: Progress | None = None) -> ApplyResult
         say("checking input files")
         check_inputs(repo)
         tables = []
-        for spec in repo.window_specs:
+        for spec in repo.declared_window_specs:
             say(f"building window table {spec.name}")
             stats = build_window_table(spec)
             if stats.rows == 0:

@@ -5,6 +5,10 @@ A windowed aggregate may count only some events, e.g.
 :mod:`ast`, checked against a small grammar (comparisons, ``in``, ``and``/``or``/
 ``not``, ``is None``) and rendered as a DuckDB boolean expression with quoted
 identifiers and escaped literals, so a filter can never inject SQL.
+
+Missing values follow SQL: a comparison with a null (``amount > 10`` where
+amount is null, or ``source != "x"`` where source is null) is false; test for
+them with ``is None`` / ``is not None``.
 """
 
 from __future__ import annotations

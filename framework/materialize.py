@@ -92,7 +92,7 @@ def materialize(
         for view in repo.feature_views:
             if not view.online:
                 continue
-            registered = store.get_feature_view(view.name)
+            registered = view
             frame = latest_rows(registered, start_ts, end_ts)
             total = len(frame)
             for lo in range(0, total, BATCH_ROWS):

@@ -93,33 +93,44 @@ class FeatureRepo:
                 ) from exc
 
     @property
+    def declared_window_specs(self) -> list[WindowSpec]:
+        """Window specs of the declarations (what the next apply will build)."""
+        from framework.windows import WindowSpec
+
+        specs = [WindowSpec.from_feature_view(fv) for fv in self.contents.feature_views]
+        return [s for s in specs if s is not None]
+
+    # What was applied: every stage after `apply` reads the registry, as Feast does.
+
+    @property
     def feature_views(self) -> list[FeatureView]:
-        return list(self.contents.feature_views)
+        views = self.store.list_feature_views()
+        if not views:
+            raise FeatureRepoError(
+                f"No feature views are registered for {self.path}; run `lifecycle apply` first."
+            )
+        return views
 
     @property
     def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
-        return list(self.contents.on_demand_feature_views)
-
-    @property
-    def window_specs(self) -> list[WindowSpec]:
-        from framework.windows import WindowSpec
-
-        specs = [WindowSpec.from_feature_view(fv) for fv in self.feature_views]
-        return [s for s in specs if s is not None]
+        return self.store.list_on_demand_feature_views()
 
     def feature_service(self, name: str) -> FeatureService:
-        for fs in self.contents.feature_services:
-            if fs.name == name:
-                return fs
-        known = sorted(fs.name for fs in self.contents.feature_services)
-        raise FeatureRepoError(f"Unknown feature service {name!r}; the repo declares {known}.")
+        services = {fs.name: fs for fs in self.store.list_feature_services()}
+        if name not in services:
+            raise FeatureRepoError(
+                f"Unknown feature service {name!r}; the registry has {sorted(services)}. "
+                "Declare it under feature_repo/ and run `lifecycle apply`."
+            )
+        return services[name]
 
     def view(self, name: str) -> FeatureView | OnDemandFeatureView:
-        for v in [*self.feature_views, *self.on_demand_feature_views]:
-            if v.name == name:
-                return v
-        known = sorted(v.name for v in [*self.feature_views, *self.on_demand_feature_views])
-        raise FeatureRepoError(f"Unknown feature view {name!r}; the repo declares {known}.")
+        views = {v.name: v for v in [*self.feature_views, *self.on_demand_feature_views]}
+        if name not in views:
+            raise FeatureRepoError(
+                f"Unknown feature view {name!r}; the registry has {sorted(views)}."
+            )
+        return views[name]
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -1,0 +1,96 @@
+"""Shared fixtures: small copies of the example repo, and the stores they use.
+
+Redis-backed tests use the server at LIFECYCLE_TEST_REDIS (default
+127.0.0.1:6379, database 15, which the tests flush). Without a server they skip
+with the reason shown by ``pytest -ra``; CI sets LIFECYCLE_REQUIRE_REDIS=1 so
+that a missing server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_REPO = ROOT / "feature_repo"
+REDIS = os.environ.get("LIFECYCLE_TEST_REDIS", "127.0.0.1:6379")
+REDIS_DB = 15
+
+
+def copy_example_repo(dest: Path, users: int | None = 300, seed: int = 3) -> Path:
+    """The example repo's declarations in ``dest``; with example data when ``users`` is set."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in EXAMPLE_REPO.iterdir():
+        if item.name == "data" or item.name == "__pycache__":
+            continue
+        if item.is_file():
+            shutil.copy(item, dest / item.name)
+    if users:
+        from framework.example_data import write_example_data
+
+        write_example_data(dest / "data", users=users, seed=seed)
+    return dest
+
+
+def redis_yaml(repo: Path) -> Path:
+    """A Feast config for ``repo`` that uses the test Redis (unique project per call)."""
+    host, _, port = REDIS.partition(":")
+    text = (repo / "feature_store.yaml").read_text()
+    project = f"t{uuid.uuid4().hex[:10]}"
+    text = text.replace("project: product_analytics", f"project: {project}")
+    text = text.replace(
+        "  type: sqlite\n  path: data/online_store.db",
+        f'  type: redis\n  connection_string: "{host}:{port or 6379},db={REDIS_DB}"',
+    )
+    path = repo / "feature_store.redis-test.yaml"
+    path.write_text(text)
+    return path
+
+
+def _redis_available() -> str | None:
+    try:
+        import redis
+
+        host, _, port = REDIS.partition(":")
+        redis.Redis(host=host, port=int(port or 6379), db=REDIS_DB, socket_timeout=2).ping()
+        return None
+    except Exception as exc:  # any failure means: no usable server
+        return f"Redis at {REDIS} is not reachable ({type(exc).__name__}: {exc})"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    reason = _redis_available()
+    if reason:
+        if os.environ.get("LIFECYCLE_REQUIRE_REDIS"):
+            pytest.fail(f"LIFECYCLE_REQUIRE_REDIS is set but {reason}")
+        pytest.skip(reason)
+    import redis
+
+    host, _, port = REDIS.partition(":")
+    client = redis.Redis(host=host, port=int(port or 6379), db=REDIS_DB)
+    client.flushdb()
+    yield REDIS
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def applied_repo(tmp_path_factory):
+    """A small example repo (300 users), applied; read-only for tests that share it."""
+    from framework.apply import apply
+    from framework.repo import FeatureRepo
+
+    path = copy_example_repo(tmp_path_factory.mktemp("repo") / "feature_repo")
+    repo = FeatureRepo(path)
+    apply(repo)
+    return repo
+
+
+@pytest.fixture
+def fresh_repo(tmp_path):
+    """A small example repo with data, not yet applied; each test gets its own."""
+    return copy_example_repo(tmp_path / "feature_repo")
