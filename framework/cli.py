@@ -73,7 +73,7 @@ class _Group(click.Group):
 @click.option(
     "--repo",
     "repo_path",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=Path("feature_repo"),
     show_default=True,
     envvar="LIFECYCLE_REPO",
@@ -81,7 +81,7 @@ class _Group(click.Group):
 )
 @click.option(
     "--fs-yaml",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     envvar="LIFECYCLE_FS_YAML",
     help="Use another Feast config, e.g. feature_store.redis.yaml. Env: LIFECYCLE_FS_YAML.",
@@ -101,6 +101,11 @@ def main(ctx: click.Context, repo_path: Path, fs_yaml: Path | None) -> None:
     or all of it at once:
       lifecycle demo
     """
+    import warnings
+
+    # Feast warns on every on-demand view and about its own deprecations: not the user's concern.
+    warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     ctx.obj = Context(repo_path, fs_yaml)
 
 
@@ -205,7 +210,7 @@ def _read_entities(path: Path):
     "--entities",
     "entities_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Parquet or CSV with user_id and event_timestamp (UTC).",
 )
 @click.option(

@@ -1,0 +1,34 @@
+"""Point-in-time training features from Python: the library API behind the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from framework.apply import apply
+from framework.example_data import write_example_data
+from framework.repo import FeatureRepo
+from framework.retrieval import get_historical_features
+
+
+def main() -> None:
+    repo = FeatureRepo("feature_repo")
+    if not (repo.data_dir / "events.parquet").exists():
+        write_example_data(repo.data_dir, users=2_000)
+    apply(repo)
+    cutoffs = pd.date_range("2025-03-01", "2025-11-01", freq="28D", tz="UTC")
+    users = np.arange(1, 201)
+    rows = pd.DataFrame(
+        {
+            "user_id": np.tile(users, len(cutoffs)),
+            "event_timestamp": np.repeat(cutoffs, len(users)),
+        }
+    )
+    features = get_historical_features(repo, rows, "churn_model_v1")
+    print(
+        features.groupby("event_timestamp")[["user_events_count_30d", "user_amount_sum_30d"]].mean()
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The lifecycle CLI through click's CliRunner: outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from framework.cli import main
+
+from .conftest import copy_example_repo
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def cli_repo(tmp_path_factory):
+    """A repo taken through example-data, apply and materialize by the CLI itself."""
+    repo = copy_example_repo(tmp_path_factory.mktemp("cli") / "feature_repo", users=None)
+    runner = CliRunner()
+    for args in (
+        ["example-data", "--users", "150", "--seed", "5"],
+        ["apply"],
+        ["materialize", "--end", "2025-12-01T00:00:00Z"],
+    ):
+        result = runner.invoke(main, ["--repo", str(repo), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return repo
+
+
+def test_help_is_light_and_teaches():
+    code = "import sys, framework.cli; print(sorted(m for m in ('feast', 'pandas', 'duckdb', 'great_expectations', 'lightgbm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("example-data", "apply", "materialize", "features", "demo"):
+        assert command in result.output
+
+
+def test_example_data_and_apply_outputs(cli_repo):
+    events = pd.read_parquet(cli_repo / "data" / "events.parquet")
+    assert events.user_id.nunique() > 100
+    result = CliRunner().invoke(main, ["--repo", str(cli_repo), "apply"])
+    assert result.exit_code == 0
+    assert f"from {len(events):,} events" in result.output
+
+
+def test_historical_parquet_and_csv(run, cli_repo, tmp_path):
+    rows = pd.DataFrame(
+        {
+            "user_id": [3, 4, 3, 999_999],
+            "event_timestamp": pd.to_datetime(
+                [
+                    "2025-05-01T00:00:00Z",
+                    "2025-06-01T10:00:00Z",
+                    "2025-08-01T00:00:00Z",
+                    "2025-08-01T00:00:00Z",
+                ]
+            ),
+        }
+    )
+    rows.to_parquet(tmp_path / "rows.parquet")
+    result = run(
+        "--repo",
+        cli_repo,
+        "features",
+        "historical",
+        "--entities",
+        tmp_path / "rows.parquet",
+        "--out",
+        tmp_path / "out.parquet",
+        "--service",
+        "churn_model_v1",
+    )
+    assert result.exit_code == 0 and "Wrote 4 rows x 31 features" in result.output
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.user_id) == [3, 4, 3, 999_999]
+    assert out.user_events_count_90d.iloc[-1] == 0
+    (tmp_path / "rows.csv").write_text(
+        "user_id,event_timestamp\n3,2025-05-01T00:00:00Z\n4,2025-06-01T10:00:00Z\n3,2025-08-01T00:00:00Z\n999999,2025-08-01T00:00:00Z\n"
+    )
+    result = run(
+        "--repo",
+        cli_repo,
+        "features",
+        "historical",
+        "--entities",
+        tmp_path / "rows.csv",
+        "--out",
+        tmp_path / "out.csv",
+        "--service",
+        "churn_model_v1",
+    )
+    assert result.exit_code == 0
+    csv = pd.read_csv(tmp_path / "out.csv")
+    assert csv.user_events_count_90d.tolist() == out.user_events_count_90d.tolist()
+
+
+def test_online_json_and_unknown_entity(run, cli_repo):
+    result = run(
+        "--repo",
+        cli_repo,
+        "features",
+        "online",
+        "--entity",
+        "user_id=3",
+        "--entity",
+        "user_id=123456789",
+        "--at",
+        "2025-12-01T00:00:00Z",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    known, unknown = json.loads(result.output)
+    assert known["feature_status"] in ("ok", "partial") and known["event_day"] == 1
+    assert unknown["feature_status"] == "defaults" and unknown["user_purchases_count_30d"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["features", "online", "--entity", "user_id"], 2, "write KEY=VALUE"),
+        (["features", "online", "--entity", "user_id=abc"], 2, "must be an integer"),
+        (
+            ["features", "online", "--entity", "user_id=1", "--service", "nope"],
+            1,
+            "Unknown feature service 'nope'",
+        ),
+        (["features", "online", "--entity", "customer=1"], 1, "missing ['user_id']"),
+        (["features", "online", "--entity", "user_id=1", "--at", "2025-01-01"], 1, "no time zone"),
+        (
+            ["features", "historical", "--entities", "missing.parquet", "--out", "o.parquet"],
+            2,
+            "does not exist",
+        ),
+        (["materialize", "--end", "2025-01-01T00:00:00"], 1, "no time zone"),
+        (
+            ["materialize", "--start", "2025-03-01T00:00:00Z", "--end", "2025-01-01T00:00:00Z"],
+            1,
+            "is after",
+        ),
+        (["example-data", "--users", "0"], 2, "0 is not in the range"),
+        (["nonsense"], 2, "No such command"),
+    ],
+)
+def test_bad_input_exit_codes(cli_repo, args, code, message):
+    result = CliRunner().invoke(main, ["--repo", str(cli_repo), *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_historical_bad_files(run, cli_repo, tmp_path):
+    bad = tmp_path / "naive.csv"
+    bad.write_text("user_id,event_timestamp\n1,2025-05-01 00:00:00\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "--repo",
+            str(cli_repo),
+            "features",
+            "historical",
+            "--entities",
+            str(bad),
+            "--out",
+            str(tmp_path / "o.parquet"),
+        ],
+    )
+    assert result.exit_code == 1 and "timezone-naive" in result.output
+    assert not (tmp_path / "o.parquet").exists()
+    result = CliRunner().invoke(
+        main,
+        [
+            "--repo",
+            str(cli_repo),
+            "features",
+            "historical",
+            "--entities",
+            str(bad),
+            "--out",
+            str(tmp_path / "o.txt"),
+        ],
+    )
+    assert result.exit_code == 2 and "must end in .parquet or .csv" in result.output
+    (tmp_path / "cols.csv").write_text("id,event_timestamp\n1,2025-05-01T00:00:00Z\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "--repo",
+            str(cli_repo),
+            "features",
+            "historical",
+            "--entities",
+            str(tmp_path / "cols.csv"),
+            "--out",
+            str(tmp_path / "o.parquet"),
+        ],
+    )
+    assert result.exit_code == 1 and "missing column(s) ['user_id']" in result.output
+
+
+def test_apply_bad_events_is_one_line_exit_1(tmp_path):
+    repo = copy_example_repo(tmp_path / "feature_repo", users=50)
+    events = pd.read_parquet(repo / "data" / "events.parquet")
+    events.assign(event_timestamp=events.event_timestamp.dt.tz_localize(None)).to_parquet(
+        repo / "data" / "events.parquet"
+    )
+    result = CliRunner().invoke(main, ["--repo", str(repo), "apply"])
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "events.parquet" in error[0] and "timezone-naive" in error[0]
+    assert not (repo / "data" / "derived").exists()
+
+
+def test_repo_that_does_not_exist_is_a_usage_error():
+    result = CliRunner().invoke(main, ["--repo", "/nonexistent/repo", "apply"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_demo_runs_every_stage(tmp_path):
+    repo = copy_example_repo(tmp_path / "feature_repo", users=None)
+    result = CliRunner().invoke(
+        main, ["--repo", str(repo), "demo", "--users", "120"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    for stage in ("Collect data", "Prepare data", "Materialize", "Point-in-time", "Online lookup"):
+        assert stage in result.output
+    assert "defaults" in result.output  # the unknown user shown in the online step
