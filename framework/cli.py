@@ -31,8 +31,15 @@ class Context:
     @property
     def repo(self):
         if self._repo is None:
+            import warnings
+
+            import feast  # noqa: F401 - Feast sets warning filters on import; ours go after
+
             from framework.repo import FeatureRepo
 
+            # Feast warns on every on-demand view and about its own deprecations.
+            warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             self._repo = FeatureRepo(self.repo_path, self.fs_yaml)
         return self._repo
 
@@ -101,11 +108,6 @@ def main(ctx: click.Context, repo_path: Path, fs_yaml: Path | None) -> None:
     or all of it at once:
       lifecycle demo
     """
-    import warnings
-
-    # Feast warns on every on-demand view and about its own deprecations: not the user's concern.
-    warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
     ctx.obj = Context(repo_path, fs_yaml)
 
 

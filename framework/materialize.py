@@ -2,9 +2,8 @@
 
 For every online feature view, the row an entity has at ``end`` (its latest row
 with timestamp <= end, found with the same point-in-time index the offline
-engine uses) is written through Feast's own provider (``ingest_df``: the same
-value conversion and ``online_write_batch`` as ``feast materialize``), in
-batches. Rows older than ``start`` are skipped, as in Feast, so
+engine uses) is written in Feast's own format (:mod:`framework.online_write`),
+in batches. Rows older than ``start`` are skipped, as in Feast, so
 ``--start`` makes an incremental run. The registry records the interval.
 
 After ``materialize(end=T)`` the online value of every feature for every entity
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from framework.errors import ConfigError, StoreError
+from framework.online_write import write_rows
 from framework.pit import load_index
 from framework.repo import FeatureRepo
 
@@ -54,8 +54,29 @@ def _us(ts: datetime) -> int:
     return int(pd.Timestamp(ts).value // 1000)
 
 
+def _latest_windowed(view, index, start: datetime | None, end: datetime) -> pd.DataFrame:
+    keys = np.asarray(index.keys)
+    values, changed = index.at(keys, np.full(len(keys), _us(end), dtype=np.int64))
+    keep = changed >= 0
+    if start is not None:
+        keep &= changed >= _us(start)
+    src = view.batch_source
+    frame = pd.DataFrame({index.spec.entity_key: keys[keep]})
+    frame[src.timestamp_field] = pd.to_datetime(changed[keep], unit="us", utc=True)
+    for f in view.features:
+        frame[f.name] = values[f.name][keep]
+    return frame
+
+
 def latest_rows(view, start: datetime | None, end: datetime) -> pd.DataFrame:
     """Each entity's latest row of ``view`` with start <= timestamp <= end."""
+    from framework.window_index import load_window_index
+    from framework.windows import WindowSpec
+
+    spec = WindowSpec.from_feature_view(view)
+    index = load_window_index(spec) if spec else None
+    if index is not None:
+        return _latest_windowed(view, index, start, end)
     src = view.batch_source
     key = view.entity_columns[0].name
     features = [f.name for f in view.features]
@@ -88,7 +109,6 @@ def materialize(
     store = repo.store
     result = MaterializeResult(start=start_ts, end=end_ts)
     with repo.lock():
-        provider = store._get_provider()
         for view in repo.feature_views:
             if not view.online:
                 continue
@@ -98,7 +118,7 @@ def materialize(
             for lo in range(0, total, BATCH_ROWS):
                 batch = frame.iloc[lo : lo + BATCH_ROWS]
                 try:
-                    provider.ingest_df(registered, batch)
+                    write_rows(store, registered, batch)
                 except Exception as exc:
                     raise StoreError(
                         f"Writing {view.name!r} to the online store failed: {exc}"

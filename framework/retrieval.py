@@ -184,6 +184,8 @@ def _fast_supported(views: list[ViewFeatures]) -> bool:
 
 def _fast(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
     from framework.pit import load_index
+    from framework.window_index import load_window_index
+    from framework.windows import WindowSpec
 
     out: dict[str, Any] = {}
     times = df[TIMESTAMP].astype("int64").to_numpy()  # microseconds: see check_entity_frame
@@ -191,6 +193,13 @@ def _fast(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
         if vf.on_demand:
             produced = vf.view.feature_transformation.transform(df)
             out.update({n: produced[n].to_numpy() for n in vf.features})
+            continue
+        spec = WindowSpec.from_feature_view(vf.view)
+        windows = load_window_index(spec) if spec else None
+        if windows is not None:
+            key = spec.entity_key
+            values, _ = windows.at(df[key].to_numpy(), times)
+            out.update({n: values[n] for n in vf.features})
             continue
         src = vf.view.batch_source
         key = vf.view.entity_columns[0].name

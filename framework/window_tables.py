@@ -28,15 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from framework.errors import DataError
 from framework.expressions import filter_to_sql
-from framework.pit import SidecarWriter
+from framework.window_index import WindowIndexWriter
 from framework.windows import Aggregate, WindowSpec
 
-__all__ = ["TableStats", "build_window_table", "compute_change_points"]
+__all__ = ["Chunk", "TableStats", "build_window_table", "compute_change_points"]
 
 US_PER_DAY = 86_400 * 1_000_000
 _CHUNK_EVENTS = 1 << 18
@@ -128,15 +127,27 @@ def _merge_positions(
     last = np.empty(len(items), dtype=bool)
     last[-1] = True
     np.not_equal(point[1:], point[:-1], out=last[:-1])
-    enters = np.cumsum(kind == 0, dtype=np.int32)[last]
-    leaves = [np.cumsum(kind == j, dtype=np.int32)[last] for j in range(1, m + 1)]
+    # intp positions: numpy gathers with them without converting (3x faster than int32)
+    enters = np.cumsum(kind == 0, dtype=np.intp)[last]
+    leaves = [np.cumsum(kind == j, dtype=np.intp)[last] for j in range(1, m + 1)]
     point = point[last]
     return point >> tbits, (point & ((1 << tbits) - 1)) + tmin, enters, leaves
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of entities: its table rows, and the event prefix sums that made them."""
+
+    table: pa.Table
+    keys: np.ndarray  # the chunk's entity keys, sorted
+    starts: np.ndarray  # first event of each entity, chunk-local
+    times: np.ndarray  # event times (us), sorted by (entity, time)
+    prefixes: dict[str, np.ndarray]  # column -> exclusive chunk-local prefix sum (n + 1)
+
+
 def _chunk_table(
     spec: WindowSpec, ev: dict[str, np.ndarray], lo: int, hi: int, schema: pa.Schema
-) -> pa.Table:
+) -> Chunk:
     k = ev["k"][lo:hi]
     t = ev["t"][lo:hi]
     new = np.empty(len(k), dtype=bool)
@@ -149,43 +160,52 @@ def _chunk_table(
         spec.entity_key: k[new][ent],
         spec.timestamp_field: times,
     }
+    prefixes = {
+        name: _prefix(ev[name][lo:hi], np.int32 if name[0] == "c" else np.float64)
+        for name in ev
+        if name[0] in "cs"
+    }
     for i, agg in enumerate(spec.aggregates):
-        columns.update(_aggregate_columns(spec, agg, i, ev, lo, hi, enters, leaves))
+        columns.update(_aggregate_columns(spec, agg, i, prefixes, enters, leaves))
     arrays = [
         pa.array(columns[f.name], type=f.type)
         if f.name != spec.timestamp_field
         else pa.array(times.astype("datetime64[us]"), type=f.type)
         for f in schema
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    starts = np.flatnonzero(new)
+    return Chunk(table, k[starts], starts, t, prefixes)
 
 
 def _aggregate_columns(
     spec: WindowSpec,
     agg: Aggregate,
     i: int,
-    ev: dict[str, np.ndarray],
-    lo: int,
-    hi: int,
+    prefixes: dict[str, np.ndarray],
     enters: np.ndarray,
     leaves: list[np.ndarray],
 ) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    counts = _prefix(ev[f"c{i}"][lo:hi], np.int32) if f"c{i}" in ev else None
-    sums = _prefix(ev[f"s{i}"][lo:hi], np.float64) if f"s{i}" in ev else None
-    c_now = None if counts is None else counts[enters]
-    s_now = None if sums is None else sums[enters]
+    counts = prefixes.get(f"c{i}")
+    sums = prefixes.get(f"s{i}")
+    c_now = None if counts is None else np.take(counts, enters, mode="clip")
+    s_now = None if sums is None else np.take(sums, enters, mode="clip")
     for w, left in zip(spec.windows, leaves, strict=True):
         name = spec.feature_name(agg, w)
         if agg.function == "count":
-            n = enters - left if counts is None else c_now - counts[left]
-            out[name] = n.astype(np.int32, copy=False)
+            if counts is None:
+                n = (enters - left).astype(np.int32)
+            else:
+                n = c_now - np.take(counts, left, mode="clip")
+            out[name] = n
         elif agg.function == "sum":
-            out[name] = s_now - sums[left]
+            out[name] = s_now - np.take(sums, left, mode="clip")
         else:
-            n = c_now - counts[left]
+            n = c_now - np.take(counts, left, mode="clip")
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[name] = np.where(n > 0, (s_now - sums[left]) / n, np.nan)
+                mean = (s_now - np.take(sums, left, mode="clip")) / n
+            out[name] = np.where(n > 0, mean, np.nan)
     return out
 
 
@@ -218,7 +238,7 @@ def _chunk_bounds(keys: np.ndarray, size: int) -> list[tuple[int, int]]:
 
 def _chunk_tables(
     spec: WindowSpec, ev: dict[str, np.ndarray], lo: int, hi: int, schema: pa.Schema
-) -> list[pa.Table]:
+) -> list[Chunk]:
     """The tables of events [lo, hi); halves the chunk when its keys do not fit 63 bits."""
     try:
         return [_chunk_table(spec, ev, lo, hi, schema)]
@@ -238,8 +258,8 @@ def compute_change_points(
     *,
     chunk_events: int = _CHUNK_EVENTS,
     progress: Progress | None = None,
-) -> Iterator[pa.Table]:
-    """Yield the change-point table in pyarrow chunks, sorted by (entity, time).
+) -> Iterator[Chunk]:
+    """Yield the change-point table in chunks, sorted by (entity, time).
 
     Chunks are computed on two threads (numpy releases the GIL) while the caller
     consumes earlier ones; at most four chunks are in flight.
@@ -258,7 +278,7 @@ def compute_change_points(
             yield from _drain(inflight, n, progress)
 
 
-def _drain(inflight: deque, n: int, progress: Progress | None) -> Iterator[pa.Table]:
+def _drain(inflight: deque, n: int, progress: Progress | None) -> Iterator[Chunk]:
     hi, future = inflight.popleft()
     yield from future.result()
     if progress:
@@ -282,16 +302,16 @@ def build_window_table(
     entities = 0
     events = 0
     schema = table_schema(spec)
-    sidecar = SidecarWriter(out, spec.entity_key, spec.timestamp_field, schema)
+    sidecar = WindowIndexWriter(out, spec)
     try:
         with pq.ParquetWriter(tmp, schema, compression="lz4", use_dictionary=False) as writer:
-            for table in compute_change_points(
+            for chunk in compute_change_points(
                 spec, events_path, chunk_events=chunk_events, progress=progress
             ):
-                writer.write_table(table, row_group_size=1 << 20)
-                sidecar.write(table)
-                rows += table.num_rows
-                entities += len(pc.unique(table.column(0)))
+                writer.write_table(chunk.table, row_group_size=1 << 20)
+                sidecar.write(chunk)
+                rows += chunk.table.num_rows
+                entities += len(chunk.keys)
         os.replace(tmp, out)
         sidecar.commit(out)
     except BaseException:

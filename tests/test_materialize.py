@@ -47,7 +47,7 @@ def test_online_equals_offline_at_materialization_time(store_repo):
     offline = get_historical_features(
         store_repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
     )
-    pdt.assert_frame_equal(online[offline.columns], offline)
+    pdt.assert_frame_equal(online[offline.columns], offline, check_exact=True)
     status = dict(zip(online.user_id, online.feature_status, strict=True))
     assert status[10_000_000] == "defaults"
     assert online.set_index("user_id").loc[10_000_000, "user_events_count_90d"] == 0
@@ -66,7 +66,7 @@ def test_incremental_materialize_catches_up(store_repo):
         store_repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "spend_model_v1"
     )
     # entities whose last change was before `early` keep the value written then: still exact at T
-    pdt.assert_frame_equal(online[offline.columns], offline)
+    pdt.assert_frame_equal(online[offline.columns], offline, check_exact=True)
 
 
 def test_registry_records_the_interval(store_repo):

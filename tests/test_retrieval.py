@@ -41,7 +41,7 @@ def test_fast_engine_equals_feast_get_historical_features(applied_repo):
     rows = _entity_rows(applied_repo)
     fast = get_historical_features(applied_repo, rows, "churn_model_v1", engine="fast")
     feast = get_historical_features(applied_repo, rows, "churn_model_v1", engine="feast")
-    pdt.assert_frame_equal(fast, feast)
+    pdt.assert_frame_equal(fast, feast, check_exact=True)
     assert list(fast.label) == list(range(len(rows)))  # input order kept
     assert fast.shape[1] == 3 + 21 + 3 + 7
 

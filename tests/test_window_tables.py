@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from framework.pit import load_index
+from framework.window_index import load_window_index
 from framework.window_tables import build_window_table
 from framework.windows import Aggregate, WindowedFeatureView, WindowSpec
 
@@ -84,6 +85,17 @@ def _check(tmp_path, events: pd.DataFrame, chunk_events: int, seed: int = 0) -> 
     times = q.t.astype("datetime64[us, UTC]").astype("int64").to_numpy()
     rows = index.lookup(q.user_id.to_numpy(dtype="int64"), times)
     got = {k: v.to_numpy(zero_copy_only=False) for k, v in index.take(rows, names).items()}
+    # The compact index answers bit-identically to the table, change-point times included.
+    windows = load_window_index(spec)
+    assert windows is not None
+    compact, changed = windows.at(q.user_id.to_numpy(dtype="int64"), times)
+    table_times = np.where(rows >= 0, np.asarray(index.times)[np.maximum(rows, 0)], -1)
+    np.testing.assert_array_equal(changed, table_times)
+    for name in names:
+        expected = np.where(rows >= 0, got[name], np.nan if "mean" in name else 0)
+        np.testing.assert_array_equal(
+            compact[name], expected.astype(compact[name].dtype), err_msg=name
+        )
     for i, (user, t) in enumerate(zip(q.user_id, q.t, strict=True)):
         expected = _oracle(events, user, t)
         for name, value in expected.items():
@@ -217,3 +229,16 @@ def test_bad_aggregates_are_refused(kwargs, message):
 
     with pytest.raises(FeatureRepoError, match=message):
         Aggregate("a", **kwargs)
+
+
+def test_a_stale_or_foreign_index_is_not_used(tmp_path):
+    events = _frame([(1, 0, 0, "purchase", "google", 5.0), (2, 3, 0, "page_view", "email", 1.0)])
+    spec = _spec(tmp_path, events)
+    build_window_table(spec)
+    assert load_window_index(spec) is not None
+    other = _spec(tmp_path, events)
+    changed = type(other)(**{**other.__dict__, "windows": (2, 7, 30)})
+    assert load_window_index(changed) is None  # built for another declaration
+    table = pd.read_parquet(spec.table_path)
+    table.to_parquet(spec.table_path)  # rewritten by someone else: size/mtime differ
+    assert load_window_index(spec) is None
