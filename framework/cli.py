@@ -226,6 +226,12 @@ def _read_entities(path: Path):
     "--service", default=None, help="Feature service to read (default: every feature in the repo)."
 )
 @click.option(
+    "--feature",
+    "feature_names",
+    multiple=True,
+    help="Only this feature (name as declared); repeat for more.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["auto", "fast", "feast"]),
     default="auto",
@@ -234,7 +240,12 @@ def _read_entities(path: Path):
 )
 @pass_ctx
 def features_historical(
-    obj: Context, entities_path: Path, out_path: Path, service: str | None, engine: str
+    obj: Context,
+    entities_path: Path,
+    out_path: Path,
+    service: str | None,
+    feature_names: tuple[str, ...],
+    engine: str,
 ) -> None:
     """Point-in-time correct features for each entity row.
 
@@ -248,7 +259,9 @@ def features_historical(
         raise click.BadParameter("must end in .parquet or .csv", param_hint="--out")
     df = _read_entities(entities_path)
     t0 = time.perf_counter()
-    out = get_historical_features(obj.repo, df, service, engine=engine)
+    out = get_historical_features(
+        obj.repo, df, service, features=list(feature_names) or None, engine=engine
+    )
     elapsed = time.perf_counter() - t0
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
@@ -291,12 +304,23 @@ def _parse_entity(values: tuple[str, ...]) -> list[dict[str, Any]]:
 )
 @click.option("--service", default=None, help="Feature service to read (default: every feature).")
 @click.option(
+    "--feature",
+    "feature_names",
+    multiple=True,
+    help="Only this feature (name as declared); repeat for more.",
+)
+@click.option(
     "--at", default=None, help="Request time for date features (ISO 8601 with zone). Default: now."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_ctx
 def features_online(
-    obj: Context, entity: tuple[str, ...], service: str | None, at: str | None, as_json: bool
+    obj: Context,
+    entity: tuple[str, ...],
+    service: str | None,
+    feature_names: tuple[str, ...],
+    at: str | None,
+    as_json: bool,
 ) -> None:
     """Online feature values from the online store.
 
@@ -314,7 +338,7 @@ def features_online(
         if ts.tzinfo is None:
             raise ConfigError(f"--at {at!r} has no time zone; write e.g. 2025-06-01T12:00:00Z.")
         rows = [{**r, "event_timestamp": ts} for r in rows]
-    out = get_online_features(obj.repo, rows, service)
+    out = get_online_features(obj.repo, rows, service, features=list(feature_names) or None)
     records = json.loads(out.to_json(orient="records", date_format="iso"))
     if as_json:
         click.echo(json.dumps(records if len(records) > 1 else records[0], indent=2))

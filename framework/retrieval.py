@@ -62,8 +62,26 @@ class ViewFeatures:
         return not hasattr(self.view, "batch_source")
 
 
-def resolve_features(repo: FeatureRepo, service: str | None = None) -> list[ViewFeatures]:
-    """The views and features of a feature service, or of every view when ``service`` is None."""
+def _select(pairs: list[tuple[Any, list[str]]], features: list[str]) -> list[tuple[Any, list[str]]]:
+    """Keep only ``features`` (names as declared), refusing unknown ones by name."""
+    import difflib
+
+    known = [n for _, names in pairs for n in names]
+    unknown = [f for f in features if f not in known]
+    if unknown:
+        hints = {f: difflib.get_close_matches(f, known, n=3) for f in unknown}
+        raise FeatureRepoError(
+            f"Unknown feature(s) {unknown}; close matches: {hints}. "
+            "List the features with `feast features list` in the repo."
+        )
+    wanted = set(features)
+    return [(v, [n for n in names if n in wanted]) for v, names in pairs if wanted & set(names)]
+
+
+def resolve_features(
+    repo: FeatureRepo, service: str | None = None, features: list[str] | None = None
+) -> list[ViewFeatures]:
+    """The views and features of a feature service (or of every view), narrowed to ``features``."""
     from framework.windows import WindowSpec
 
     if service is None:
@@ -76,6 +94,8 @@ def resolve_features(repo: FeatureRepo, service: str | None = None) -> list[View
         pairs = [
             (repo.view(p.name), [f.name for f in p.features]) for p in fs.feature_view_projections
         ]
+    if features:
+        pairs = _select(pairs, features)
     out = []
     for view, names in pairs:
         types = {f.name: str(f.dtype) for f in view.features}
@@ -212,14 +232,14 @@ def _fast(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
     return out
 
 
-def _feast(
-    repo: FeatureRepo, df: pd.DataFrame, views: list[ViewFeatures], service: str | None
-) -> dict[str, Any]:
+def _refs(views: list[ViewFeatures]) -> list[str]:
+    """Feast feature references (``view:feature``) of the resolved features."""
+    return [f"{vf.view.name}:{n}" for vf in views for n in vf.features]
+
+
+def _feast(repo: FeatureRepo, df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
     store = repo.store
-    if service is not None:
-        features: Any = store.get_feature_service(service)
-    else:
-        features = [f"{vf.view.name}:{n}" for vf in views for n in vf.features]
+    features = _refs(views)
     edf = df.copy()
     edf["__row"] = np.arange(len(edf))
     try:
@@ -235,12 +255,13 @@ def get_historical_features(
     entity_df: pd.DataFrame,
     service: str | None = None,
     *,
+    features: list[str] | None = None,
     engine: str = "auto",
 ) -> pd.DataFrame:
     """The entity rows (input order) plus the point-in-time value of every feature."""
     if engine not in ("auto", "fast", "feast"):
         raise FeatureRepoError(f"engine must be 'auto', 'fast' or 'feast'; got {engine!r}.")
-    views = resolve_features(repo, service)
+    views = resolve_features(repo, service, features)
     df = check_entity_frame(entity_df, _entity_keys(views))
     taken = set(df.columns)
     clash = [n for vf in views for n in vf.features if n in taken]
@@ -249,18 +270,21 @@ def get_historical_features(
     use_fast = engine == "fast" or (engine == "auto" and _fast_supported(views))
     if engine == "fast" and not _fast_supported(views):
         raise FeatureRepoError("The fast engine supports file-backed single-key views only.")
-    values = _fast(df, views) if use_fast else _feast(repo, df, views, service)
-    features = pd.DataFrame(values, index=df.index)
-    return _finish(pd.concat([df, features], axis=1), views)
+    values = _fast(df, views) if use_fast else _feast(repo, df, views)
+    names = features or [n for vf in views for n in vf.features]  # the order asked for
+    frame = pd.DataFrame({n: values[n] for n in names}, index=df.index)
+    return _finish(pd.concat([df, frame], axis=1), views)
 
 
 def get_online_features(
     repo: FeatureRepo,
     entity_rows: list[dict[str, Any]],
     service: str | None = None,
+    *,
+    features: list[str] | None = None,
 ) -> pd.DataFrame:
     """Online values for ``entity_rows`` (dicts of keys and optional ``event_timestamp``)."""
-    views = resolve_features(repo, service)
+    views = resolve_features(repo, service, features)
     keys = _entity_keys(views)
     rows = []
     now = datetime.now(UTC)
@@ -272,21 +296,17 @@ def get_online_features(
     frame = pd.DataFrame(rows)
     frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP]).astype("datetime64[us, UTC]")
     store = repo.store
-    features = (
-        store.get_feature_service(service)
-        if service is not None
-        else [f"{vf.view.name}:{n}" for vf in views for n in vf.features]
-    )
     request = frame.copy()
     request[TIMESTAMP] = [ts.to_pydatetime() for ts in request[TIMESTAMP]]
     try:
         response = store.get_online_features(
-            features=features, entity_rows=request.to_dict("records")
+            features=_refs(views), entity_rows=request.to_dict("records")
         )
     except Exception as exc:
         raise StoreError(f"Reading the online store failed: {exc}") from exc
     data = response.to_dict()
-    out = pd.DataFrame({n: data[n] for vf in views for n in vf.features})
+    names = features or [n for vf in views for n in vf.features]  # the order asked for
+    out = pd.DataFrame({n: data[n] for n in names})
     per_view = pd.DataFrame(
         {vf.view.name: out[vf.features].notna().any(axis=1) for vf in views if not vf.on_demand}
     )

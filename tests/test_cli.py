@@ -109,6 +109,50 @@ def test_historical_parquet_and_csv(run, cli_repo, tmp_path):
     assert csv.user_events_count_90d.tolist() == out.user_events_count_90d.tolist()
 
 
+def test_selected_features_only(run, cli_repo, tmp_path):
+    rows = pd.DataFrame(
+        {"user_id": [3], "event_timestamp": pd.to_datetime(["2025-05-01T00:00:00Z"])}
+    )
+    rows.to_parquet(tmp_path / "rows.parquet")
+    result = run(
+        "--repo",
+        cli_repo,
+        "features",
+        "historical",
+        "--entities",
+        tmp_path / "rows.parquet",
+        "--out",
+        tmp_path / "o.parquet",
+        "--feature",
+        "plan",
+        "--feature",
+        "user_events_count_7d",
+    )
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_parquet(tmp_path / "o.parquet").columns) == [
+        "user_id",
+        "event_timestamp",
+        "user_events_count_7d",
+        "plan",
+    ]
+    result = run(
+        "--repo",
+        cli_repo,
+        "features",
+        "historical",
+        "--entities",
+        tmp_path / "rows.parquet",
+        "--out",
+        tmp_path / "o.parquet",
+        "--feature",
+        "user_events_count_8d",
+    )
+    assert (
+        result.exit_code == 1
+        and "close matches: {'user_events_count_8d': ['user_events_count_7d'" in result.output
+    )
+
+
 def test_online_json_and_unknown_entity(run, cli_repo):
     result = run(
         "--repo",
@@ -140,6 +184,25 @@ def test_online_json_and_unknown_entity(run, cli_repo):
             "Unknown feature service 'nope'",
         ),
         (["features", "online", "--entity", "customer=1"], 1, "missing ['user_id']"),
+        (
+            ["features", "online", "--entity", "user_id=1", "--feature", "user_events_count_8d"],
+            1,
+            "Unknown feature(s) ['user_events_count_8d']; close matches",
+        ),
+        (
+            [
+                "features",
+                "historical",
+                "--entities",
+                __file__,
+                "--out",
+                "o.parquet",
+                "--feature",
+                "nope",
+            ],
+            1,
+            "must be .parquet or .csv",
+        ),
         (["features", "online", "--entity", "user_id=1", "--at", "2025-01-01"], 1, "no time zone"),
         (
             ["features", "historical", "--entities", "missing.parquet", "--out", "o.parquet"],
