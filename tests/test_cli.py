@@ -132,8 +132,8 @@ def test_selected_features_only(run, cli_repo, tmp_path):
     assert list(pd.read_parquet(tmp_path / "o.parquet").columns) == [
         "user_id",
         "event_timestamp",
-        "user_events_count_7d",
         "plan",
+        "user_events_count_7d",
     ]
     result = run(
         "--repo",
