@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from framework.errors import ConfigError, StoreError
-from framework.online_write import write_rows
+from framework.online_write import (
+    SqliteWriter,
+    in_key_order,
+    prepare_sqlite,
+    uses_sqlite_fast_path,
+    write_rows,
+)
 from framework.pit import load_index
 from framework.repo import FeatureRepo
 
@@ -109,27 +115,39 @@ def materialize(
     store = repo.store
     result = MaterializeResult(start=start_ts, end=end_ts)
     with repo.lock():
-        for view in repo.feature_views:
-            if not view.online:
-                continue
-            registered = view
-            frame = latest_rows(registered, start_ts, end_ts)
-            total = len(frame)
-            for lo in range(0, total, BATCH_ROWS):
-                batch = frame.iloc[lo : lo + BATCH_ROWS]
+        sqlite = None
+        try:
+            for view in repo.feature_views:
+                if not view.online:
+                    continue
+                frame = latest_rows(view, start_ts, end_ts)
+                if uses_sqlite_fast_path(store, view):
+                    frame = in_key_order(view, frame)
+                    sqlite = sqlite or SqliteWriter(store)
+                total = len(frame)
+                for lo in range(0, total, BATCH_ROWS):
+                    batch = frame.iloc[lo : lo + BATCH_ROWS]
+                    try:
+                        if uses_sqlite_fast_path(store, view):
+                            sqlite.write(*prepare_sqlite(store, view, batch))
+                        else:
+                            write_rows(store, view, batch)
+                    except Exception as exc:
+                        raise StoreError(
+                            f"Writing {view.name!r} to the online store failed: {exc}"
+                        ) from exc
+                    if progress:
+                        progress(view.name, min(lo + BATCH_ROWS, total), total)
+                result.rows[view.name] = total
+        finally:
+            if sqlite is not None:
                 try:
-                    write_rows(store, registered, batch)
+                    sqlite.close()
                 except Exception as exc:
-                    raise StoreError(
-                        f"Writing {view.name!r} to the online store failed: {exc}"
-                    ) from exc
-                if progress:
-                    progress(view.name, min(lo + BATCH_ROWS, total), total)
-            store.registry.apply_materialization(
-                registered,
-                store.config.project,
-                start_ts or datetime(1970, 1, 1, tzinfo=UTC),
-                end_ts,
-            )
-            result.rows[view.name] = total
+                    raise StoreError(f"Writing to the online store failed: {exc}") from exc
+        for view in repo.feature_views:
+            if view.online:
+                store.registry.apply_materialization(
+                    view, store.config.project, start_ts or datetime(1970, 1, 1, tzinfo=UTC), end_ts
+                )
     return result

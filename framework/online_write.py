@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["rows_to_write", "write_rows"]
+__all__ = [
+    "SqliteWriter",
+    "in_key_order",
+    "prepare_sqlite",
+    "rows_to_write",
+    "uses_sqlite_fast_path",
+    "write_rows",
+]
 
 
 def _column_protos(values: np.ndarray, value_type: Any) -> list:
@@ -87,15 +94,48 @@ def _sqlite_fast_path_applies(store: Any) -> bool:
     )
 
 
-def _write_sqlite(store: Any, view: Any, rows: list[tuple]) -> None:
-    """Feast's SQLite upsert (see SqliteOnlineStore.online_write_batch), as one executemany."""
+def _entity_keys(batch: pa.RecordBatch, view: Any, version: int) -> list[bytes]:
+    """Feast's serialized entity keys, one per row.
+
+    For a single int64 join key the serialization is a fixed header followed by
+    the value's 8 bytes: the header is taken from Feast's own serialization of
+    the first key and checked on the last one; anything else goes through Feast.
+    """
+    import struct
+
     from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+
+    join = [(e.name, e.dtype.to_value_type()) for e in view.entity_columns]
+    names = [k for k, _ in join]
+
+    def feast_key(values) -> bytes:
+        proto = EntityKeyProto(join_keys=names, entity_values=list(values))
+        return serialize_entity_key(proto, entity_key_serialization_version=version)
+
+    raw = [batch.column(k).to_numpy(zero_copy_only=False) for k, _ in join]
+    protos = [_column_protos(col, t) for col, (_, t) in zip(raw, join, strict=True)]
+    if len(join) == 1 and raw[0].dtype == np.int64 and len(raw[0]):
+        first, last = feast_key([protos[0][0]]), feast_key([protos[0][-1]])
+        header = first[:-8]
+        if first == header + struct.pack("<q", raw[0][0]) and last == header + struct.pack(
+            "<q", raw[0][-1]
+        ):
+            body = raw[0].astype("<i8").tobytes()
+            return [header + body[i : i + 8] for i in range(0, len(body), 8)]
+    return [feast_key(vals) for vals in zip(*protos, strict=True)]
+
+
+def prepare_sqlite(store: Any, view: Any, frame: pd.DataFrame) -> tuple[str, list[tuple]]:
+    """The statement and parameter rows of Feast's SQLite upsert (``online_write_batch``).
+
+    Each distinct value is encoded once, and the rows come in primary-key order.
+    """
     from feast.infra.online_stores.helpers import _to_naive_utc, extract_text_and_num
     from feast.infra.online_stores.sqlite import _quote_id, _table_id
+    from feast.utils import _coerce_datetime
 
     config = store.config
-    online = store._get_provider().online_store
-    conn = online._get_conn(config)
     table_name = _table_id(
         config.project, view, config.registry.enable_online_feature_view_versioning
     )
@@ -106,44 +146,104 @@ def _write_sqlite(store: Any, view: Any, rows: list[tuple]) -> None:
         "value = excluded.value, value_text = excluded.value_text, "
         "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
     )
-    encoded: dict[int, tuple[bytes, str | None]] = {}
-
-    def encode(val: Any) -> tuple[bytes, str | None]:
-        hit = encoded.get(id(val))
-        if hit is None:
-            hit = (val.SerializeToString(), extract_text_and_num(val, False)[0])
-            encoded[id(val)] = hit
-        return hit
-
-    version = config.entity_key_serialization_version
+    batch = pa.Table.from_pandas(frame, preserve_index=False).combine_chunks().to_batches()[0]
+    keys = _entity_keys(batch, view, config.entity_key_serialization_version)
     adapt = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol), lambda v: v)
-    keyed = sorted(
-        (serialize_entity_key(row[0], entity_key_serialization_version=version), row)
-        for row in rows
-    )  # primary-key order: the B-tree fills from left to right
+    stamps = pd.to_datetime(
+        batch.column(view.batch_source.timestamp_field).to_numpy(zero_copy_only=False)
+    )
+    event_ts = [adapt(_to_naive_utc(_coerce_datetime(v))) for v in stamps]
+    columns = {}
+    for f in sorted(view.features, key=lambda f: f.name):
+        protos = _column_protos(
+            batch.column(f.name).to_numpy(zero_copy_only=False), f.dtype.to_value_type()
+        )
+        encoded = {
+            id(p): (p.SerializeToString(), extract_text_and_num(p, False)[0])
+            for p in {id(p): p for p in protos}.values()
+        }
+        columns[f.name] = [encoded[id(p)] for p in protos]
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # primary-key order
+    params = [
+        (keys[i], name, *col[i], event_ts[i], None) for i in order for name, col in columns.items()
+    ]
+    return sql, params
 
-    def params():
-        for key, (_, values, ts, created) in keyed:
-            # the value sqlite3 would store for these datetimes, computed once per entity
-            ts = adapt(_to_naive_utc(ts))
-            created = adapt(_to_naive_utc(created)) if created is not None else None
-            for name in sorted(values):
-                blob, text = encode(values[name])
-                yield (key, name, blob, text, ts, created)
 
-    with conn:
-        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB for this connection
-        conn.executemany(sql, params())
+def in_key_order(view: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` sorted as SQLite will index it: by the bytes of the serialized entity key.
+
+    The serialized int64 key ends with the value's little-endian bytes; their
+    lexicographic order is the order of the same 8 bytes read as a big-endian
+    unsigned integer. Batches written in this order append to the B-tree.
+    """
+    cols = [e.name for e in view.entity_columns]
+    if len(cols) != 1 or frame[cols[0]].dtype != np.int64:
+        return frame
+    order = np.argsort(frame[cols[0]].to_numpy().astype("<i8").view(">u8"), kind="stable")
+    return frame.iloc[order]
+
+
+class SqliteWriter:
+    """Runs the upserts on a thread of its own, with its own connection.
+
+    sqlite3 releases the GIL while it steps a statement, so the caller prepares
+    the next batch while this one is written. Each batch is one transaction.
+    ``close`` waits for the queue and re-raises the first error.
+    """
+
+    def __init__(self, store: Any) -> None:
+        import queue
+        import threading
+
+        online = store._get_provider().online_store
+        self.path = online._get_db_path(store.config)
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=60)
+        try:
+            conn.execute("PRAGMA cache_size = -262144")  # 256 MiB for this connection
+            while (item := self.queue.get()) is not None:
+                if self.error is None:
+                    try:
+                        with conn:
+                            conn.executemany(*item)
+                    except BaseException as exc:
+                        self.error = exc
+        finally:
+            conn.close()
+
+    def write(self, sql: str, params: list[tuple]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((sql, params))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def uses_sqlite_fast_path(store: Any, view: Any) -> bool:
+    return _sqlite_fast_path_applies(store) and not view.batch_source.created_timestamp_column
 
 
 def write_rows(store: Any, view: Any, frame: pd.DataFrame) -> int:
     """Write ``frame`` (keys, timestamp, features of ``view``) to the online store."""
-    rows = rows_to_write(view, frame)
-    if not rows:
+    if len(frame) == 0:
         return 0
-    if _sqlite_fast_path_applies(store):
-        _write_sqlite(store, view, rows)
-    else:
-        provider = store._get_provider()
-        provider.online_write_batch(store.config, view, rows, progress=None)
+    if uses_sqlite_fast_path(store, view):
+        writer = SqliteWriter(store)
+        try:
+            writer.write(*prepare_sqlite(store, view, frame))
+        finally:
+            writer.close()
+        return len(frame)
+    rows = rows_to_write(view, frame)
+    store._get_provider().online_write_batch(store.config, view, rows, progress=None)
     return len(rows)

@@ -70,3 +70,23 @@ def test_sqlite_rows_are_byte_identical_to_feasts_writer(applied_repo, tmp_path)
     assert _dump(ours.path / "data" / "online_store.db", table) == _dump(
         feast.path / "data" / "online_store.db", table
     )
+
+
+def test_key_order_is_the_byte_order_of_feasts_serialized_keys(applied_repo):
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from framework.online_write import in_key_order
+
+    view = next(v for v in applied_repo.feature_views if v.name == "user_activity")
+    ids = [1, 255, 256, 65536, -1, 2**40 + 7, 0, 17]
+    frame = pd.DataFrame({"user_id": pd.array(ids, dtype="int64")})
+    ordered = in_key_order(view, frame).user_id.tolist()
+    keys = {
+        i: serialize_entity_key(
+            EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=i)]), 3
+        )
+        for i in ids
+    }
+    assert ordered == sorted(ids, key=keys.__getitem__)
