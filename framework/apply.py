@@ -19,6 +19,7 @@ from framework.window_tables import TableStats, build_window_table
 __all__ = ["ApplyResult", "apply", "check_inputs", "register"]
 
 Progress = Callable[[str], None]
+BuildProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,17 @@ def register(repo: FeatureRepo) -> list[str]:
     return sorted(getattr(o, "name", str(o)) for o in to_apply)
 
 
-def apply(repo: FeatureRepo, *, progress: Progress | None = None) -> ApplyResult:
-    """Check inputs, rebuild every window table from the raw events, then register."""
+def apply(
+    repo: FeatureRepo,
+    *,
+    progress: Progress | None = None,
+    build_progress: BuildProgress | None = None,
+) -> ApplyResult:
+    """Check inputs, rebuild every window table from the raw events, then register.
+
+    ``progress`` gets a message per step; ``build_progress`` gets (view, events
+    done, events in all) while a window table is built.
+    """
     say = progress or (lambda _msg: None)
     with repo.lock():
         say("checking input files")
@@ -103,7 +113,8 @@ def apply(repo: FeatureRepo, *, progress: Progress | None = None) -> ApplyResult
         tables = []
         for spec in repo.declared_window_specs:
             say(f"building window table {spec.name}")
-            stats = build_window_table(spec)
+            bar = (lambda d, n, v=spec.name: build_progress(v, d, n)) if build_progress else None
+            stats = build_window_table(spec, progress=bar)
             if stats.rows == 0:
                 raise DataError(f"The window table of {spec.name!r} came out empty.")
             tables.append(stats)

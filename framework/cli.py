@@ -52,15 +52,22 @@ def _say(message: str) -> None:
 
 
 def _bar(label: str):
-    """A progress callback (done, total) drawing one line on stderr."""
+    """A progress callback (done, total) on stderr: redrawn in place on a terminal,
+    a line every 25% otherwise; at most five updates a second."""
     start = time.perf_counter()
+    tty = sys.stderr.isatty()
+    state = {"shown": -1.0, "step": -1}
 
     def update(done: int, total: int) -> None:
-        pct = 100 * done / max(total, 1)
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        end = "\n" if done >= total else "\r"
-        click.echo(f"  {label}: {done:,}/{total:,} ({pct:.0f}%, {rate:,.0f}/s)", err=True, nl=False)
-        click.echo(end, err=True, nl=False)
+        now = time.perf_counter()
+        finished = done >= total
+        step = int(4 * done / max(total, 1))
+        if not finished and (now - state["shown"] < 0.2 or (not tty and step == state["step"])):
+            return
+        state["shown"], state["step"] = now, step
+        rate = done / max(now - start, 1e-9)
+        line = f"  {label}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%, {rate:,.0f}/s)"
+        click.echo(("\r" if tty else "") + line, err=True, nl=finished or not tty)
 
     return update
 
@@ -150,8 +157,13 @@ def apply(obj: Context) -> None:
     """
     from framework.apply import apply as run_apply
 
+    bars: dict[str, Any] = {}
+
+    def build_progress(view: str, done: int, total: int) -> None:
+        bars.setdefault(view, _bar(f"{view} events"))(done, total)
+
     t0 = time.perf_counter()
-    result = run_apply(obj.repo, progress=lambda m: _say(f"- {m}"))
+    result = run_apply(obj.repo, progress=lambda m: _say(f"- {m}"), build_progress=build_progress)
     for t in result.tables:
         click.echo(
             f"Built {t.view}: {t.rows:,} change points for {t.entities:,} entities "
@@ -186,6 +198,14 @@ def materialize(obj: Context, start: str | None, end: str | None) -> None:
         f"Materialized {total:,} entity rows ({', '.join(f'{k}: {v:,}' for k, v in result.rows.items())}) "
         f"up to {result.end.isoformat()} in {time.perf_counter() - t0:.1f}s."
     )
+
+
+_feature_option = click.option(
+    "--feature",
+    "feature_names",
+    multiple=True,
+    help="Only this feature (name as declared); repeat for more.",
+)
 
 
 @main.group()
@@ -225,12 +245,7 @@ def _read_entities(path: Path):
 @click.option(
     "--service", default=None, help="Feature service to read (default: every feature in the repo)."
 )
-@click.option(
-    "--feature",
-    "feature_names",
-    multiple=True,
-    help="Only this feature (name as declared); repeat for more.",
-)
+@_feature_option
 @click.option(
     "--engine",
     type=click.Choice(["auto", "fast", "feast"]),
@@ -303,12 +318,7 @@ def _parse_entity(values: tuple[str, ...]) -> list[dict[str, Any]]:
     help="KEY=VALUE, e.g. user_id=42; repeat for more entities.",
 )
 @click.option("--service", default=None, help="Feature service to read (default: every feature).")
-@click.option(
-    "--feature",
-    "feature_names",
-    multiple=True,
-    help="Only this feature (name as declared); repeat for more.",
-)
+@_feature_option
 @click.option(
     "--at", default=None, help="Request time for date features (ISO 8601 with zone). Default: now."
 )

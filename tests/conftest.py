@@ -94,3 +94,14 @@ def applied_repo(tmp_path_factory):
 def fresh_repo(tmp_path):
     """A small example repo with data, not yet applied; each test gets its own."""
     return copy_example_repo(tmp_path / "feature_repo")
+
+
+def clone_repo(repo, dest: Path, fs_yaml=None):
+    """A copy of an applied repo whose registry points at the copy's own tables."""
+    from framework.apply import register
+    from framework.repo import FeatureRepo
+
+    shutil.copytree(repo.path, dest)
+    copy = FeatureRepo(dest, fs_yaml(dest) if fs_yaml else None)
+    register(copy)
+    return copy

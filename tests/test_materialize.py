@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pandas.testing as pdt
 import pytest
 
 from framework.materialize import materialize
-from framework.repo import FeatureRepo
 from framework.retrieval import get_historical_features, get_online_features
 
-from .conftest import redis_yaml
+from .conftest import clone_repo, redis_yaml
 
 T = pd.Timestamp("2025-09-17T13:45:10.123456Z")
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store_repo(request, applied_repo, tmp_path):
-    clone = tmp_path / "repo"
-    shutil.copytree(applied_repo.path, clone)
-    from framework.apply import register
-
-    if request.param == "sqlite":
-        repo = FeatureRepo(clone)
-    else:
+    if request.param == "redis":
         request.getfixturevalue("redis_server")
-        repo = FeatureRepo(clone, redis_yaml(clone))
-    register(repo)  # registry entries point at this copy's tables (and a new Redis project)
-    return repo
+        return clone_repo(applied_repo, tmp_path / "repo", fs_yaml=redis_yaml)  # a new project
+    return clone_repo(applied_repo, tmp_path / "repo")
 
 
 def _all_users(repo) -> list[int]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 import pandas as pd
 
-from framework.apply import register
 from framework.materialize import latest_rows
 from framework.online_write import rows_to_write, write_rows
-from framework.repo import FeatureRepo
+
+from .conftest import clone_repo
 
 T = pd.Timestamp("2025-08-01T00:00:00Z")
 
@@ -43,14 +42,7 @@ def test_rows_match_feasts_conversion(applied_repo):
 
 
 def test_sqlite_rows_are_byte_identical_to_feasts_writer(applied_repo, tmp_path):
-    copies = []
-    for name in ("ours", "feast"):
-        clone = tmp_path / name
-        shutil.copytree(applied_repo.path, clone)
-        repo = FeatureRepo(clone)
-        register(repo)
-        copies.append(repo)
-    ours, feast = copies
+    ours, feast = (clone_repo(applied_repo, tmp_path / name) for name in ("ours", "feast"))
     for view in ours.feature_views:
         frame = latest_rows(view, None, T.to_pydatetime())
         frame.loc[frame.index[:3], frame.columns[-1]] = None  # nulls take the same path too
