@@ -161,26 +161,24 @@ def bench_retrieval(path: Path, n: int) -> dict:
 
 
 def bench_materialize(path: Path) -> dict:
+    """Ours, then stock Feast, into a fresh SQLite online store each."""
+    from framework.apply import register
     from framework.materialize import materialize
     from framework.repo import FeatureRepo
 
-    repo = FeatureRepo(path)
     end = datetime(2026, 1, 1, tzinfo=UTC)
-    db = path / "data" / "online_store.db"
-    db.unlink(missing_ok=True)
-    repo.store._get_provider().online_store._conn = (
-        None if hasattr(repo.store._get_provider().online_store, "_conn") else None
-    )
-    from framework.apply import register
-
-    register(repo)  # recreate the empty online tables
-    t0 = time.perf_counter()
-    res = materialize(repo, end=end)
-    ours = time.perf_counter() - t0
-    rows = sum(res.rows.values())
-    t0 = time.perf_counter()
-    repo.store.materialize(start_date=datetime(2024, 1, 1, tzinfo=UTC), end_date=end)
-    stock = time.perf_counter() - t0
+    timings = {}
+    for who in ("ours", "feast"):
+        (path / "data" / "online_store.db").unlink(missing_ok=True)
+        repo = FeatureRepo(path)
+        register(repo)  # recreate the empty online tables
+        t0 = time.perf_counter()
+        if who == "ours":
+            rows = sum(materialize(repo, end=end).rows.values())
+        else:
+            repo.store.materialize(start_date=datetime(2024, 1, 1, tzinfo=UTC), end_date=end)
+        timings[who] = time.perf_counter() - t0
+    ours, stock = timings["ours"], timings["feast"]
     return {
         "entity_rows": rows,
         "ours_s": ours,
@@ -191,35 +189,57 @@ def bench_materialize(path: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--entity-rows", type=int, default=100_000)
-    parser.add_argument("--skip-stock-materialize", action="store_true")
-    args = parser.parse_args()
-    import warnings
+def bench_materialize_redis(path: Path, redis: str) -> dict:
+    """The same comparison with Redis as online store (database 14, flushed before and after)."""
+    import redis as redis_client
 
-    import feast  # noqa: F401
+    from framework.apply import register
+    from framework.materialize import materialize
+    from framework.repo import FeatureRepo
 
-    warnings.filterwarnings("ignore")
-    print(
-        f"# features benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    host, _, port = redis.partition(":")
+    client = redis_client.Redis(host=host, port=int(port or 6379), db=14)
+    client.flushdb()
+    yaml = path / "feature_store.bench-redis.yaml"
+    text = (
+        (path / "feature_store.yaml")
+        .read_text()
+        .replace(
+            "  type: sqlite\n  path: data/online_store.db",
+            f'  type: redis\n  connection_string: "{host}:{port or 6379},db=14"',
+        )
     )
-    results = {}
-    for size in args.sizes:
-        path = _repo(size)
-        from framework.apply import apply
-        from framework.repo import FeatureRepo
+    yaml.write_text(text)
+    try:
+        repo = FeatureRepo(path, yaml)
+        register(repo)
+        end = datetime(2026, 1, 1, tzinfo=UTC)
+        t0 = time.perf_counter()
+        res = materialize(repo, end=end)
+        ours = time.perf_counter() - t0
+        client.flushdb()
+        t0 = time.perf_counter()
+        repo.store.materialize(start_date=datetime(2024, 1, 1, tzinfo=UTC), end_date=end)
+        stock = time.perf_counter() - t0
+    finally:
+        client.flushdb()
+        yaml.unlink(missing_ok=True)
+    rows = sum(res.rows.values())
+    return {
+        "entity_rows": rows,
+        "ours_s": ours,
+        "ours_rows_per_s": rows / ours,
+        "feast_s": stock,
+        "feast_rows_per_s": rows / stock,
+        "speedup": stock / ours,
+    }
 
-        apply(FeatureRepo(path))
-        r = {"build": bench_build(path), "retrieval": bench_retrieval(path, args.entity_rows)}
-        if not args.skip_stock_materialize:
-            r["materialize"] = bench_materialize(path)
-        results[size] = r
+
+def _report(r: dict) -> None:
+    if "build" in r:
         b, q = r["build"], r["retrieval"]
-        print(f"\n## {b['events']:,} events")
         print(
-            f"build window table : {b['seconds']:.2f} s, {b['events_per_s']:,.0f} events/s, {b['rows']:,} rows, peak {b['peak_mb']:,.0f} MB"
+            f"build window table : {b['seconds']:.2f} s, {b['events_per_s']:,.0f} events/s ({b['events']:,} events), {b['rows']:,} rows, peak {b['peak_mb']:,.0f} MB"
         )
         print(
             f"retrieval {q['rows']:,} rows : ours {q['ours_warm_s']:.3f} s warm ({q['ours_rows_per_s']:,.0f} rows/s), {q['ours_cold_s']:.3f} s cold"
@@ -230,11 +250,52 @@ def main() -> None:
         print(
             f"   hand-written DuckDB query {q['duckdb_query_s']:.3f} s -> ours/duckdb = {q['vs_duckdb']:.2f}; mismatches: {q['mismatches_vs_duckdb']}"
         )
-        if "materialize" in r:
-            m = r["materialize"]
+    for key, store in (("materialize", "SQLite"), ("materialize_redis", "Redis")):
+        if key in r:
+            m = r[key]
             print(
-                f"materialize {m['entity_rows']:,} entity rows : ours {m['ours_s']:.2f} s ({m['ours_rows_per_s']:,.0f} rows/s), stock Feast {m['feast_s']:.2f} s ({m['feast_rows_per_s']:,.0f} rows/s) -> {m['speedup']:.1f}x"
+                f"materialize to {store}, {m['entity_rows']:,} entity rows : ours {m['ours_s']:.2f} s ({m['ours_rows_per_s']:,.0f} rows/s), stock Feast {m['feast_s']:.2f} s ({m['feast_rows_per_s']:,.0f} rows/s) -> {m['speedup']:.1f}x"
             )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--entity-rows", type=int, default=100_000)
+    parser.add_argument("--skip-materialize", action="store_true")
+    parser.add_argument("--only-materialize", action="store_true", help="skip build and retrieval")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("LIFECYCLE_BENCH_REDIS"),
+        help="host:port of a Redis to benchmark materialize on too (database 14 is flushed)",
+    )
+    args = parser.parse_args()
+    import warnings
+
+    import feast  # noqa: F401 - Feast sets warning filters on import; ours go after
+
+    from framework.apply import apply
+    from framework.repo import FeatureRepo
+
+    warnings.filterwarnings("ignore")
+    print(
+        f"# features benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    results = {}
+    for size in args.sizes:
+        path = _repo(size)
+        apply(FeatureRepo(path))
+        print(f"\n## {size:,} events requested")
+        r: dict = {}
+        if not args.only_materialize:
+            r["build"] = bench_build(path)
+            r["retrieval"] = bench_retrieval(path, args.entity_rows)
+        if not args.skip_materialize:
+            r["materialize"] = bench_materialize(path)
+            if args.redis:
+                r["materialize_redis"] = bench_materialize_redis(path, args.redis)
+        _report(r)
+        results[size] = r
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory of this process: {peak:,.0f} MB")
     print(json.dumps(results, indent=1, default=str), file=sys.stderr)
