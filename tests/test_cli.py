@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from framework.cli import main
 
 from .conftest import copy_example_repo
+from .test_apply import BAD_EVENTS
 
 
 @pytest.fixture
@@ -275,17 +276,17 @@ def test_historical_bad_files(run, cli_repo, tmp_path):
     assert result.exit_code == 1 and "missing column(s) ['user_id']" in result.output
 
 
-def test_apply_bad_events_is_one_line_exit_1(tmp_path):
-    repo = copy_example_repo(tmp_path / "feature_repo", users=50)
-    events = pd.read_parquet(repo / "data" / "events.parquet")
-    events.assign(event_timestamp=events.event_timestamp.dt.tz_localize(None)).to_parquet(
-        repo / "data" / "events.parquet"
-    )
+@pytest.mark.parametrize(("change", "message"), BAD_EVENTS, ids=[m for _, m in BAD_EVENTS])
+def test_apply_bad_events_is_one_line_exit_1(tmp_path, change, message):
+    repo = copy_example_repo(tmp_path / "feature_repo", users=30)
+    path = repo / "data" / "events.parquet"
+    change(pd.read_parquet(path)).to_parquet(path, index=False)
     result = CliRunner().invoke(main, ["--repo", str(repo), "apply"])
     assert result.exit_code == 1
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and "events.parquet" in error[0] and "timezone-naive" in error[0]
-    assert not (repo / "data" / "derived").exists()
+    assert len(error) == 1 and "events.parquet" in error[0] and message in error[0]
+    assert "Traceback" not in result.output
+    assert not (repo / "data" / "derived").exists() and not (repo / "data" / "registry.db").exists()
 
 
 def test_repo_that_does_not_exist_is_a_usage_error():
