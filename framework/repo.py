@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
     from feast.repo_contents import RepoContents
 
+    from framework.problems import Problem
     from framework.windows import WindowSpec
 
 __all__ = ["FeatureRepo"]
@@ -99,6 +100,35 @@ class FeatureRepo:
 
         specs = [WindowSpec.from_feature_view(fv) for fv in self.contents.feature_views]
         return [s for s in specs if s is not None]
+
+    @cached_property
+    def problems(self) -> dict[str, Problem]:
+        """The problems declared in the repo's Python files, by name."""
+        import importlib
+
+        from feast.repo_operations import get_repo_files
+
+        from framework.problems import Problem
+
+        found: dict[str, Problem] = {}
+        with _inside(self.path):
+            for path in get_repo_files(self.path):
+                module = importlib.import_module(
+                    ".".join(path.relative_to(self.path).with_suffix("").parts)
+                )
+                for obj in vars(module).values():
+                    if isinstance(obj, Problem):
+                        if obj.name in found and found[obj.name] is not obj:
+                            raise FeatureRepoError(f"Two problems are named {obj.name!r}.")
+                        found[obj.name] = obj
+        return found
+
+    def problem(self, name: str) -> Problem:
+        if name not in self.problems:
+            raise FeatureRepoError(
+                f"Unknown problem {name!r}; the repo declares {sorted(self.problems)}."
+            )
+        return self.problems[name]
 
     # What was applied: every stage after `apply` reads the registry, as Feast does.
 
