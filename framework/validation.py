@@ -1,0 +1,189 @@
+"""Validate a training set with Great Expectations (1.x) before any training.
+
+The suite is generated from the declarations, not written by hand:
+
+- every feature has the declared type; windowed counts and sums are never null
+  and never negative; for the same aggregate, 7d <= 30d <= 90d (shorter windows
+  never hold more than longer ones);
+- the label is never null (and 0/1 for a binary problem);
+- categorical features stay within the categories a problem declares
+  (``Problem(categories={"plan": [...]})``), when it declares them.
+
+``validate`` returns a ``ValidationResult`` (status PASS / FAIL, one line per
+failing expectation with its column and sample values, and a profile of the
+data kept as reference statistics); the caller decides to raise (``.raise_for_failure()``).
+GX runs in an ephemeral context with its progress bars off.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework.dataset import LABEL, TrainingSet
+from framework.errors import DataError
+
+__all__ = ["ValidationError", "ValidationResult", "profile", "validate"]
+
+
+class ValidationError(DataError):
+    """A training set failed its validation suite."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    expectation: str
+    column: str
+    unexpected: int
+    sample: list
+
+    def __str__(self) -> str:
+        return f"{self.expectation} on {self.column}: {self.unexpected} unexpected, e.g. {self.sample[:5]}"
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The outcome of a suite: PASS or FAIL, the failures, and the data's profile."""
+
+    problem: str
+    expectations: int
+    failures: list[Failure] = field(default_factory=list)
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "FAIL" if self.failures else "PASS"
+
+    def report(self) -> str:
+        head = f"Validation of {self.problem!r}: {self.status} ({self.expectations} expectations"
+        head += f", {len(self.failures)} failed)" if self.failures else ")"
+        return "\n".join([head, *(f"  - {f}" for f in self.failures)])
+
+    def raise_for_failure(self) -> None:
+        if self.failures:
+            raise ValidationError(self.report())
+
+
+def _window_groups(features: list[str]) -> list[list[str]]:
+    """Windowed features of one aggregate, by window: [[x_7d, x_30d, x_90d], ...]."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name in features:
+        head, _, tail = name.rpartition("_")
+        if head and tail.endswith("d") and tail[:-1].isdigit():
+            groups.setdefault(head, []).append((int(tail[:-1]), name))
+    return [[n for _, n in sorted(g)] for g in groups.values() if len(g) > 1]
+
+
+def _expectations(ts: TrainingSet, categories: dict[str, list]) -> list:
+    import great_expectations as gx
+
+    E = gx.expectations
+    frame, out = ts.frame, []
+    dtypes = ts.spec.get("feature_dtypes", {})
+    for name in ts.features:
+        declared = dtypes.get(name, str(frame[name].dtype))
+        out.append(E.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_names(declared)))
+        if _is_zero_filled(name):
+            out.append(E.ExpectColumnValuesToNotBeNull(column=name))
+            out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+    for group in _window_groups([f for f in ts.features if _is_zero_filled(f)]):
+        for short, long in itertools.pairwise(group):
+            out.append(
+                E.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=long,
+                    column_B=short,
+                    or_equal=True,
+                    ignore_row_if="either_value_is_missing",
+                )
+            )
+    for name, allowed in categories.items():
+        if name in frame.columns:
+            out.append(E.ExpectColumnValuesToBeInSet(column=name, value_set=list(allowed)))
+    out.append(E.ExpectColumnValuesToNotBeNull(column=LABEL))
+    if ts.spec.get("task") == "binary":
+        out.append(E.ExpectColumnValuesToBeInSet(column=LABEL, value_set=[0, 1]))
+    return out
+
+
+def _type_names(dtype: str) -> list[str]:
+    """The type names GX accepts for a pandas dtype: numpy names, extension dtype class
+    names (Int32Dtype, BooleanDtype) and str for object columns of strings."""
+    names = {dtype, dtype.lower()}
+    resolved = pd.api.types.pandas_dtype(dtype)
+    if isinstance(resolved, pd.api.extensions.ExtensionDtype):
+        names.add(type(resolved).__name__)
+    if dtype == "object":
+        names.add("str")
+    if dtype == "boolean":
+        names.add("bool")
+    return sorted(names)
+
+
+def _is_zero_filled(name: str) -> bool:
+    head, _, tail = name.rpartition("_")
+    return bool(head) and tail.endswith("d") and tail[:-1].isdigit() and not head.endswith("_mean")
+
+
+def profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
+    """Per column: null rate and either numeric summaries or category frequencies."""
+    out: dict[str, Any] = {}
+    for name in columns:
+        col = frame[name]
+        entry: dict[str, Any] = {"dtype": str(col.dtype), "null_rate": float(col.isna().mean())}
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            values = col.dropna().astype(float)
+            if len(values):
+                q = np.quantile(values, [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0])
+                entry.update(
+                    mean=float(values.mean()),
+                    std=float(values.std()),
+                    quantiles=[float(v) for v in q],
+                )
+        else:
+            freq = col.astype("object").value_counts(normalize=True, dropna=True)
+            entry["categories"] = {str(k): float(v) for k, v in freq.head(50).items()}
+        out[name] = entry
+    return out
+
+
+def validate(ts: TrainingSet, categories: dict[str, list] | None = None) -> ValidationResult:
+    """Run the generated suite on a training set."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("lifecycle").add_dataframe_asset(ts.problem)
+    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
+        batch_parameters={"dataframe": ts.frame}
+    )
+    suite = gx.ExpectationSuite(name=f"{ts.problem}_training_set")
+    for expectation in _expectations(ts, categories or {}):
+        suite.add_expectation(expectation)
+    result = batch.validate(suite)
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        kwargs = r.expectation_config.kwargs
+        column = kwargs.get("column") or f"{kwargs.get('column_A')} >= {kwargs.get('column_B')}"
+        details = r.result or {}
+        sample = details.get("partial_unexpected_list") or [details.get("observed_value")]
+        failures.append(
+            Failure(
+                r.expectation_config.type,
+                column,
+                int(details.get("unexpected_count") or 0),
+                list(sample),
+            )
+        )
+    return ValidationResult(
+        problem=ts.problem,
+        expectations=len(result.results),
+        failures=failures,
+        profile=profile(ts.frame, [*ts.features, LABEL]),
+    )
