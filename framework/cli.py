@@ -356,6 +356,140 @@ def features_online(
         click.echo(out.T.to_string(header=False))
 
 
+@main.group()
+def dataset() -> None:
+    """Training sets: labels joined with point-in-time features."""
+
+
+@dataset.command("build")
+@click.argument("problem")
+@pass_ctx
+def dataset_build(obj: Context, problem: str) -> None:
+    """Build and save the training set of PROBLEM (under REPO/data/datasets)."""
+    from framework.dataset import build_training_set
+
+    t0 = time.perf_counter()
+    ts = build_training_set(obj.repo, problem)
+    path = ts.save(obj.repo.data_dir / "datasets")
+    summary = ts.summary()
+    click.echo(
+        f"Dataset {summary['hash']}: {summary['rows']:,} rows, {summary['entities']:,} entities, "
+        f"{summary['features']} features, {summary['time_range'][0]} .. {summary['time_range'][1]} "
+        f"({time.perf_counter() - t0:.1f}s) -> {path}"
+    )
+
+
+@main.command()
+@click.argument("problem")
+@pass_ctx
+def validate(obj: Context, problem: str) -> None:
+    """Validate the training set of PROBLEM with its generated Great Expectations suite.
+
+    Exit code 1 when an expectation fails; the report names each failing
+    expectation, its column and sample values.
+    """
+    from framework.dataset import build_training_set
+    from framework.validation import validate as run_validate
+
+    declared = obj.repo.problem(problem)
+    result = run_validate(
+        build_training_set(obj.repo, declared), categories=dict(declared.categories)
+    )
+    click.echo(result.report())
+    if result.failures:
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.argument("problem")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+@pass_ctx
+def train(obj: Context, problem: str, as_json: bool) -> None:
+    """Build, validate and train PROBLEM; register the winner as a candidate version.
+
+    Candidates (baseline, LightGBM tuned with time-series cross-validation,
+    scikit-learn models) are compared on validation by the problem's metric;
+    the winner is reported on test, and gets a model card (card.html).
+    """
+    from framework.modeling import run_training
+
+    run = run_training(obj.repo, problem, progress=_say)
+    out = {"version": run.artifact.version, **run.result.as_json()}
+    out = {"problem": out.pop("problem"), "version": out.pop("version"), **out}
+    if as_json:
+        click.echo(json.dumps(out, default=float))
+        return
+    click.echo(_comparison(run.result))
+    click.echo(
+        f"Registered {problem} {run.artifact.version} (candidate). Card: {run.artifact.path / 'card.html'}"
+    )
+
+
+def _comparison(result) -> str:
+    problem = result.problem
+    cols = (
+        ["precision", "recall", "f1", "roc_auc", "pr_auc"]
+        if problem.task == "binary"
+        else ["mae", "rmse", "r2"]
+    )
+    lines = [f"{problem.name}: candidates on validation ({problem.metric} chooses), winner on test"]
+    lines.append(f"  {'model':<22}" + "".join(f"{c:>10}" for c in cols))
+    for c in result.candidates:
+        mark = " *" if c is result.winner else ""
+        lines.append(f"  {c.name + mark:<22}" + "".join(f"{c.validation[k]:>10.4f}" for k in cols))
+    lines.append(f"  {'winner on test':<22}" + "".join(f"{result.test[k]:>10.4f}" for k in cols))
+    lines.append(
+        f"  {'baseline on test':<22}" + "".join(f"{result.baseline_test[k]:>10.4f}" for k in cols)
+    )
+    ok = problem.succeeded(result.test[problem.metric])
+    lines.append(
+        f"  success ({problem.metric} {'>=' if problem.higher_is_better else '<='} {problem.threshold}): {'yes' if ok else 'no'}"
+    )
+    return "\n".join(lines)
+
+
+@main.group()
+def models() -> None:
+    """The model registry: list versions, promote one to production."""
+
+
+@models.command("list")
+@click.argument("problem", required=False)
+@pass_ctx
+def models_list(obj: Context, problem: str | None) -> None:
+    """Versions of PROBLEM (or of every problem): stage and key metrics."""
+    from framework.modeling import registry_of
+
+    registry = registry_of(obj.repo)
+    problems = [problem] if problem else registry.problems()
+    if problem:
+        obj.repo.problem(problem)
+    rows = []
+    for name in problems:
+        for version in registry.versions(name):
+            meta = registry.get(name, version).meta
+            metric = meta["metric"]
+            rows.append(
+                f"  {name:<10} {version:<5} {registry.stage_of(name, version):<11} {meta['winner']:<20} "
+                f"test {metric} {meta['metrics']['test'][metric]:.4f}  baseline {meta['baseline']['test'][metric]:.4f}  "
+                f"dataset {meta['dataset']['hash']}  {meta['created_at'][:19]}"
+            )
+    click.echo("\n".join(rows) if rows else "No models yet: run `lifecycle train PROBLEM`.")
+
+
+@models.command("promote")
+@click.argument("problem")
+@click.argument("version")
+@pass_ctx
+def models_promote(obj: Context, problem: str, version: str) -> None:
+    """Make VERSION (e.g. v3) the production model of PROBLEM."""
+    from framework.modeling import registry_of
+
+    obj.repo.problem(problem)
+    artifact = registry_of(obj.repo).promote(problem, version)
+    click.echo(f"{problem} {artifact.version} is now in production.")
+
+
 @main.command()
 @click.option(
     "--users",
@@ -435,8 +569,18 @@ def demo(obj: Context, users: int) -> None:
         "event_days_until_holiday",
     ]
     click.echo(online[show].to_string(index=False))
+    from framework.modeling import registry_of, run_training
+
+    for step, name in enumerate(sorted(repo.problems), start=6):
+        click.echo(f"== {step}. Train, evaluate, register and promote: {name}")
+        run = run_training(repo, name, progress=lambda m: click.echo(f"   {m}"))
+        click.echo(_comparison(run.result))
+        registry_of(repo).promote(name, run.artifact.version)
+        click.echo(
+            f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
+        )
     click.echo(
-        "\nDone. Next: `lifecycle features online --entity user_id=42`, or `feast ui` in feature_repo/."
+        "\nDone. Next: `lifecycle models list`, `lifecycle features online --entity user_id=42`."
     )
 
 

@@ -123,6 +123,7 @@ class Problem:
     candidates: tuple[str, ...] = ()
     tuning_budget: int = 8
     margin: float = 0.0
+    categories: dict[str, tuple] = field(default_factory=dict)
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -193,4 +194,6 @@ class Problem:
             "threshold": self.threshold,
             "candidates": list(self.models),
             "tuning_budget": self.tuning_budget,
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "description": self.description,
         }

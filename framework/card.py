@@ -1,0 +1,189 @@
+"""Model cards: one JSON file and one self-contained HTML page per model version.
+
+The card holds the metrics table of every candidate (validation) and of the
+winner and baseline (test), curves (ROC and precision-recall for classifiers,
+predicted vs actual and residuals for regressors), feature importance, and the
+data the model was trained on (rows, time range, label balance). Plots are PNGs
+made with matplotlib and embedded in the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["feature_importance", "write_card"]
+
+
+def feature_importance(model: Any, top: int = 20) -> list[tuple[str, float]]:
+    """Importance per transformed feature (tree gains or |coefficients|), largest first."""
+    est = model.named_steps["model"]
+    names = list(model.named_steps["preprocess"].get_feature_names_out())
+    if hasattr(est, "feature_importances_"):
+        values = np.asarray(est.feature_importances_, dtype=float)
+    elif hasattr(est, "coef_"):
+        values = np.abs(np.ravel(est.coef_)).astype(float)
+    else:
+        return []
+    if values.sum() > 0:
+        values = values / values.sum()
+    order = np.argsort(values)[::-1][:top]
+    return [(names[i], float(values[i])) for i in order]
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _curves(
+    task: str, y: np.ndarray, score: np.ndarray
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn import metrics as m
+
+    data: dict[str, Any] = {}
+    plots = []
+    if task == "binary":
+        fpr, tpr, _ = m.roc_curve(y, score)
+        precision, recall, _ = m.precision_recall_curve(y, score)
+        step = max(1, len(fpr) // 200)
+        data["roc"] = {"fpr": fpr[::step].tolist(), "tpr": tpr[::step].tolist()}
+        step = max(1, len(recall) // 200)
+        data["pr"] = {"recall": recall[::step].tolist(), "precision": precision[::step].tolist()}
+        for title, (xs, ys, xl, yl) in {
+            "ROC curve (test)": (fpr, tpr, "false positive rate", "true positive rate"),
+            "Precision-recall curve (test)": (recall, precision, "recall", "precision"),
+        }.items():
+            fig, ax = plt.subplots(figsize=(4.2, 3.6))
+            ax.plot(xs, ys)
+            ax.set(title=title, xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.02))
+            plots.append((title, _png(fig)))
+    else:
+        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        ax.scatter(y, score, s=3, alpha=0.3)
+        top = float(np.quantile(np.r_[y, score], 0.99))
+        ax.plot([0, top], [0, top], color="grey")
+        ax.set(
+            title="Predicted vs actual (test)",
+            xlabel="actual",
+            ylabel="predicted",
+            xlim=(0, top),
+            ylim=(0, top),
+        )
+        plots.append(("Predicted vs actual (test)", _png(fig)))
+        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        ax.hist(score - y, bins=60)
+        ax.set(title="Residuals (test)", xlabel="predicted - actual", ylabel="rows")
+        plots.append(("Residuals (test)", _png(fig)))
+    return data, plots
+
+
+def _importance_plot(importance: list[tuple[str, float]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(importance) + 1))
+    names = [n for n, _ in importance][::-1]
+    ax.barh(names, [v for _, v in importance][::-1])
+    ax.set(title="Feature importance (share)", xlabel="share")
+    return _png(fig)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value)) if value is not None else ""
+
+
+def write_card(
+    folder: str | Path,
+    meta: dict[str, Any],
+    model: Any,
+    y_test: np.ndarray,
+    test_scores: np.ndarray,
+) -> dict[str, Any]:
+    """Write card.json and card.html into a model version's folder; return the card."""
+    folder = Path(folder)
+    task = meta["task"]
+    curves, plots = _curves(
+        task, np.asarray(y_test, dtype=float), np.asarray(test_scores, dtype=float)
+    )
+    importance = feature_importance(model)
+    card = {
+        "problem": meta["problem"],
+        "version": meta["version"],
+        "task": task,
+        "winner": meta["winner"],
+        "metric": meta["metric"],
+        "threshold": meta.get("threshold"),
+        "success": meta.get("success"),
+        "metrics": meta["metrics"],
+        "baseline": meta["baseline"],
+        "candidates": meta["candidates"],
+        "data": meta["dataset"],
+        "split": meta["split"],
+        "feature_importance": importance,
+        "curves": curves,
+    }
+    (folder / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    metric_cols = (
+        ["precision", "recall", "f1", "roc_auc", "pr_auc"]
+        if task == "binary"
+        else ["mae", "rmse", "r2"]
+    )
+    candidates = [
+        {"candidate": c["name"], **c["validation"], "fit seconds": c["fit_seconds"]}
+        for c in meta["candidates"]
+    ]
+    test_rows = [
+        {"model": f"{meta['winner']} (winner)", **meta["metrics"]["test"]},
+        {"model": "baseline", **meta["baseline"]["test"]},
+    ]
+    data = meta["dataset"]
+    images = "".join(
+        f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"><figcaption>{html.escape(t)}</figcaption></figure>'
+        for t, b in plots
+    )
+    if importance:
+        images += f'<figure><img alt="Feature importance" src="data:image/png;base64,{_importance_plot(importance)}"><figcaption>Feature importance</figcaption></figure>'
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Model card: {html.escape(meta["problem"])} {html.escape(meta["version"])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
+<h1>{html.escape(meta["problem"])} {html.escape(meta["version"])}</h1>
+<p>{html.escape(meta.get("description") or "")}</p>
+<p>Task: {task}. Label: {html.escape(meta["label_description"])}. Feature service: {html.escape(meta["feature_service"])}
+({len(meta["features"])} features). Winner: <b>{html.escape(meta["winner"])}</b>, chosen on validation {html.escape(meta["metric"])};
+success threshold {meta["success_threshold"]}: <b>{"met" if meta.get("success") else "not met"}</b> on test.</p>
+<h2>Test</h2>{_table(test_rows, ["model", *metric_cols])}
+<h2>Candidates (validation)</h2>{_table(candidates, ["candidate", *metric_cols, "fit seconds"])}
+<h2>Plots</h2>{images}
+<h2>Data</h2><p>Dataset {html.escape(data["hash"])}: {data["rows"]:,} rows, {data["entities"]:,} entities,
+observations from {html.escape(data["time_range"][0])} to {html.escape(data["time_range"][1])}.
+{html.escape(json.dumps(data.get("label_balance") or {"label_mean": data.get("label_mean")}))}</p>
+{_table([{"split": k, "from": v[0], "to": v[1], "rows": v[2]} for k, v in meta["split"].items()], ["split", "from", "to", "rows"])}
+<p>Libraries: {html.escape(json.dumps(meta.get("libraries", {})))}</p>
+</body></html>"""
+    (folder / "card.html").write_text(page)
+    return card

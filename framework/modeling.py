@@ -1,0 +1,84 @@
+"""The training run: dataset -> validation -> training -> registry -> model card.
+
+``run_training(repo, "churn")`` builds and saves the training set, validates it
+(a failing suite stops the run with its report), trains the candidates,
+registers the winner as a new candidate version with everything needed to
+trace and monitor it, and writes its model card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from framework.card import write_card
+from framework.dataset import LABEL, TrainingSet, build_training_set
+from framework.registry import ModelArtifact, Registry
+from framework.repo import FeatureRepo
+from framework.train import TrainResult, train
+from framework.validation import ValidationResult, profile, validate
+
+__all__ = ["TrainingRun", "registry_of", "run_training"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training run made: the dataset, its validation, the result and the artifact."""
+
+    training_set: TrainingSet
+    validation: ValidationResult
+    result: TrainResult
+    artifact: ModelArtifact
+
+
+def registry_of(repo: FeatureRepo) -> Registry:
+    return Registry(repo.data_dir / "models")
+
+
+def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = None) -> TrainingRun:
+    say = progress or (lambda _m: None)
+    problem = repo.problem(name)
+    say(f"building the training set of {name!r} (labels, then features at each observation)")
+    ts = build_training_set(repo, problem)
+    dataset_path = ts.save(repo.data_dir / "datasets")
+    say(f"dataset {ts.hash}: {len(ts.frame):,} rows -> {dataset_path}")
+    say("validating it with Great Expectations")
+    checked = validate(ts, categories=dict(problem.categories))
+    checked.raise_for_failure()
+    result = train(ts, problem, progress=say)
+    summary = ts.summary()
+    out = result.as_json()
+    scores = result.test_scores
+    meta = {
+        **problem.spec(),
+        "success_threshold": problem.threshold,
+        "features": ts.features,
+        "feature_dtypes": ts.spec["feature_dtypes"],
+        "dataset": {**summary, "path": str(dataset_path)},
+        "winner": out["winner"],
+        "metrics": out["metrics"],
+        "baseline": out["baseline"],
+        "candidates": out["candidates"],
+        "threshold": out["threshold"],
+        "success": out["success"],
+        "split": out["split"],
+        "reference": {
+            "features": profile(result.split.train, ts.features),
+            "label": profile(result.split.train, [LABEL])[LABEL],
+            "scores": [float(q) for q in np.quantile(scores, np.linspace(0, 1, 21))],
+        },
+    }
+    artifact = registry_of(repo).register(problem.name, result.winner.model, meta)
+    say(f"registered {problem.name} {artifact.version} (candidate)")
+    write_card(
+        artifact.path,
+        artifact.meta,
+        result.winner.model,
+        result.split.test[LABEL].to_numpy(),
+        scores,
+    )
+    return TrainingRun(ts, checked, result, artifact)

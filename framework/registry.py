@@ -1,0 +1,203 @@
+"""The model registry (embedded default: files under ``<repo>/data/models``).
+
+Each trained model is a version ``v<N>`` of its problem::
+
+    data/models/<problem>/v<N>/model.joblib   the fitted pipeline (preprocessing + model)
+    data/models/<problem>/v<N>/model.json     everything else: feature service and features,
+                                              label spec, dataset hash, metrics of every
+                                              candidate, decision threshold, reference
+                                              statistics, library versions, sha256 of the artifact
+    data/models/<problem>/stages.json         which version is in production
+
+A new version is a ``candidate``; ``promote`` makes one ``production``. Loading
+verifies the artifact's sha256 before unpickling anything: a changed or foreign
+file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from framework.errors import LifecycleError
+
+__all__ = ["ArtifactError", "ModelArtifact", "Registry"]
+
+_VERSION = re.compile(r"^v([1-9][0-9]*)$")
+_PROBLEM = re.compile(r"^[a-z][a-z0-9_]*$")
+LIBRARIES = (
+    "feast",
+    "lightgbm",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "great-expectations",
+    "lifecycle-framework",
+)
+
+
+class ArtifactError(LifecycleError, ValueError):
+    """A model artifact is missing, changed, foreign or named wrongly."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A registered model version: its metadata, and the fitted pipeline on demand."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return self.meta["version"]
+
+    @property
+    def problem(self) -> str:
+        return self.meta["problem"]
+
+    def load_model(self) -> Any:
+        """The fitted pipeline, after checking the artifact's sha256."""
+        import joblib
+
+        file = self.path / "model.joblib"
+        if not file.exists():
+            raise ArtifactError(f"{file} is missing.")
+        actual = _sha256(file)
+        if actual != self.meta.get("sha256"):
+            raise ArtifactError(
+                f"{file} does not match the checksum recorded for {self.problem} {self.version} "
+                f"(recorded {self.meta.get('sha256')}, found {actual}): refusing to load a changed "
+                "or foreign file. Retrain, or restore the original artifact."
+            )
+        return joblib.load(file)
+
+
+class Registry:
+    """Model versions of every problem under one folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _problem_dir(self, problem: str) -> Path:
+        if not _PROBLEM.match(problem or ""):
+            raise ArtifactError(f"{problem!r} is not a problem name (lower_snake_case).")
+        return self.root / problem
+
+    def _version_dir(self, problem: str, version: str) -> Path:
+        if not _VERSION.match(version or ""):
+            raise ArtifactError(
+                f"{version!r} is not a model version; versions look like v1, v2, ..."
+            )
+        return self._problem_dir(problem) / version
+
+    def versions(self, problem: str) -> list[str]:
+        folder = self._problem_dir(problem)
+        found = [
+            p.name
+            for p in folder.glob("v*")
+            if _VERSION.match(p.name) and (p / "model.json").exists()
+        ]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def problems(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _PROBLEM.match(p.name))
+
+    def stages(self, problem: str) -> dict[str, str]:
+        path = self._problem_dir(problem) / "stages.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, problem: str, version: str | None = None) -> ModelArtifact:
+        """A version, or the production one when ``version`` is None."""
+        if version is None:
+            version = self.stages(problem).get("production")
+            if version is None:
+                raise ArtifactError(
+                    f"Problem {problem!r} has no production model; promote one with "
+                    f"`lifecycle models promote {problem} VERSION`."
+                )
+        path = self._version_dir(problem, version)
+        meta_file = path / "model.json"
+        if not meta_file.exists():
+            known = self.versions(problem) if self._problem_dir(problem).exists() else []
+            raise ArtifactError(f"Problem {problem!r} has no model {version}; it has {known}.")
+        return ModelArtifact(path, json.loads(meta_file.read_text()))
+
+    def register(self, problem: str, model: Any, meta: dict[str, Any]) -> ModelArtifact:
+        """Save a new candidate version (the next number) and return it."""
+        import joblib
+
+        folder = self._problem_dir(problem)
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = [int(v[1:]) for v in self.versions(problem)]
+        number = max(existing, default=0) + 1
+        while True:  # claim the folder atomically: mkdir fails if another run took it
+            path = folder / f"v{number}"
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                number += 1
+        joblib.dump(model, path / "model.joblib")
+        full = {
+            **meta,
+            "problem": problem,
+            "version": f"v{number}",
+            "stage": "candidate",
+            "created_at": datetime.now(UTC).isoformat(),
+            "sha256": _sha256(path / "model.joblib"),
+            "libraries": library_versions(),
+        }
+        _write_json(path / "model.json", full)
+        return ModelArtifact(path, full)
+
+    def promote(self, problem: str, version: str) -> ModelArtifact:
+        """Make ``version`` the production model (the previous one becomes archived)."""
+        artifact = self.get(problem, version)
+        artifact.load_model()  # refuse to promote a changed artifact
+        stages = self.stages(problem)
+        previous = stages.get("production")
+        stages.update(production=version, promoted_at=datetime.now(UTC).isoformat())
+        if previous and previous != version:
+            stages.setdefault("history", []).append(previous)
+        _write_json(self._problem_dir(problem) / "stages.json", stages)
+        return artifact
+
+    def stage_of(self, problem: str, version: str) -> str:
+        stages = self.stages(problem)
+        if stages.get("production") == version:
+            return "production"
+        return "archived" if version in stages.get("history", []) else "candidate"
