@@ -131,6 +131,7 @@ def _estimator(name: str, task: str, seed: int = 0):
             num_leaves=31,
             n_jobs=2,
             random_state=seed,
+            importance_type="gain",
             verbose=-1,
         )
     if name == "logistic_regression":

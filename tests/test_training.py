@@ -1,0 +1,118 @@
+"""Training, the registry and the CLI of the training stage, on the small example repo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from framework.cli import main
+from framework.errors import DataError
+from framework.modeling import registry_of, run_training
+from framework.registry import ArtifactError
+from framework.train import split_by_time, to_model_frame
+
+
+@pytest.fixture(scope="module")
+def trained(applied_repo):
+    return {name: run_training(applied_repo, name) for name in ("churn", "spend")}
+
+
+def test_split_is_ordered_in_time_and_purged():
+    t = pd.date_range("2025-01-01", periods=40, freq="7D", tz="UTC")
+    frame = pd.DataFrame({"event_timestamp": np.repeat(t, 3), "label": 0})
+    split = split_by_time(frame, horizon_days=30)
+    train, val, test = (p.event_timestamp for p in (split.train, split.validation, split.test))
+    horizon = pd.Timedelta(days=30)
+    assert train.max() + horizon < val.min() and val.max() + horizon < test.min()
+    assert len(test) == 6 * 3  # the last 15% of 40 observation times
+    assert split.validation.event_timestamp.nunique() == 2  # 6 weeks, 4 purged against test
+    with pytest.raises(DataError, match="at least 3 observation times"):
+        split_by_time(frame.head(6), horizon_days=30)
+    with pytest.raises(DataError, match="validation split is empty after purging"):
+        split_by_time(frame.head(60), horizon_days=30)
+
+
+def test_winner_beats_the_baseline_on_test(trained):
+    churn, spend = trained["churn"].result, trained["spend"].result
+    assert churn.test["pr_auc"] > churn.baseline_test["pr_auc"] + 0.1
+    assert spend.test["mae"] < spend.baseline_test["mae"]
+    names = {c.name for c in churn.candidates}
+    assert names == {"baseline", "lightgbm", "logistic_regression", "random_forest"}
+    tuned = next(c for c in churn.candidates if c.name == "lightgbm")
+    assert tuned.tuning["configurations"] == 8 and "num_leaves" in tuned.tuning["best_params"]
+    assert 0 < churn.threshold < 1
+
+
+def test_artifact_carries_what_serving_and_monitoring_need(trained):
+    artifact = trained["churn"].artifact
+    meta = artifact.meta
+    assert meta["feature_service"] == "churn_model_v1" and len(meta["features"]) == 31
+    assert meta["dataset"]["hash"] == trained["churn"].training_set.hash
+    assert meta["reference"]["features"]["user_events_count_30d"]["quantiles"]
+    assert meta["libraries"]["lightgbm"] == "4.7.0" and meta["stage"] == "candidate"
+    model = artifact.load_model()
+    frame = trained["churn"].result.split.test
+    scores = model.predict_proba(to_model_frame(frame, meta["features"]))[:, 1]
+    np.testing.assert_allclose(scores, trained["churn"].result.test_scores)
+    card = json.loads((artifact.path / "card.json").read_text())
+    assert card["curves"]["roc"]["fpr"] and card["feature_importance"]
+    assert "<img" in (artifact.path / "card.html").read_text()
+
+
+def test_registry_stages_and_tamper_refusal(applied_repo, trained):
+    registry = registry_of(applied_repo)
+    version = trained["spend"].artifact.version
+    registry.promote("spend", version)
+    assert registry.get("spend").version == version
+    assert registry.stage_of("spend", version) == "production"
+    with pytest.raises(ArtifactError, match="no model v99"):
+        registry.get("spend", "v99")
+    with pytest.raises(ArtifactError, match="not a model version"):
+        registry.get("spend", "../../etc")
+    with pytest.raises(ArtifactError, match="not a problem name"):
+        registry.get("../spend", "v1")
+    artifact = registry.get("spend", version)
+    blob = (artifact.path / "model.joblib").read_bytes()
+    (artifact.path / "model.joblib").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    try:
+        with pytest.raises(ArtifactError, match="does not match the checksum"):
+            artifact.load_model()
+    finally:
+        (artifact.path / "model.joblib").write_bytes(blob)
+    assert artifact.load_model() is not None
+
+
+def _cli(repo, *args):
+    return CliRunner().invoke(main, ["--repo", str(repo.path), *args])
+
+
+def test_cli_train_json_list_promote(applied_repo, trained):
+    result = _cli(applied_repo, "train", "churn", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert {"problem", "version", "task", "winner", "metrics", "baseline", "candidates"} <= set(out)
+    assert {"precision", "recall", "f1", "roc_auc", "pr_auc"} <= set(out["metrics"]["test"])
+    assert (
+        set(out["metrics"]) == {"validation", "test"} and out["candidates"][0]["name"] == "baseline"
+    )
+    listed = _cli(applied_repo, "models", "list", "churn")
+    assert (
+        listed.exit_code == 0 and out["version"] in listed.output and "candidate" in listed.output
+    )
+    promoted = _cli(applied_repo, "models", "promote", "churn", out["version"])
+    assert promoted.exit_code == 0 and "production" in promoted.output
+    bad = _cli(applied_repo, "models", "promote", "churn", "v404")
+    assert bad.exit_code == 1 and "no model v404" in bad.output
+    unknown = _cli(applied_repo, "train", "nope")
+    assert unknown.exit_code == 1 and "Unknown problem 'nope'" in unknown.output
+
+
+def test_cli_validate_and_dataset_build(applied_repo):
+    result = _cli(applied_repo, "validate", "spend")
+    assert result.exit_code == 0 and "PASS" in result.output
+    result = _cli(applied_repo, "dataset", "build", "spend")
+    assert result.exit_code == 0 and "rows" in result.output
