@@ -35,15 +35,15 @@ EVENTS_PER_USER = 111  # the example generator's rate, measured
 
 
 def _repo(size: int) -> Path:
+    """The example repo's declarations (always refreshed) with data for ``size`` events (made once)."""
     from framework.example_data import write_example_data
 
     path = WORK / f"e{size}" / "feature_repo"
+    path.mkdir(parents=True, exist_ok=True)
+    for item in (ROOT / "feature_repo").iterdir():
+        if item.is_file():
+            shutil.copy(item, path / item.name)
     if not (path / "data" / "events.parquet").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        for item in (ROOT / "feature_repo").iterdir():
-            if item.is_file():
-                shutil.copy(item, path / item.name)
         write_example_data(path / "data", users=max(size // EVENTS_PER_USER, 10), seed=1)
     return path
 

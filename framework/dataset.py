@@ -98,19 +98,36 @@ def load_training_set(path: str | Path) -> TrainingSet:
     return ts
 
 
-def check_no_leakage(problem: Problem, features: list[str]) -> None:
-    """Refuse a problem whose features could see its label window."""
-    if LABEL in features or problem.entity in features:
+def check_no_leakage(problem: Problem, views: list) -> None:
+    """Refuse a problem whose features could see its label window.
+
+    Stored views are read with a point-in-time join (rows at or before t) and
+    windows look back, so they cannot. What could: a feature named like the
+    label or the entity key, and an on-demand view that reads request fields
+    other than the observation time, because in training those come from the
+    entity rows, where the label lives.
+    """
+    features = [n for vf in views for n in vf.features]
+    clash = sorted({LABEL, problem.entity} & set(features))
+    if clash:
         raise FeatureRepoError(
-            f"Problem {problem.name!r}: feature service {problem.feature_service!r} has a feature "
-            f"named {LABEL!r} or {problem.entity!r}; rename it."
+            f"Problem {problem.name!r}: feature service {problem.feature_service!r} has feature(s) "
+            f"named {clash}, like the label or the entity key; rename them."
         )
-    leaking = [f for f in features if f.startswith("label_") or f.endswith("_future")]
-    if leaking:
-        raise FeatureRepoError(
-            f"Problem {problem.name!r}: features {leaking} look like they hold label information "
-            "(computed after t); features must only use data up to the observation time."
+    for vf in views:
+        if not vf.on_demand:
+            continue
+        fields = sorted(
+            f.name for src in vf.view.source_request_sources.values() for f in src.schema
         )
+        extra = [f for f in fields if f != TIMESTAMP]
+        if extra:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: on-demand view {vf.view.name!r} reads request field(s) "
+                f"{extra} besides {TIMESTAMP!r}. In training they would come from the entity rows, "
+                "next to the label: features may only use data up to the observation time. "
+                "Store those values in a feature view with a timestamp instead."
+            )
 
 
 def build_training_set(
@@ -123,7 +140,7 @@ def build_training_set(
         problem = repo.problem(problem)
     views = resolve_features(repo, problem.feature_service)
     features = [n for vf in views for n in vf.features]
-    check_no_leakage(problem, features)
+    check_no_leakage(problem, views)
     observations = build_observations(problem)
     frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
     frame = frame[[problem.entity, TIMESTAMP, *features, LABEL]]

@@ -103,7 +103,7 @@ def _preprocessor(frame: pd.DataFrame):
             (
                 "categorical",
                 make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
+                    SimpleImputer(strategy="constant", fill_value="missing"),
                     OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 ),
                 categorical,
@@ -184,24 +184,39 @@ def _fit(
     pipe = _pipeline(name, problem.task, x, seed)
     if name != "lightgbm" or problem.tuning_budget <= 1:
         return pipe.fit(x, y), {}
-    from sklearn.model_selection import RandomizedSearchCV, TimeSeriesSplit
+    best, score = _search(problem, x, y, seed)
+    pipe.set_params(**{f"model__{k}": v for k, v in best.items()})
+    tuning = {"best_params": best, "cv_score": score, "configurations": problem.tuning_budget}
+    return pipe.fit(x, y), tuning
 
-    search = RandomizedSearchCV(
-        pipe,
-        LGBM_SPACE,
-        n_iter=problem.tuning_budget,
-        cv=TimeSeriesSplit(n_splits=3),  # rows are in time order
-        scoring=SCORING[problem.metric],
-        random_state=seed,
-        refit=True,
-        n_jobs=1,
-    )
-    search.fit(x, y)
-    return search.best_estimator_, {
-        "best_params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
-        "cv_score": float(search.best_score_),
-        "configurations": problem.tuning_budget,
-    }
+
+def _search(problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[dict, float]:
+    """Random search with time-series cross-validation (rows are in time order).
+
+    The preprocessing does not depend on the searched parameters, so each fold
+    is prepared once and every configuration is fitted on the prepared matrices.
+    """
+    from sklearn.base import clone
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import ParameterSampler, TimeSeriesSplit
+
+    scorer = get_scorer(SCORING[problem.metric])
+    folds = []
+    for train_idx, test_idx in TimeSeriesSplit(n_splits=3).split(x):
+        prep = _preprocessor(x).fit(x.iloc[train_idx])
+        prepared = (prep.transform(x.iloc[train_idx]), prep.transform(x.iloc[test_idx]))
+        folds.append((prepared[0], y[train_idx], prepared[1], y[test_idx]))
+    space = {k.removeprefix("model__"): v for k, v in LGBM_SPACE.items()}
+    model = _estimator("lightgbm", problem.task, seed)
+    results = []
+    for params in ParameterSampler(space, n_iter=problem.tuning_budget, random_state=seed):
+        fold_scores = []
+        for xt, yt, xv, yv in folds:
+            fitted = clone(model).set_params(**params).fit(xt, yt)
+            fold_scores.append(scorer(fitted, xv, yv))
+        results.append((float(np.mean(fold_scores)), params))
+    score, best = max(results, key=lambda r: r[0])
+    return best, score
 
 
 def scores(model: Any, task: str, x: pd.DataFrame) -> np.ndarray:

@@ -106,6 +106,35 @@ def test_injected_faults_fail_with_column_and_sample(churn_set, change, expectat
         result.raise_for_failure()
 
 
-def test_a_feature_named_like_a_label_is_refused(applied_repo):
-    with pytest.raises(FeatureRepoError, match="label"):
-        check_no_leakage(applied_repo.problem("churn"), ["user_events_count_7d", "label"])
+def test_features_that_could_see_the_label_are_refused(applied_repo):
+    from feast import Field, OnDemandFeatureView, RequestSource
+    from feast.types import Int64, UnixTimestamp
+
+    from framework.retrieval import ViewFeatures, resolve_features
+
+    problem = applied_repo.problem("churn")
+    views = resolve_features(applied_repo, "churn_model_v1")
+    check_no_leakage(problem, views)  # the example service is fine
+    renamed = ViewFeatures(views[0].view, ["label"], {"label": "Int32"}, frozenset())
+    with pytest.raises(FeatureRepoError, match=r"named \['label'\]"):
+        check_no_leakage(problem, [*views, renamed])
+    request = RequestSource(
+        name="r",
+        schema=[
+            Field(name="event_timestamp", dtype=UnixTimestamp),
+            Field(name="label", dtype=Int64),
+        ],
+    )
+    peek = OnDemandFeatureView(
+        name="peek",
+        sources=[request],
+        schema=[Field(name="label_copy", dtype=Int64)],
+        mode="pandas",
+        udf=lambda df: df[["label"]].rename(columns={"label": "label_copy"}),
+        udf_string="",
+    )
+    with pytest.raises(FeatureRepoError, match=r"reads request field\(s\) \['label'\]"):
+        check_no_leakage(
+            problem,
+            [*views, ViewFeatures(peek, ["label_copy"], {"label_copy": "Int64"}, frozenset())],
+        )

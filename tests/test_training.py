@@ -116,3 +116,19 @@ def test_cli_validate_and_dataset_build(applied_repo):
     assert result.exit_code == 0 and "PASS" in result.output
     result = _cli(applied_repo, "dataset", "build", "spend")
     assert result.exit_code == 0 and "rows" in result.output
+
+
+def test_unknown_feature_service_and_single_class_are_clear_errors(applied_repo):
+    import dataclasses
+
+    from framework.dataset import TrainingSet, build_training_set
+    from framework.errors import FeatureRepoError
+    from framework.train import train
+
+    problem = applied_repo.problem("churn")
+    with pytest.raises(FeatureRepoError, match="Unknown feature service 'nope'"):
+        build_training_set(applied_repo, dataclasses.replace(problem, feature_service="nope"))
+    ts = build_training_set(applied_repo, problem)
+    single = TrainingSet(ts.problem, ts.frame.assign(label=0), ts.features, ts.spec)
+    with pytest.raises(DataError, match="single class"):
+        train(single, problem)
