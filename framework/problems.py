@@ -46,17 +46,24 @@ CANDIDATES = {
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class NoEvents:
-    """Binary label: 1 when the entity has no event (matching ``where``) in (t, t + horizon]."""
+class _Label:
+    """Checks shared by the label builders: a horizon in whole days, a valid filter."""
 
     horizon_days: int
-    where: str | None = None
+    where: str | None
 
     def __post_init__(self) -> None:
         _check_horizon(self.horizon_days)
         if self.where:
             filter_to_sql(self.where)
+
+
+@dataclass(frozen=True)
+class NoEvents(_Label):
+    """Binary label: 1 when the entity has no event (matching ``where``) in (t, t + horizon]."""
+
+    horizon_days: int
+    where: str | None = None
 
     def describe(self) -> str:
         what = f"event matching {self.where!r}" if self.where else "event"
@@ -64,17 +71,12 @@ class NoEvents:
 
 
 @dataclass(frozen=True)
-class Sum:
+class Sum(_Label):
     """Regression label: the sum of ``column`` over events (matching ``where``) in (t, t + horizon]."""
 
     column: str
     horizon_days: int
     where: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_horizon(self.horizon_days)
-        if self.where:
-            filter_to_sql(self.where)
 
     def describe(self) -> str:
         cond = f" where {self.where}" if self.where else ""
