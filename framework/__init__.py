@@ -12,6 +12,10 @@ __all__ = [
     "Aggregate",
     "DateExpansions",
     "FeatureRepo",
+    "NoEvents",
+    "Problem",
+    "Sum",
+    "WeeklyCutoffs",
     "WindowedFeatureView",
     "__version__",
 ]
@@ -23,6 +27,10 @@ _LAZY = {
     "WindowedFeatureView": "framework.windows",
     "DateExpansions": "framework.dates",
     "FeatureRepo": "framework.repo",
+    "NoEvents": "framework.problems",
+    "Problem": "framework.problems",
+    "Sum": "framework.problems",
+    "WeeklyCutoffs": "framework.problems",
 }
 
 

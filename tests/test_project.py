@@ -35,6 +35,16 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
         "framework.dates",
         "framework.pit",
         "framework.events",
+        "framework.problems",
+        "framework.labels",
+        "framework.dataset",
+        "framework.validation",
+        "framework.train",
+        "framework.registry",
+        "framework.card",
+        "framework.modeling",
+        "framework.online_write",
+        "framework.window_index",
     ],
 )
 def test_exported_members(module):
