@@ -448,6 +448,33 @@ def _comparison(result) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--api-key",
+    envvar="LIFECYCLE_API_KEY",
+    default=None,
+    help="Require this key in the X-API-Key header. Env: LIFECYCLE_API_KEY.",
+)
+@pass_ctx
+def serve(obj: Context, host: str, port: int, api_key: str | None) -> None:
+    """Serve the production models over HTTP (OpenAPI at /docs).
+
+    \b
+    POST /predict  {"problem": "churn", "entities": [{"user_id": 42}]}
+    GET  /health   online store and models
+    GET  /models   production versions and their test metrics
+    """
+    import uvicorn
+
+    from framework.serving import create_app
+
+    app = create_app(obj.repo, api_key=api_key)
+    _say(f"Serving {sorted(obj.repo.problems)} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @main.group()
 def models() -> None:
     """The model registry: list versions, promote one to production."""

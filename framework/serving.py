@@ -1,0 +1,252 @@
+"""Deploy: the online prediction service (FastAPI).
+
+``create_app(repo)`` serves the production model of every problem:
+
+- ``POST /predict`` ``{"problem": "churn", "entities": [{"user_id": 42}, ...]}`` fetches the
+  problem's feature service from the online store, applies the model's stored
+  preprocessing and answers a score per entity (and a label at the model's
+  threshold for classifiers), with ``feature_status`` (``ok``, ``partial``,
+  ``defaults`` for entities the store does not know);
+- ``GET /health`` checks the online store and the models; ``GET /models`` lists them.
+
+Models are loaded once and swapped under a lock when ``stages.json`` changes
+(``lifecycle models promote``). Bad requests get a 4xx JSON body naming the
+field; a failing store gets 503 with the reason. A 5xx other than 503 is a bug.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StrictInt
+
+from framework.errors import LifecycleError, StoreError
+from framework.registry import ModelArtifact, Registry
+from framework.repo import FeatureRepo
+
+__all__ = ["MAX_ENTITIES", "ModelCache", "create_app"]
+
+MAX_ENTITIES = 1000
+
+
+class PredictRequest(BaseModel):
+    problem: str = Field(min_length=1, max_length=64)
+    entities: list[dict[str, StrictInt | float | str | None]] = Field(
+        min_length=1,
+        description="One object per entity: its key (e.g. user_id) and optional request fields.",
+    )
+
+
+class Prediction(BaseModel):
+    score: float
+    label: int | None = None
+    feature_status: str
+    model_config = {"extra": "allow"}
+
+
+class PredictResponse(BaseModel):
+    problem: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+@dataclass
+class _Loaded:
+    artifact: ModelArtifact
+    model: Any
+    stages_mtime: int
+
+
+class ModelCache:
+    """Production models, loaded once per problem and reloaded when a promotion changes them."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._loaded: dict[str, _Loaded] = {}
+        self._lock = threading.Lock()
+
+    def _stages_mtime(self, problem: str) -> int:
+        try:
+            return os.stat(self.registry.root / problem / "stages.json").st_mtime_ns
+        except OSError:
+            return -1
+
+    def get(self, problem: str) -> _Loaded:
+        mtime = self._stages_mtime(problem)
+        current = self._loaded.get(problem)
+        if current is not None and current.stages_mtime == mtime:
+            return current
+        with self._lock:
+            current = self._loaded.get(problem)
+            if current is None or current.stages_mtime != mtime:
+                artifact = self.registry.get(problem)
+                current = _Loaded(artifact, artifact.load_model(), mtime)
+                self._loaded[problem] = current  # swapped whole: readers see old or new
+        return current
+
+    def loaded(self) -> dict[str, str]:
+        return {p: v.artifact.version for p, v in self._loaded.items()}
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null, recursively."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _score(loaded: _Loaded, frame) -> tuple[np.ndarray, np.ndarray | None]:
+    from framework.train import to_model_frame
+
+    meta = loaded.artifact.meta
+    x = to_model_frame(frame, meta["features"])
+    if meta["task"] == "binary":
+        score = loaded.model.predict_proba(x)[:, 1]
+        return score, (score >= meta["threshold"]).astype(int)
+    return loaded.model.predict(x), None
+
+
+def create_app(repo: FeatureRepo, *, api_key: str | None = None, max_entities: int = MAX_ENTITIES):
+    """The FastAPI application serving ``repo``'s production models."""
+    from framework.modeling import registry_of
+    from framework.retrieval import get_online_features
+
+    models = ModelCache(registry_of(repo))
+    app = FastAPI(title="lifecycle prediction service", version="1")
+
+    def authorize(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if api_key is not None and not hmac.compare_digest(
+            (x_api_key or "").encode(), api_key.encode()
+        ):
+            raise HTTPException(
+                401, detail={"field": "X-API-Key", "error": "missing or wrong API key"}
+            )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                "error": e.get("msg", ""),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        # A bug: still answer JSON, with what failed.
+        return JSONResponse(
+            status_code=500, content={"detail": {"error": f"{type(exc).__name__}: {exc}"}}
+        )
+
+    @app.exception_handler(StoreError)
+    async def _store(_request: Request, exc: StoreError):
+        return JSONResponse(status_code=503, content={"detail": {"error": str(exc)}})
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(authorize)],
+    )
+    def predict(body: PredictRequest) -> dict[str, Any]:
+        if len(body.entities) > max_entities:
+            raise HTTPException(
+                413,
+                detail={
+                    "field": "entities",
+                    "error": f"at most {max_entities} entities per request",
+                },
+            )
+        try:
+            problem = repo.problem(body.problem)
+            loaded = models.get(problem.name)
+        except LifecycleError as exc:
+            raise HTTPException(404, detail={"field": "problem", "error": str(exc)}) from exc
+        key = problem.entity
+        for i, row in enumerate(body.entities):
+            if not isinstance(row.get(key), int):
+                raise HTTPException(
+                    422,
+                    detail={"field": f"entities.{i}.{key}", "error": f"{key} must be an integer"},
+                )
+        rows = [{**r, key: int(r[key])} for r in body.entities]
+        try:
+            frame = get_online_features(repo, rows, loaded.artifact.meta["feature_service"])
+        except StoreError:
+            raise
+        except LifecycleError as exc:
+            raise HTTPException(422, detail={"field": "entities", "error": str(exc)}) from exc
+        scores, labels = _score(loaded, frame)
+        predictions = []
+        for i, row in enumerate(rows):
+            item = {
+                key: row[key],
+                "score": float(scores[i]),
+                "feature_status": str(frame["feature_status"].iloc[i]),
+            }
+            if labels is not None:
+                item["label"] = int(labels[i])
+            predictions.append(item)
+        return {
+            "problem": problem.name,
+            "model_version": loaded.artifact.version,
+            "predictions": predictions,
+        }
+
+    @app.get("/models", dependencies=[Depends(authorize)])
+    def list_models() -> dict[str, Any]:
+        out = {}
+        for name in repo.problems:
+            try:
+                meta = models.get(name).artifact.meta
+            except LifecycleError as exc:
+                out[name] = {"error": str(exc)}
+                continue
+            out[name] = {
+                "version": meta["version"],
+                "winner": meta["winner"],
+                "feature_service": meta["feature_service"],
+                "metric": meta["metric"],
+                "test": meta["metrics"]["test"],
+            }
+        return _finite({"models": out})
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        checks: dict[str, Any] = {}
+        try:
+            repo.store.get_online_features(
+                features=[f"{repo.feature_views[0].name}:{repo.feature_views[0].features[0].name}"],
+                entity_rows=[{repo.feature_views[0].entity_columns[0].name: -1}],
+            )
+            checks["online_store"] = "ok"
+        except Exception as exc:  # any store failure is reported, not raised
+            checks["online_store"] = f"unavailable: {type(exc).__name__}: {exc}"
+        for name in repo.problems:
+            try:
+                checks[f"model:{name}"] = models.get(name).artifact.version
+            except LifecycleError as exc:
+                checks[f"model:{name}"] = f"unavailable: {exc}"
+        healthy = checks["online_store"] == "ok" and not any(
+            str(v).startswith("unavailable") for v in checks.values()
+        )
+        return JSONResponse(
+            status_code=200 if healthy else 503,
+            content={"status": "ok" if healthy else "degraded", "checks": checks},
+        )
+
+    return app

@@ -1,0 +1,160 @@
+"""The prediction service over HTTP, against a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from framework.materialize import materialize
+from framework.modeling import registry_of, run_training
+from framework.retrieval import get_historical_features
+from framework.serving import create_app
+
+from .conftest import clone_repo
+
+T = pd.Timestamp("2025-09-17T13:45:10Z")
+
+
+def _serve(app):
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def served(applied_repo, tmp_path_factory):
+    repo = clone_repo(applied_repo, tmp_path_factory.mktemp("serve") / "repo")
+    for name in ("churn", "spend"):
+        run = run_training(repo, name)
+        registry_of(repo).promote(name, run.artifact.version)
+    materialize(repo, end=T)
+    server, thread, url = _serve(create_app(repo, max_entities=50))
+    yield repo, url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _users(repo) -> list[int]:
+    return pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(20).tolist()
+
+
+def test_online_scores_equal_scoring_the_offline_features(served):
+    repo, url = served
+    users = _users(repo)
+    body = {
+        "problem": "churn",
+        "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
+    }
+    response = requests.post(f"{url}/predict", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    artifact = registry_of(repo).get("churn")
+    assert out["model_version"] == artifact.version
+    offline = get_historical_features(
+        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
+    )
+    from framework.train import to_model_frame
+
+    expected = artifact.load_model().predict_proba(
+        to_model_frame(offline, artifact.meta["features"])
+    )[:, 1]
+    got = np.array([p["score"] for p in out["predictions"]])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert [p["user_id"] for p in out["predictions"]] == users
+    assert all(
+        p["label"] == int(p["score"] >= artifact.meta["threshold"]) for p in out["predictions"]
+    )
+
+
+def test_regression_and_unknown_entity(served):
+    _, url = served
+    out = requests.post(
+        f"{url}/predict",
+        json={"problem": "spend", "entities": [{"user_id": 10_000_000}]},
+        timeout=30,
+    ).json()
+    (p,) = out["predictions"]
+    assert p["feature_status"] == "defaults" and "label" not in p and np.isfinite(p["score"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "field"),
+    [
+        ({"data": "{not json", "headers": {"content-type": "application/json"}}, 422, ""),
+        ({"json": {"entities": [{"user_id": 1}]}}, 422, "problem"),
+        ({"json": {"problem": "churn"}}, 422, "entities"),
+        ({"json": {"problem": "churn", "entities": []}}, 422, "entities"),
+        ({"json": {"problem": "churn", "entities": "user 1"}}, 422, "entities"),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": "42"}]}},
+            422,
+            "entities.0.user_id",
+        ),
+        ({"json": {"problem": "churn", "entities": [{"customer": 1}]}}, 422, "entities.0.user_id"),
+        ({"json": {"problem": "nope", "entities": [{"user_id": 1}]}}, 404, "problem"),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": i} for i in range(51)]}},
+            413,
+            "entities",
+        ),
+    ],
+)
+def test_bad_requests_are_4xx_naming_the_field(served, kwargs, status, field):
+    _, url = served
+    response = requests.post(f"{url}/predict", timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    fields = [d["field"] for d in detail] if isinstance(detail, list) else [detail["field"]]
+    assert any(f.startswith(field) for f in fields), fields
+
+
+def test_health_and_models(served):
+    repo, url = served
+    health = requests.get(f"{url}/health", timeout=30)
+    assert health.status_code == 200 and health.json()["checks"]["online_store"] == "ok"
+    models = requests.get(f"{url}/models", timeout=30).json()["models"]
+    assert models["churn"]["version"] == registry_of(repo).get("churn").version
+    assert requests.get(f"{url}/openapi.json", timeout=30).json()["paths"]["/predict"]
+
+
+def test_a_promotion_swaps_the_model(served):
+    repo, url = served
+    run = run_training(repo, "spend")
+    registry_of(repo).promote("spend", run.artifact.version)
+    out = requests.post(
+        f"{url}/predict", json={"problem": "spend", "entities": [{"user_id": 1}]}, timeout=30
+    ).json()
+    assert out["model_version"] == run.artifact.version
+
+
+def test_api_key(applied_repo, served):
+    repo, _ = served
+    server, thread, url = _serve(create_app(repo, api_key="s3cret"))
+    try:
+        body = {"problem": "churn", "entities": [{"user_id": 1}]}
+        assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 401
+        wrong = requests.post(
+            f"{url}/predict", json=body, headers={"X-API-Key": "nope"}, timeout=30
+        )
+        assert wrong.status_code == 401 and wrong.json()["detail"]["field"] == "X-API-Key"
+        ok = requests.post(f"{url}/predict", json=body, headers={"X-API-Key": "s3cret"}, timeout=30)
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
