@@ -457,8 +457,15 @@ def _comparison(result) -> str:
     default=None,
     help="Require this key in the X-API-Key header. Env: LIFECYCLE_API_KEY.",
 )
+@click.option(
+    "--log-db",
+    envvar="LIFECYCLE_PREDICTION_DB",
+    default=None,
+    help="Prediction log: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
+    "Env: LIFECYCLE_PREDICTION_DB.",
+)
 @pass_ctx
-def serve(obj: Context, host: str, port: int, api_key: str | None) -> None:
+def serve(obj: Context, host: str, port: int, api_key: str | None, log_db: str | None) -> None:
     """Serve the production models over HTTP (OpenAPI at /docs).
 
     \b
@@ -470,7 +477,7 @@ def serve(obj: Context, host: str, port: int, api_key: str | None) -> None:
 
     from framework.serving import create_app
 
-    app = create_app(obj.repo, api_key=api_key)
+    app = create_app(obj.repo, api_key=api_key, log_url=log_db)
     _say(f"Serving {sorted(obj.repo.problems)} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -118,13 +118,34 @@ def _score(loaded: _Loaded, frame) -> tuple[np.ndarray, np.ndarray | None]:
     return loaded.model.predict(x), None
 
 
-def create_app(repo: FeatureRepo, *, api_key: str | None = None, max_entities: int = MAX_ENTITIES):
-    """The FastAPI application serving ``repo``'s production models."""
+def create_app(
+    repo: FeatureRepo,
+    *,
+    api_key: str | None = None,
+    max_entities: int = MAX_ENTITIES,
+    log_url: str | None = None,
+):
+    """The FastAPI application serving ``repo``'s production models.
+
+    Every prediction is logged to ``log_url`` (default: SQLite at
+    ``<repo>/data/predictions.db``); the log is drained when the app shuts down.
+    """
+    from contextlib import asynccontextmanager
+
     from framework.modeling import registry_of
+    from framework.prediction_log import PredictionLog
     from framework.retrieval import get_online_features
 
     models = ModelCache(registry_of(repo))
-    app = FastAPI(title="lifecycle prediction service", version="1")
+    log = PredictionLog(log_url or repo.data_dir / "predictions.db")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        log.close()  # writes everything still queued
+
+    app = FastAPI(title="lifecycle prediction service", version="1", lifespan=lifespan)
+    app.state.prediction_log = log
 
     def authorize(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if api_key is not None and not hmac.compare_digest(
@@ -201,6 +222,27 @@ def create_app(repo: FeatureRepo, *, api_key: str | None = None, max_entities: i
             if labels is not None:
                 item["label"] = int(labels[i])
             predictions.append(item)
+        features = loaded.artifact.meta["features"]
+        served = frame[features].astype(object).where(frame[features].notna(), None)
+        log.log(
+            [
+                {
+                    "problem": problem.name,
+                    "model_version": loaded.artifact.version,
+                    "entity_key": key,
+                    "entity_id": p[key],
+                    "request_ts": frame["event_timestamp"].iloc[i].to_pydatetime(),
+                    "features": record,
+                    "feature_status": p["feature_status"],
+                    "score": p["score"],
+                    "label": p.get("label"),
+                    "arm": None,
+                }
+                for i, (p, record) in enumerate(
+                    zip(predictions, served.to_dict("records"), strict=True)
+                )
+            ]
+        )
         return {
             "problem": problem.name,
             "model_version": loaded.artifact.version,

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
+import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,3 +109,59 @@ def clone_repo(repo, dest: Path, fs_yaml=None):
     copy = FeatureRepo(dest, fs_yaml(dest) if fs_yaml else None)
     register(copy)
     return copy
+
+
+POSTGRES = os.environ.get("LIFECYCLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL; skips with the reason when unreachable (fails when required)."""
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES, connect_timeout=3).close()
+    except Exception as exc:
+        reason = f"PostgreSQL at {POSTGRES} is not reachable ({type(exc).__name__}: {exc})"
+        if os.environ.get("LIFECYCLE_REQUIRE_POSTGRES"):
+            pytest.fail(f"LIFECYCLE_REQUIRE_POSTGRES is set but {reason}")
+        pytest.skip(reason)
+    return POSTGRES
+
+
+T = pd.Timestamp("2025-09-17T13:45:10Z")  # the materialization time of the served repo
+
+
+def serve_app(app):
+    """Run ``app`` under uvicorn on a free loopback port: (server, thread, base URL)."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def served(applied_repo, tmp_path_factory):
+    """A copy of the small repo with both problems trained and promoted, materialized at T, served."""
+    from framework.materialize import materialize
+    from framework.modeling import registry_of, run_training
+    from framework.serving import create_app
+
+    repo = clone_repo(applied_repo, tmp_path_factory.mktemp("serve") / "repo")
+    for name in ("churn", "spend"):
+        run = run_training(repo, name)
+        registry_of(repo).promote(name, run.artifact.version)
+    materialize(repo, end=T)
+    server, thread, url = serve_app(create_app(repo, max_entities=50))
+    yield repo, url
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -46,6 +46,7 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
         "framework.online_write",
         "framework.window_index",
         "framework.serving",
+        "framework.prediction_log",
     ],
 )
 def test_exported_members(module):

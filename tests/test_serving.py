@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-from framework.materialize import materialize
 from framework.modeling import registry_of, run_training
 from framework.retrieval import get_historical_features
 from framework.serving import create_app
 
-from .conftest import clone_repo
-
-T = pd.Timestamp("2025-09-17T13:45:10Z")
-
-
-def _serve(app):
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def served(applied_repo, tmp_path_factory):
-    repo = clone_repo(applied_repo, tmp_path_factory.mktemp("serve") / "repo")
-    for name in ("churn", "spend"):
-        run = run_training(repo, name)
-        registry_of(repo).promote(name, run.artifact.version)
-    materialize(repo, end=T)
-    server, thread, url = _serve(create_app(repo, max_entities=50))
-    yield repo, url
-    server.should_exit = True
-    thread.join(timeout=10)
+from .conftest import T, serve_app
 
 
 def _users(repo) -> list[int]:
@@ -145,7 +109,7 @@ def test_a_promotion_swaps_the_model(served):
 
 def test_api_key(applied_repo, served):
     repo, _ = served
-    server, thread, url = _serve(create_app(repo, api_key="s3cret"))
+    server, thread, url = serve_app(create_app(repo, api_key="s3cret"))
     try:
         body = {"problem": "churn", "entities": [{"user_id": 1}]}
         assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 401

@@ -1,0 +1,96 @@
+"""The prediction log: batched off the request path, nothing lost on a clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pandas as pd
+import pytest
+import requests
+import sqlalchemy as sa
+
+from framework.errors import ConfigError
+from framework.prediction_log import PredictionLog, engine_url
+from framework.serving import create_app
+
+from .conftest import serve_app
+
+
+def _rows(problem: str, n: int) -> list[dict]:
+    return [
+        {
+            "problem": problem,
+            "model_version": "v1",
+            "entity_key": "user_id",
+            "entity_id": i,
+            "request_ts": pd.Timestamp("2025-06-01T00:00:00Z").to_pydatetime(),
+            "features": {"user_events_count_7d": i % 7, "plan": None},
+            "feature_status": "ok",
+            "score": i / n,
+            "label": i % 2,
+            "arm": None,
+        }
+        for i in range(n)
+    ]
+
+
+def _check_round_trip(url: str) -> None:
+    problem = f"t_{uuid.uuid4().hex[:8]}"
+    log = PredictionLog(url, batch=300)
+    for start in range(0, 2_500, 100):
+        log.log(_rows(problem, 2_500)[start : start + 100])
+    assert log.close() == 2_500
+    engine = sa.create_engine(engine_url(url))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT entity_id, score, features FROM prediction_log WHERE problem = :p ORDER BY entity_id"
+            ),
+            {"p": problem},
+        ).fetchall()
+    engine.dispose()
+    assert [r[0] for r in rows] == list(range(2_500))
+    assert rows[10][1] == pytest.approx(10 / 2_500)
+    assert json.loads(rows[10][2]) == {"user_events_count_7d": 3, "plan": None}
+
+
+def test_sqlite_round_trip(tmp_path):
+    _check_round_trip(f"sqlite:///{tmp_path / 'log.db'}")
+
+
+def test_postgres_round_trip(postgres_url):
+    _check_round_trip(postgres_url)
+
+
+def test_bad_urls():
+    assert engine_url("postgresql://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
+    with pytest.raises(ConfigError, match="Unsupported database URL"):
+        engine_url("mysql://root@localhost/test")
+
+
+def test_every_served_prediction_is_logged_by_a_clean_shutdown(served, tmp_path):
+    repo, _ = served
+    db = tmp_path / "predictions.db"
+    server, thread, url = serve_app(create_app(repo, log_url=f"sqlite:///{db}"))
+    answered = []
+    try:
+        for start in range(1, 151, 5):
+            body = {
+                "problem": "churn",
+                "entities": [{"user_id": u} for u in range(start, start + 5)],
+            }
+            answered += requests.post(f"{url}/predict", json=body, timeout=30).json()["predictions"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        logged = conn.execute(
+            sa.text(
+                "SELECT entity_id, score, model_version, features FROM prediction_log ORDER BY id"
+            )
+        ).fetchall()
+    assert len(logged) == len(answered) == 150
+    assert [(r[0], r[1]) for r in logged] == [(p["user_id"], p["score"]) for p in answered]
+    assert "user_events_count_30d" in json.loads(logged[0][3])
