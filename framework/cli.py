@@ -482,6 +482,57 @@ def serve(obj: Context, host: str, port: int, api_key: str | None, log_db: str |
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@main.command()
+@click.argument("problem")
+@click.option(
+    "--as-of",
+    "as_of",
+    required=True,
+    help="Score with the features as of this time (ISO 8601 with zone).",
+)
+@click.option(
+    "--entities",
+    "entities_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Parquet or CSV with the entity key column (default: every known entity).",
+)
+@click.option(
+    "--db",
+    default=None,
+    envvar="LIFECYCLE_PREDICTION_DB",
+    help="sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db).",
+)
+@pass_ctx
+def predict(
+    obj: Context, problem: str, as_of: str, entities_path: Path | None, db: str | None
+) -> None:
+    """Batch-score PROBLEM as of a time and write the run to the table `predictions`.
+
+    A run is one transaction; rerunning the same problem, model version and
+    as-of replaces the earlier run.
+    """
+    from framework.batch import predict_batch
+    from framework.errors import DataError
+    from framework.events import read_table
+
+    entities = None
+    if entities_path is not None:
+        key = obj.repo.problem(problem).entity
+        table = read_table(entities_path, "Entity")
+        if key not in table.column_names:
+            raise DataError(f"{entities_path} has no {key!r} column; it has {table.column_names}.")
+        entities = [int(v) for v in table.column(key).to_pylist()]
+    t0 = time.perf_counter()
+    run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db)
+    elapsed = time.perf_counter() - t0
+    replaced = f", replacing {run.replaced:,} rows of the earlier run" if run.replaced else ""
+    click.echo(
+        f"Wrote {run.rows:,} predictions of {run.problem} {run.model_version} as of "
+        f"{run.as_of.isoformat()} (run {run.run_id}{replaced}) in {elapsed:.1f}s."
+    )
+
+
 @main.group()
 def models() -> None:
     """The model registry: list versions, promote one to production."""

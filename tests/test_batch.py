@@ -1,0 +1,110 @@
+"""Batch prediction: same scores as online, one transaction per run, reruns replace."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from framework.batch import predict_batch
+from framework.cli import main
+from framework.errors import StoreError
+from framework.prediction_log import engine_url
+
+from .conftest import T
+
+
+def _runs(url: str, as_of) -> pd.DataFrame:
+    """The rows of the run(s) at ``as_of``, read through the typed table (as the writer does)."""
+    from framework.batch import _table
+
+    table = _table(sa)
+    engine = sa.create_engine(engine_url(url))
+    query = (
+        sa.select(table.c.run_id, table.c.entity_id, table.c.score, table.c.label)
+        .where(table.c.as_of == pd.Timestamp(as_of).to_pydatetime())
+        .order_by(table.c.entity_id)
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(query).fetchall(), columns=["run_id", "entity_id", "score", "label"]
+        )
+    engine.dispose()
+    return frame
+
+
+def test_batch_scores_equal_online_scores_at_the_same_time(served, tmp_path):
+    repo, url = served
+    users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(25).tolist()
+    run = predict_batch(repo, "churn", T, entities=users, db=f"sqlite:///{tmp_path / 'b.db'}")
+    batch = _runs(f"sqlite:///{tmp_path / 'b.db'}", T)
+    body = {
+        "problem": "churn",
+        "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
+    }
+    online = requests.post(f"{url}/predict", json=body, timeout=30).json()["predictions"]
+    assert run.rows == 25 and batch.entity_id.tolist() == sorted(users)
+    by_user = {p["user_id"]: p for p in online}
+    for row in batch.itertuples():
+        assert row.score == pytest.approx(by_user[row.entity_id]["score"], abs=1e-12)
+        assert row.label == by_user[row.entity_id]["label"]
+
+
+def _check_idempotent_and_atomic(repo, url, monkeypatch, as_of):
+    first = predict_batch(repo, "spend", as_of, db=url)
+    second = predict_batch(repo, "spend", as_of, db=url)
+    rows = _runs(url, as_of)
+    assert second.replaced == first.rows and len(rows) == first.rows
+    assert set(rows.run_id) == {second.run_id}
+    # A run that fails halfway (a row breaks NOT NULL) leaves the earlier run untouched.
+    original = pd.DataFrame.to_dict
+
+    def broken(self, *args, **kwargs):
+        records = original(self, *args, **kwargs)
+        if isinstance(records, list) and records and "run_id" in records[0]:
+            records[len(records) // 2]["score"] = None
+        return records
+
+    monkeypatch.setattr(pd.DataFrame, "to_dict", broken)
+    with pytest.raises(StoreError, match="failed"):
+        predict_batch(repo, "spend", as_of, db=url)
+    monkeypatch.setattr(pd.DataFrame, "to_dict", original)
+    after = _runs(url, as_of)
+    assert set(after.run_id) == {second.run_id} and len(after) == len(rows)
+
+
+def test_sqlite_reruns_replace_and_failures_leave_nothing(served, tmp_path, monkeypatch):
+    repo, _ = served
+    _check_idempotent_and_atomic(repo, f"sqlite:///{tmp_path / 'p.db'}", monkeypatch, T)
+
+
+def test_postgres_reruns_replace_and_failures_leave_nothing(served, postgres_url, monkeypatch):
+    repo, _ = served
+    as_of = T + pd.Timedelta(
+        microseconds=pd.Timestamp.now().value % 1_000_000
+    )  # this run's own key
+    _check_idempotent_and_atomic(repo, postgres_url, monkeypatch, as_of)
+
+
+def test_cli_predict(served, tmp_path):
+    repo, _ = served
+    (tmp_path / "e.csv").write_text("user_id\n1\n2\n3\n")
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    args = [
+        "--repo",
+        str(repo.path),
+        "predict",
+        "churn",
+        "--as-of",
+        "2025-09-01T00:00:00Z",
+        "--db",
+        db,
+    ]
+    result = CliRunner().invoke(main, [*args, "--entities", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0 and "Wrote 3 predictions" in result.output, result.output
+    naive = CliRunner().invoke(
+        main, ["--repo", str(repo.path), "predict", "churn", "--as-of", "2025-09-01"]
+    )
+    assert naive.exit_code == 1 and "no time zone" in naive.output
