@@ -79,7 +79,8 @@ def main() -> None:
     from framework.apply import apply
     from framework.dataset import LABEL, TrainingSet, build_training_set
     from framework.repo import FeatureRepo
-    from framework.train import _preprocessor, split_by_time, to_model_frame, train
+    from framework.scoring import to_model_frame
+    from framework.train import _preprocessor, split_by_time, train
 
     warnings.filterwarnings("ignore")
     print(

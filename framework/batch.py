@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from framework import scoring
 from framework.errors import ConfigError, DataError, StoreError
 from framework.repo import FeatureRepo
 
@@ -91,7 +92,6 @@ def predict_batch(
     from framework.modeling import registry_of
     from framework.prediction_log import engine_url
     from framework.retrieval import get_historical_features
-    from framework.train import to_model_frame
 
     declared = repo.problem(problem)
     ts = pd.Timestamp(as_of)
@@ -109,13 +109,7 @@ def predict_batch(
         raise DataError(f"No entities to score for {problem!r}.")
     rows = pd.DataFrame({declared.entity: ids, "event_timestamp": ts})
     frame = get_historical_features(repo, rows, meta["feature_service"])
-    model = artifact.load_model()
-    x = to_model_frame(frame, meta["features"])
-    if meta["task"] == "binary":
-        score = model.predict_proba(x)[:, 1]
-        label = (score >= meta["threshold"]).astype(int)
-    else:
-        score, label = model.predict(x), None
+    score, label = scoring.score(meta, artifact.load_model(), frame)
     run_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     out = pd.DataFrame(

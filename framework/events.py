@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -150,8 +149,3 @@ def _check_unique(table: pa.Table, keys: tuple[str, ...], source: str, rows: boo
             f"{source} has {int(dup.sum())} {what}, e.g. {sample}. "
             "Remove the duplicates and try again."
         )
-
-
-def frame_from_pandas(df: pd.DataFrame) -> pa.Table:
-    """Arrow table of a pandas frame (index dropped)."""
-    return pa.Table.from_pandas(df, preserve_index=False)

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from framework.dates import to_utc_timestamps
 from framework.errors import DataError, FeatureRepoError, StoreError
@@ -316,7 +315,3 @@ def get_online_features(
     result = _finish(pd.concat([frame, out], axis=1), views)
     result["feature_status"] = status
     return result
-
-
-def to_arrow(df: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(df, preserve_index=False)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, StrictInt
 from framework.errors import LifecycleError, StoreError
 from framework.registry import ModelArtifact, Registry
 from framework.repo import FeatureRepo
+from framework.scoring import score
 
 __all__ = ["MAX_ENTITIES", "ModelCache", "create_app"]
 
@@ -105,17 +106,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-def _score(loaded: _Loaded, frame) -> tuple[np.ndarray, np.ndarray | None]:
-    from framework.train import to_model_frame
-
-    meta = loaded.artifact.meta
-    x = to_model_frame(frame, meta["features"])
-    if meta["task"] == "binary":
-        score = loaded.model.predict_proba(x)[:, 1]
-        return score, (score >= meta["threshold"]).astype(int)
-    return loaded.model.predict(x), None
 
 
 def create_app(
@@ -211,7 +201,7 @@ def create_app(
             raise
         except LifecycleError as exc:
             raise HTTPException(422, detail={"field": "entities", "error": str(exc)}) from exc
-        scores, labels = _score(loaded, frame)
+        scores, labels = score(loaded.artifact.meta, loaded.model, frame)
         predictions = []
         for i, row in enumerate(rows):
             item = {

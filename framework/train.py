@@ -28,8 +28,9 @@ import pandas as pd
 from framework.dataset import LABEL, TIMESTAMP, TrainingSet
 from framework.errors import DataError
 from framework.problems import Problem
+from framework.scoring import to_model_frame
 
-__all__ = ["Split", "TrainResult", "evaluate", "split_by_time", "to_model_frame", "train"]
+__all__ = ["Split", "TrainResult", "evaluate", "split_by_time", "train"]
 
 Progress = Callable[[str], None]
 
@@ -75,18 +76,6 @@ def split_by_time(frame: pd.DataFrame, horizon_days: int, fractions=(0.7, 0.15))
                 "overlaps the next split: the training set spans too little time."
             )
     return Split(train, validation, test)
-
-
-def to_model_frame(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """Features as plain numpy-friendly types: numbers as float, text as object with NaN."""
-    out = {}
-    for name in features:
-        col = frame[name]
-        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-            out[name] = pd.to_numeric(col.astype("Float64"), errors="coerce").astype("float64")
-        else:
-            out[name] = col.astype("object").where(col.notna(), np.nan)
-    return pd.DataFrame(out, index=frame.index)
 
 
 def _preprocessor(frame: pd.DataFrame):

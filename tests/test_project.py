@@ -48,6 +48,7 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
         "framework.serving",
         "framework.prediction_log",
         "framework.batch",
+        "framework.scoring",
     ],
 )
 def test_exported_members(module):

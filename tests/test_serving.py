@@ -33,7 +33,7 @@ def test_online_scores_equal_scoring_the_offline_features(served):
     offline = get_historical_features(
         repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
     )
-    from framework.train import to_model_frame
+    from framework.scoring import to_model_frame
 
     expected = artifact.load_model().predict_proba(
         to_model_frame(offline, artifact.meta["features"])

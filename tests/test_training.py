@@ -13,7 +13,8 @@ from framework.cli import main
 from framework.errors import DataError
 from framework.modeling import registry_of, run_training
 from framework.registry import ArtifactError
-from framework.train import split_by_time, to_model_frame
+from framework.scoring import to_model_frame
+from framework.train import split_by_time
 
 
 @pytest.fixture(scope="module")
