@@ -130,6 +130,26 @@ def check_no_leakage(problem: Problem, views: list) -> None:
             )
 
 
+def _window_facts(views: list) -> dict[str, list]:
+    """From the declarations: the zero-filled windowed features (counts and sums), and for
+    each aggregate its features ordered by window (shortest first), for the validation suite."""
+    from framework.windows import WindowSpec
+
+    zero_fill: list[str] = []
+    groups: list[list[str]] = []
+    for vf in views:
+        spec = None if vf.on_demand else WindowSpec.from_feature_view(vf.view)
+        if spec is None:
+            continue
+        zero_fill += [f for f in vf.features if f in vf.zero_fill]
+        for agg in spec.aggregates:
+            group = [spec.feature_name(agg, w) for w in spec.windows]
+            group = [f for f in group if f in vf.features and f in vf.zero_fill]
+            if len(group) > 1:
+                groups.append(group)
+    return {"zero_fill": zero_fill, "window_groups": groups}
+
+
 def build_training_set(
     repo: FeatureRepo, problem: Problem | str, *, engine: str = "auto"
 ) -> TrainingSet:
@@ -153,5 +173,6 @@ def build_training_set(
         **problem.spec(),
         "engine": engine,
         "feature_dtypes": {f: str(frame[f].dtype) for f in features},
+        **_window_facts(views),
     }
     return TrainingSet(problem.name, frame, features, spec)

@@ -68,29 +68,20 @@ class ValidationResult:
             raise ValidationError(self.report())
 
 
-def _window_groups(features: list[str]) -> list[list[str]]:
-    """Windowed features of one aggregate, by window: [[x_7d, x_30d, x_90d], ...]."""
-    groups: dict[str, list[tuple[int, str]]] = {}
-    for name in features:
-        head, _, tail = name.rpartition("_")
-        if head and tail.endswith("d") and tail[:-1].isdigit():
-            groups.setdefault(head, []).append((int(tail[:-1]), name))
-    return [[n for _, n in sorted(g)] for g in groups.values() if len(g) > 1]
-
-
 def _expectations(ts: TrainingSet, categories: dict[str, list]) -> list:
     import great_expectations as gx
 
     E = gx.expectations
     frame, out = ts.frame, []
     dtypes = ts.spec.get("feature_dtypes", {})
+    zero_fill = set(ts.spec.get("zero_fill", []))  # from the declarations, not from names
     for name in ts.features:
         declared = dtypes.get(name, str(frame[name].dtype))
         out.append(E.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_names(declared)))
-        if _is_zero_filled(name):
+        if name in zero_fill:
             out.append(E.ExpectColumnValuesToNotBeNull(column=name))
             out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0))
-    for group in _window_groups([f for f in ts.features if _is_zero_filled(f)]):
+    for group in ts.spec.get("window_groups", []):
         for short, long in itertools.pairwise(group):
             out.append(
                 E.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -121,11 +112,6 @@ def _type_names(dtype: str) -> list[str]:
     if dtype == "boolean":
         names.add("bool")
     return sorted(names)
-
-
-def _is_zero_filled(name: str) -> bool:
-    head, _, tail = name.rpartition("_")
-    return bool(head) and tail.endswith("d") and tail[:-1].isdigit() and not head.endswith("_mean")
 
 
 def profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, Any]:

@@ -25,6 +25,18 @@ def test_building_twice_gives_the_same_hash(applied_repo, churn_set, tmp_path):
     assert summary["rows"] == len(churn_set.frame) and set(summary["label_balance"]) == {"0", "1"}
 
 
+def test_windowed_checks_follow_the_declarations_not_the_names(churn_set):
+    assert "user_amount_sum_90d" in churn_set.spec["zero_fill"]
+    group = ["user_events_count_7d", "user_events_count_30d", "user_events_count_90d"]
+    assert group in churn_set.spec["window_groups"]
+    # A profile feature that merely looks windowed (nulls allowed) is not held to those checks.
+    frame = churn_set.frame.assign(age_30d=churn_set.frame.age)
+    dtypes = {**churn_set.spec["feature_dtypes"], "age_30d": "Int64"}
+    spec = {**churn_set.spec, "feature_dtypes": dtypes}
+    result = validate(TrainingSet(churn_set.problem, frame, [*churn_set.features, "age_30d"], spec))
+    assert frame.age_30d.isna().any() and result.status == "PASS", result.report()
+
+
 def test_a_changed_saved_dataset_is_refused(churn_set, tmp_path):
     path = churn_set.save(tmp_path)
     frame = pd.read_parquet(path / "data.parquet")
