@@ -108,3 +108,67 @@ def test_cli_predict(served, tmp_path):
         main, ["--repo", str(repo.path), "predict", "churn", "--as-of", "2025-09-01"]
     )
     assert naive.exit_code == 1 and "no time zone" in naive.output
+
+
+_KILLED_RUN = """
+import sys, time, pathlib
+import sqlalchemy as sa
+from framework.batch import predict_batch
+from framework.repo import FeatureRepo
+
+repo, db, marker, as_of = sys.argv[1:5]
+execute = sa.engine.Connection.execute
+
+def stall_after_insert(self, statement, *args, **kwargs):
+    out = execute(self, statement, *args, **kwargs)
+    if isinstance(statement, sa.sql.dml.Insert):  # rows written, transaction still open
+        pathlib.Path(marker).write_text("inserted")
+        time.sleep(300)
+    return out
+
+sa.engine.Connection.execute = stall_after_insert
+predict_batch(FeatureRepo(repo), "churn", as_of, db=db)
+"""
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact(
+    served, tmp_path, request, store
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+
+    repo, _ = served
+    if store == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        as_of = T + pd.Timedelta(microseconds=pd.Timestamp.now().value % 1_000_000 + 1)
+    else:
+        url, as_of = f"sqlite:///{tmp_path / 'k.db'}", T
+    first = predict_batch(repo, "churn", as_of, db=url)
+    marker = tmp_path / "inserted"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(repo.path), url, str(marker), as_of.isoformat()],
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert child.poll() is None, "the batch run ended before it was killed"
+            assert time.monotonic() < deadline, "the batch run never reached its insert"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    rows = _runs(url, as_of)
+    assert set(rows.run_id) == {first.run_id} and len(rows) == first.rows  # nothing of the kill
+    rerun = predict_batch(repo, "churn", as_of, db=url)
+    rows = _runs(url, as_of)
+    assert set(rows.run_id) == {rerun.run_id}
+    assert rows.entity_id.is_unique and len(rows) == rerun.rows == first.rows
