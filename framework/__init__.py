@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "Aggregate",
     "DateExpansions",
+    "Experiment",
     "FeatureRepo",
     "NoEvents",
     "Problem",
@@ -26,6 +27,7 @@ _LAZY = {
     "Aggregate": "framework.windows",
     "WindowedFeatureView": "framework.windows",
     "DateExpansions": "framework.dates",
+    "Experiment": "framework.experiments",
     "FeatureRepo": "framework.repo",
     "NoEvents": "framework.problems",
     "Problem": "framework.problems",

@@ -16,7 +16,7 @@ from framework.events import EVENT_COLUMNS, Column, check_frame, read_table
 from framework.repo import FeatureRepo
 from framework.window_tables import TableStats, build_window_table
 
-__all__ = ["ApplyResult", "apply", "check_inputs", "register"]
+__all__ = ["ApplyResult", "apply", "build_tables", "check_inputs", "merge_inbox", "register"]
 
 Progress = Callable[[str], None]
 BuildProgress = Callable[[str, int, int], None]
@@ -108,16 +108,40 @@ def apply(
     """
     say = progress or (lambda _msg: None)
     with repo.lock():
+        merge_inbox(repo, say)
         say("checking input files")
         check_inputs(repo)
-        tables = []
-        for spec in repo.declared_window_specs:
-            say(f"building window table {spec.name}")
-            bar = (lambda d, n, v=spec.name: build_progress(v, d, n)) if build_progress else None
-            stats = build_window_table(spec, progress=bar)
-            if stats.rows == 0:
-                raise DataError(f"The window table of {spec.name!r} came out empty.")
-            tables.append(stats)
+        tables = build_tables(repo, say, build_progress)
         say("registering with Feast")
         registered = register(repo)
     return ApplyResult(tables=tables, registered=registered)
+
+
+def merge_inbox(repo: FeatureRepo, say: Progress) -> int:
+    """Merge appended events into the event log (caller holds the lock); return rows added."""
+    from framework.ingest import compact, inbox_files
+
+    if not repo.declared_window_specs or not inbox_files(repo):
+        return 0
+    merged = compact(repo, locked=True)
+    if merged.files:
+        say(
+            f"merged {merged.added:,} appended events into the event log "
+            f"({merged.duplicates:,} already there)"
+        )
+    return merged.added
+
+
+def build_tables(
+    repo: FeatureRepo, say: Progress, build_progress: BuildProgress | None = None
+) -> list[TableStats]:
+    """Rebuild every declared window table from its events (caller holds the lock)."""
+    tables = []
+    for spec in repo.declared_window_specs:
+        say(f"building window table {spec.name}")
+        bar = (lambda d, n, v=spec.name: build_progress(v, d, n)) if build_progress else None
+        stats = build_window_table(spec, progress=bar)
+        if stats.rows == 0:
+            raise DataError(f"The window table of {spec.name!r} came out empty.")
+        tables.append(stats)
+    return tables

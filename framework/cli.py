@@ -194,6 +194,8 @@ def materialize(obj: Context, start: str | None, end: str | None) -> None:
     t0 = time.perf_counter()
     result = run(obj.repo, start=start, end=end, progress=progress)
     total = sum(result.rows.values())
+    if result.merged_events:
+        click.echo(f"Merged {result.merged_events:,} appended events and rebuilt the windows.")
     click.echo(
         f"Materialized {total:,} entity rows ({', '.join(f'{k}: {v:,}' for k, v in result.rows.items())}) "
         f"up to {result.end.isoformat()} in {time.perf_counter() - t0:.1f}s."
@@ -206,6 +208,36 @@ _feature_option = click.option(
     multiple=True,
     help="Only this feature (name as declared); repeat for more.",
 )
+
+
+@main.group()
+def events() -> None:
+    """Collect data: append product events to the offline event log."""
+
+
+@events.command("ingest")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@pass_ctx
+def events_ingest(obj: Context, file: Path) -> None:
+    """Check FILE (parquet or CSV) against the event schema and append it to the event log.
+
+    \b
+    Columns: user_id (int), event_timestamp (with a time zone, e.g.
+    2025-06-01T12:00:00Z), event_type, source (strings), amount (number or empty).
+    Nothing is appended when any row is bad. Events identical to logged ones are
+    kept once. The next `lifecycle apply` or `lifecycle materialize` counts them.
+    """
+    from framework.events import read_table
+    from framework.ingest import append, compact, event_log_path
+
+    repo = obj.repo
+    rows = append(repo, read_table(file, "Event"), source=str(file))
+    merged = compact(repo)
+    duplicates = f" ({merged.duplicates:,} were already logged)" if merged.duplicates else ""
+    click.echo(
+        f"Appended {merged.added:,} of {rows:,} events{duplicates} to {event_log_path(repo)} "
+        f"({merged.total:,} in all). Run `lifecycle materialize` to count them online."
+    )
 
 
 @main.group()
@@ -534,6 +566,82 @@ def predict(
 
 
 @main.group()
+def experiment() -> None:
+    """A/B experiments declared in the feature repo (framework.Experiment)."""
+
+
+@experiment.command("list")
+@pass_ctx
+def experiment_list(obj: Context) -> None:
+    """The declared experiments: problem, arms, split, outcome, and whether they run."""
+    found = obj.repo.experiments
+    if not found:
+        click.echo("No experiments declared: add a framework.Experiment under the repo.")
+        return
+    for e in found.values():
+        state = "active" if e.active else "stopped"
+        click.echo(
+            f"  {e.name:<20} {e.problem:<8} {state:<8} control={e.control} "
+            f"treatment={e.treatment} split={1 - e.split:.0%}/{e.split:.0%} "
+            f"outcome={e.outcome!r} within {e.window_days}d"
+        )
+
+
+@experiment.command("report")
+@click.argument("name")
+@click.option(
+    "--db",
+    default=None,
+    envvar="LIFECYCLE_PREDICTION_DB",
+    help="Prediction log holding the exposures: sqlite:///PATH or postgresql://... "
+    "(default: REPO/data/predictions.db).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Count outcomes known at this time (ISO 8601 with zone; default: now). Exposures "
+    "whose window is still open are left out.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def experiment_report(
+    obj: Context, name: str, db: str | None, as_of: str | None, as_json: bool
+) -> None:
+    """Exposures, conversions and rate per arm; lift with 95% CI; p-value; verdict.
+
+    \b
+    Exposures come from the prediction log (every /predict answer in the
+    experiment's problem while it is active), outcomes from the event log
+    (events of the experiment's outcome type, e.g. POST /events).
+    """
+    from framework.experiments import experiment_report as run
+
+    now = _timestamp(as_of, "--as-of") if as_of else None
+    result = run(obj.repo, name, db=db, now=now)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.to_text())
+
+
+def _timestamp(text: str, option: str):
+    import pandas as pd
+
+    from framework.errors import ConfigError
+
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{option} {text!r} is not a time; use ISO 8601, e.g. 2025-09-17T00:00:00Z."
+        ) from exc
+    if ts.tzinfo is None:
+        raise ConfigError(f"{option} {text!r} has no time zone; add one, e.g. {text}Z.")
+    return ts.tz_convert("UTC")
+
+
+@main.group()
 def models() -> None:
     """The model registry: list versions, promote one to production."""
 
@@ -664,9 +772,69 @@ def demo(obj: Context, users: int) -> None:
         click.echo(
             f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
         )
+    if repo.experiments:
+        click.echo(f"== {step + 1}. Deploy and experiment: serve, split traffic 50/50, report")
+        _demo_experiment(repo, end)
     click.echo(
-        "\nDone. Next: `lifecycle models list`, `lifecycle features online --entity user_id=42`."
+        "\nDone. Next: `lifecycle serve`, `lifecycle models list`, "
+        "`lifecycle experiment report NAME`, `lifecycle features online --entity user_id=42`."
     )
+
+
+def _demo_experiment(repo, end) -> None:
+    """Serve the models on loopback, send every user through /predict in the active
+    experiment, post simulated outcomes (the treatment truly helps) to /events, report."""
+    import pandas as pd
+    import requests
+
+    from framework.example_data import simulate_outcomes
+    from framework.experiments import experiment_report
+    from framework.serving import background_server, create_app
+
+    exp = next((e for e in repo.experiments.values() if e.active), None)
+    if exp is None:
+        click.echo("   no active experiment is declared; skipped")
+        return
+    at = pd.Timestamp(int(end.timestamp()), unit="s", tz="UTC")
+    events = pd.read_parquet(
+        repo.data_dir / "events.parquet", columns=["user_id", "event_timestamp"]
+    )
+    recent = events["event_timestamp"] > at - pd.Timedelta(days=30)
+    users = pd.Series(events.loc[recent, "user_id"].unique()).sort_values()  # the month's visitors
+    answers: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with background_server(create_app(repo)) as url, requests.Session() as http:
+        for lo in range(0, len(users), 100):
+            rows = [
+                {"user_id": int(u), "event_timestamp": int(at.timestamp())}
+                for u in users[lo : lo + 100]
+            ]
+            answer = http.post(
+                f"{url}/predict", json={"problem": exp.problem, "entities": rows}, timeout=60
+            )
+            answer.raise_for_status()
+            answers += answer.json()["predictions"]
+        served = time.perf_counter() - t0
+        predictions = pd.DataFrame(answers)
+        if "label" not in predictions:
+            predictions["label"] = None
+        outcomes = simulate_outcomes(
+            predictions, at, window_days=exp.window_days, outcome=exp.outcome
+        )
+        for lo in range(0, len(outcomes), 5_000):
+            chunk = outcomes.iloc[lo : lo + 5_000].astype({"event_timestamp": str})
+            records = chunk.astype(object).where(chunk.notna(), None).to_dict("records")
+            http.post(f"{url}/events", json={"events": records}, timeout=60).raise_for_status()
+    arms = predictions["arm"].value_counts()
+    click.echo(
+        f"   /predict: {len(predictions):,} users in {len(predictions) // 100 + 1} requests "
+        f"({served:.1f}s): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
+    )
+    click.echo(
+        f"   /events: {len(outcomes):,} simulated {exp.outcome!r} events (offers to flagged "
+        "treatment users convert at 30%, everyone else at 6%)"
+    )
+    click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,6 +122,8 @@ def _check_column(table: pa.Table, col: Column, source: str) -> None:
     typ = table.schema.field(col.name).type
     if pa.types.is_dictionary(typ):
         typ = typ.value_type
+    if pa.types.is_null(typ) and col.nullable:
+        return  # every value missing (an empty CSV column), which a nullable column allows
     if not _KIND_CHECK[col.kind](typ):
         raise DataError(
             f"{source}: column {col.name!r} has type {typ}; it must hold {_KIND_FIX[col.kind]}."

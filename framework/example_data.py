@@ -26,7 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["EVENT_TYPES", "SOURCES", "ExampleData", "generate", "write_example_data"]
+__all__ = [
+    "EVENT_TYPES",
+    "SOURCES",
+    "ExampleData",
+    "generate",
+    "simulate_outcomes",
+    "write_example_data",
+]
 
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "support_ticket")
 SOURCES = ("google", "facebook", "direct", "email")
@@ -164,3 +171,38 @@ def write_example_data(data_dir: str | Path, users: int = 10_000, seed: int = 7)
     _write_parquet(data.users, data_dir / "users.parquet")
     _write_parquet(data.events, data_dir / "events.parquet")
     return data
+
+
+def simulate_outcomes(
+    predictions: pd.DataFrame,
+    at: pd.Timestamp,
+    *,
+    base_rate: float = 0.06,
+    offer_rate: float = 0.30,
+    window_days: int = 7,
+    outcome: str = "conversion",
+    seed: int = 11,
+) -> pd.DataFrame:
+    """Outcome events for an experiment on the example product, in which the treatment
+    truly helps: every exposed user converts with ``base_rate``; a treatment user the
+    model flags (label 1) gets a retention offer and converts with ``offer_rate``.
+
+    ``predictions`` has user_id, arm and label (label may be missing for no-model
+    arms); events fall in (at, at + window_days), in the event log's columns.
+    """
+    rng = np.random.default_rng(seed)
+    offered = (predictions["arm"] == "treatment") & (predictions["label"].fillna(0) == 1)
+    p = np.where(offered, offer_rate, base_rate)
+    hit = rng.random(len(predictions)) < p
+    delay_us = rng.integers(1, window_days * DAY_US - 1, hit.sum())
+    return pd.DataFrame(
+        {
+            "user_id": predictions["user_id"].to_numpy()[hit].astype("int64"),
+            "event_timestamp": (at + pd.to_timedelta(delay_us, unit="us")).astype(
+                "datetime64[us, UTC]"
+            ),
+            "event_type": outcome,
+            "source": "email",
+            "amount": np.nan,
+        }
+    )

@@ -3,7 +3,8 @@
 For every online feature view, the row an entity has at ``end`` (its latest row
 with timestamp <= end, found with the same point-in-time index the offline
 engine uses) is written in Feast's own format (:mod:`framework.online_write`),
-in batches. Rows older than ``start`` are skipped, as in Feast, so
+in batches. Events appended since the last run (:mod:`framework.ingest`) are
+merged into the event log and the window tables rebuilt first. Rows older than ``start`` are skipped, as in Feast, so
 ``--start`` makes an incremental run. The registry records the interval.
 
 After ``materialize(end=T)`` the online value of every feature for every entity
@@ -43,6 +44,7 @@ class MaterializeResult:
     start: datetime | None
     end: datetime
     rows: dict[str, int] = field(default_factory=dict)
+    merged_events: int = 0  # appended events merged into the log (windows rebuilt) first
 
 
 def _utc(ts: datetime | str | None) -> datetime | None:
@@ -112,9 +114,14 @@ def materialize(
     end_ts = _utc(end) or datetime.now(UTC)
     if start_ts is not None and start_ts > end_ts:
         raise ConfigError(f"--start {start_ts} is after --end {end_ts}.")
+    from framework.apply import build_tables, merge_inbox
+
     store = repo.store
-    result = MaterializeResult(start=start_ts, end=end_ts)
     with repo.lock():
+        merged = merge_inbox(repo, lambda _msg: None)
+        if merged:  # appended events count in the windows from this run on
+            build_tables(repo, lambda _msg: None)
+        result = MaterializeResult(start=start_ts, end=end_ts, merged_events=merged)
         sqlite = None
         try:
             for view in repo.feature_views:

@@ -8,7 +8,8 @@ transaction per batch. ``close()`` drains the queue before it returns, so a
 clean shutdown loses nothing.
 
 Columns: id, logged_at, problem, model_version, entity_key, entity_id,
-request_ts, features (JSON: the values served), feature_status, score, label, arm.
+request_ts, features (JSON: the values served), feature_status, score (null
+for an experiment arm without a model), label, experiment, arm.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from framework.errors import ConfigError, StoreError
 
-__all__ = ["PredictionLog", "engine_url"]
+__all__ = ["PredictionLog", "engine_url", "read_exposures"]
 
 
 def engine_url(url: str | Path) -> str:
@@ -52,6 +53,7 @@ class PredictionLog:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
             self.table = _table(sa)
             self.table.metadata.create_all(self.engine)
+            _upgrade(sa, self.engine, self.table)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"The prediction log at {self.url.split('@')[-1]} is unavailable: {exc}"
@@ -108,6 +110,35 @@ class PredictionLog:
         return self.written
 
 
+def read_exposures(url: str | Path, experiment: str):
+    """Per entity and arm, the first logged exposure to ``experiment``: a pandas frame
+    (entity_id, arm, exposed_at) with exposed_at the request's feature time."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(engine_url(url))
+    query = sa.text(
+        "SELECT entity_id, arm, MIN(request_ts) AS exposed_at FROM prediction_log "
+        "WHERE experiment = :name GROUP BY entity_id, arm"
+    )
+    try:
+        if not sa.inspect(engine).has_table("prediction_log"):
+            frame = pd.DataFrame({"entity_id": [], "arm": [], "exposed_at": []})
+            return frame.astype(
+                {"entity_id": "int64", "arm": object, "exposed_at": "datetime64[us, UTC]"}
+            )
+        with engine.connect() as conn:
+            frame = pd.read_sql(query, conn, params={"name": experiment})
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"Reading the prediction log at {engine.url!r} failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    frame["exposed_at"] = pd.to_datetime(frame["exposed_at"], utc=True).astype(
+        "datetime64[us, UTC]"
+    )
+    return frame
+
+
 def _table(sa):
     metadata = sa.MetaData()
     return sa.Table(
@@ -127,7 +158,39 @@ def _table(sa):
         sa.Column("request_ts", sa.DateTime(timezone=True)),
         sa.Column("features", sa.Text),
         sa.Column("feature_status", sa.String(16)),
-        sa.Column("score", sa.Float, nullable=False),
+        sa.Column("score", sa.Float),  # null in an experiment arm without a model
         sa.Column("label", sa.Integer),
+        sa.Column("experiment", sa.String(64)),
         sa.Column("arm", sa.String(32)),
+        sa.Index("prediction_log_experiment", "experiment"),
     )
+
+
+def _upgrade(sa, engine, table) -> None:
+    """Bring a table written by an earlier version up to this schema (columns are only added)."""
+    inspector = sa.inspect(engine)
+    have = {c["name"]: c for c in inspector.get_columns(table.name)}
+    with engine.begin() as conn:
+        if "experiment" not in have:
+            conn.execute(sa.text("ALTER TABLE prediction_log ADD COLUMN experiment VARCHAR(64)"))
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX IF NOT EXISTS prediction_log_experiment "
+                    "ON prediction_log (experiment)"
+                )
+            )
+        if have["score"]["nullable"]:
+            return
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("ALTER TABLE prediction_log ALTER COLUMN score DROP NOT NULL"))
+        else:  # SQLite cannot drop a constraint: copy into a new table, in this transaction
+            conn.execute(sa.text("DROP INDEX IF EXISTS prediction_log_experiment"))
+            conn.execute(sa.text("ALTER TABLE prediction_log RENAME TO prediction_log_old"))
+            table.create(conn)
+            names = ", ".join(c.name for c in table.columns)
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO prediction_log ({names}) SELECT {names} FROM prediction_log_old"
+                )
+            )
+            conn.execute(sa.text("DROP TABLE prediction_log_old"))

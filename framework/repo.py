@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
     from feast.repo_contents import RepoContents
 
+    from framework.experiments import Experiment
     from framework.problems import Problem
     from framework.windows import WindowSpec
 
@@ -101,27 +102,67 @@ class FeatureRepo:
         specs = [WindowSpec.from_feature_view(fv) for fv in self.contents.feature_views]
         return [s for s in specs if s is not None]
 
-    @cached_property
-    def problems(self) -> dict[str, Problem]:
-        """The problems declared in the repo's Python files, by name."""
+    def _declared(self, cls: type, what: str) -> dict:
+        """Objects of ``cls`` declared in the repo's Python files, by name."""
         import importlib
 
         from feast.repo_operations import get_repo_files
 
-        from framework.problems import Problem
-
-        found: dict[str, Problem] = {}
+        found: dict = {}
         with _inside(self.path):
             for path in get_repo_files(self.path):
                 module = importlib.import_module(
                     ".".join(path.relative_to(self.path).with_suffix("").parts)
                 )
                 for obj in vars(module).values():
-                    if isinstance(obj, Problem):
+                    if isinstance(obj, cls):
                         if obj.name in found and found[obj.name] is not obj:
-                            raise FeatureRepoError(f"Two problems are named {obj.name!r}.")
+                            raise FeatureRepoError(f"Two {what} are named {obj.name!r}.")
                         found[obj.name] = obj
         return found
+
+    @cached_property
+    def problems(self) -> dict[str, Problem]:
+        """The problems declared in the repo's Python files, by name."""
+        from framework.problems import Problem
+
+        return self._declared(Problem, "problems")
+
+    @cached_property
+    def experiments(self) -> dict[str, Experiment]:
+        """The experiments declared in the repo's Python files, by name (checked against
+        the problems: each names a declared one, and a problem has one active experiment)."""
+        from framework.experiments import Experiment
+
+        found = self._declared(Experiment, "experiments")
+        active: dict[str, str] = {}
+        for exp in found.values():
+            if exp.problem not in self.problems:
+                raise FeatureRepoError(
+                    f"Experiment {exp.name!r} names unknown problem {exp.problem!r}; the repo "
+                    f"declares {sorted(self.problems)}."
+                )
+            if exp.active:
+                if exp.problem in active:
+                    raise FeatureRepoError(
+                        f"Experiments {active[exp.problem]!r} and {exp.name!r} are both active "
+                        f"on {exp.problem!r}; set active=False on one of them."
+                    )
+                active[exp.problem] = exp.name
+        return found
+
+    def experiment(self, name: str) -> Experiment:
+        if name not in self.experiments:
+            raise FeatureRepoError(
+                f"Unknown experiment {name!r}; the repo declares {sorted(self.experiments)}."
+            )
+        return self.experiments[name]
+
+    def active_experiment(self, problem: str) -> Experiment | None:
+        """The experiment running on ``problem``'s predictions, if any."""
+        return next(
+            (e for e in self.experiments.values() if e.active and e.problem == problem), None
+        )
 
     def problem(self, name: str) -> Problem:
         if name not in self.problems:

@@ -7,6 +7,8 @@
   preprocessing and answers a score per entity (and a label at the model's
   threshold for classifiers), with ``feature_status`` (``ok``, ``partial``,
   ``defaults`` for entities the store does not know);
+- ``POST /events`` ``{"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}``
+  appends product events durably to the offline event log (:mod:`framework.ingest`);
 - ``GET /health`` checks the online store and the models; ``GET /models`` lists them.
 
 Models are loaded once and swapped under a lock when ``stages.json`` changes
@@ -19,6 +21,8 @@ from __future__ import annotations
 import hmac
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,16 +30,18 @@ import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 
 from framework.errors import LifecycleError, StoreError
+from framework.experiments import assign
 from framework.registry import ModelArtifact, Registry
 from framework.repo import FeatureRepo
 from framework.scoring import score
 
-__all__ = ["MAX_ENTITIES", "ModelCache", "create_app"]
+__all__ = ["MAX_ENTITIES", "MAX_EVENTS", "ModelCache", "background_server", "create_app"]
 
 MAX_ENTITIES = 1000
+MAX_EVENTS = 10_000
 
 
 class PredictRequest(BaseModel):
@@ -46,10 +52,35 @@ class PredictRequest(BaseModel):
     )
 
 
+class Event(BaseModel):
+    """One product event (the event log's schema; see ``framework.events``)."""
+
+    user_id: StrictInt
+    event_timestamp: AwareDatetime = Field(
+        description="With a time zone, e.g. 2025-06-01T12:00:00Z."
+    )
+    event_type: str = Field(min_length=1, max_length=64, examples=["page_view"])
+    source: str = Field(min_length=1, max_length=64, examples=["google"])
+    amount: float | None = Field(default=None, allow_inf_nan=False)
+    model_config = {"extra": "forbid"}
+
+
+class EventsRequest(BaseModel):
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+
+
 class Prediction(BaseModel):
-    score: float
+    score: float | None = Field(
+        default=None, description="Absent only in an experiment arm with no model (policy none)."
+    )
     label: int | None = None
     feature_status: str
+    arm: str | None = Field(default=None, description="The experiment arm, when one is running.")
+    model_version: str | None = None
     model_config = {"extra": "allow"}
 
 
@@ -93,6 +124,19 @@ class ModelCache:
                 self._loaded[problem] = current  # swapped whole: readers see old or new
         return current
 
+    def version(self, problem: str, version: str) -> _Loaded:
+        """A given version (an experiment arm); versions never change, so it is kept."""
+        key = f"{problem}/{version}"
+        current = self._loaded.get(key)
+        if current is None:
+            with self._lock:
+                current = self._loaded.get(key)
+                if current is None:
+                    artifact = self.registry.get(problem, version)
+                    current = _Loaded(artifact, artifact.load_model(), 0)
+                    self._loaded[key] = current
+        return current
+
     def loaded(self) -> dict[str, str]:
         return {p: v.artifact.version for p, v in self._loaded.items()}
 
@@ -106,6 +150,33 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+@contextmanager
+def background_server(app, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free port in a thread; yields its base URL and stops
+    it (running the app's shutdown, which drains the prediction log) on exit."""
+    import socket
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise StoreError(f"The prediction service did not start on {host}:{port}.")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def create_app(
@@ -136,6 +207,13 @@ def create_app(
 
     app = FastAPI(title="lifecycle prediction service", version="1", lifespan=lifespan)
     app.state.prediction_log = log
+
+    def _policy(problem: str, policy: str) -> _Loaded | None:
+        if policy == "none":
+            return None
+        if policy == "production":
+            return models.get(problem)
+        return models.version(problem, policy)
 
     def authorize(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if api_key is not None and not hmac.compare_digest(
@@ -195,42 +273,71 @@ def create_app(
                     detail={"field": f"entities.{i}.{key}", "error": f"{key} must be an integer"},
                 )
         rows = [{**r, key: int(r[key])} for r in body.entities]
-        try:
-            frame = get_online_features(repo, rows, loaded.artifact.meta["feature_service"])
-        except StoreError:
-            raise
-        except LifecycleError as exc:
-            raise HTTPException(422, detail={"field": "entities", "error": str(exc)}) from exc
-        scores, labels = score(loaded.artifact.meta, loaded.model, frame)
-        predictions = []
-        for i, row in enumerate(rows):
-            item = {
-                key: row[key],
-                "score": float(scores[i]),
-                "feature_status": str(frame["feature_status"].iloc[i]),
-            }
-            if labels is not None:
-                item["label"] = int(labels[i])
-            predictions.append(item)
-        features = loaded.artifact.meta["features"]
-        served = frame[features].astype(object).where(frame[features].notna(), None)
+        experiment = repo.active_experiment(problem.name)
+        if experiment is None:
+            arms: list[str | None] = [None] * len(rows)
+            policies = {None: loaded}
+        else:
+            arms = assign(experiment.salt_text, [r[key] for r in rows], experiment.split)
+            try:
+                policies = {arm: _policy(problem.name, experiment.policy(arm)) for arm in set(arms)}
+            except LifecycleError as exc:
+                raise StoreError(f"Experiment {experiment.name!r} cannot run: {exc}") from exc
+        # Features once per feature service; a no-model arm logs the production model's.
+        frames: dict[str, Any] = {}
+        for model in {id(m): m for m in [loaded, *policies.values()] if m}.values():
+            service = model.artifact.meta["feature_service"]
+            if service not in frames:
+                try:
+                    frames[service] = get_online_features(repo, rows, service)
+                except StoreError:
+                    raise
+                except LifecycleError as exc:
+                    raise HTTPException(
+                        422, detail={"field": "entities", "error": str(exc)}
+                    ) from exc
+        predictions: list[dict[str, Any]] = [{} for _ in rows]
+        records: list[dict[str, Any]] = [{} for _ in rows]
+        for arm, model in policies.items():
+            idx = [i for i, a in enumerate(arms) if a == arm]
+            used = model or loaded
+            frame = frames[used.artifact.meta["feature_service"]].iloc[idx]
+            scores, labels = score(used.artifact.meta, used.model, frame) if model else (None, None)
+            features = used.artifact.meta["features"]
+            served = frame[features].astype(object).where(frame[features].notna(), None)
+            for j, (i, record) in enumerate(zip(idx, served.to_dict("records"), strict=True)):
+                item: dict[str, Any] = {
+                    key: rows[i][key],
+                    "feature_status": str(frame["feature_status"].iloc[j]),
+                }
+                if model is not None:
+                    item["score"] = float(scores[j])
+                    if labels is not None:
+                        item["label"] = int(labels[j])
+                if arm is not None:
+                    item["arm"] = arm
+                    if model is not None:
+                        item["model_version"] = model.artifact.version
+                predictions[i] = item
+                records[i] = {
+                    "request_ts": frame["event_timestamp"].iloc[j].to_pydatetime(),
+                    "features": record,
+                    "model_version": model.artifact.version if model else "none",
+                }
         log.log(
             [
                 {
+                    **record,
                     "problem": problem.name,
-                    "model_version": loaded.artifact.version,
                     "entity_key": key,
                     "entity_id": p[key],
-                    "request_ts": frame["event_timestamp"].iloc[i].to_pydatetime(),
-                    "features": record,
                     "feature_status": p["feature_status"],
-                    "score": p["score"],
+                    "score": p.get("score"),
                     "label": p.get("label"),
-                    "arm": None,
+                    "experiment": experiment.name if experiment else None,
+                    "arm": p.get("arm"),
                 }
-                for i, (p, record) in enumerate(
-                    zip(predictions, served.to_dict("records"), strict=True)
-                )
+                for p, record in zip(predictions, records, strict=True)
             ]
         )
         return {
@@ -238,6 +345,29 @@ def create_app(
             "model_version": loaded.artifact.version,
             "predictions": predictions,
         }
+
+    @app.post(
+        "/events",
+        status_code=202,
+        response_model=EventsResponse,
+        dependencies=[Depends(authorize)],
+    )
+    def post_events(body: EventsRequest) -> dict[str, Any]:
+        """Append events durably to the offline event log (merged by the next apply or
+        materialize). Answered only once the events are on disk."""
+        import pyarrow as pa
+
+        from framework.errors import DataError
+        from framework.ingest import EVENT_SCHEMA, append
+
+        table = pa.Table.from_pylist([e.model_dump() for e in body.events], schema=EVENT_SCHEMA)
+        try:
+            accepted = append(repo, table, source="events")
+        except DataError as exc:
+            raise HTTPException(422, detail={"field": "events", "error": str(exc)}) from exc
+        except OSError as exc:
+            raise StoreError(f"The event log cannot be written: {exc}") from exc
+        return {"accepted": accepted}
 
     @app.get("/models", dependencies=[Depends(authorize)])
     def list_models() -> dict[str, Any]:

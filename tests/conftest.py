@@ -25,11 +25,16 @@ REDIS = os.environ.get("LIFECYCLE_TEST_REDIS", "127.0.0.1:6379")
 REDIS_DB = 15
 
 
-def copy_example_repo(dest: Path, users: int | None = 300, seed: int = 3) -> Path:
-    """The example repo's declarations in ``dest``; with example data when ``users`` is set."""
+def copy_example_repo(
+    dest: Path, users: int | None = 300, seed: int = 3, experiments: bool = False
+) -> Path:
+    """The example repo's declarations in ``dest``; with example data when ``users`` is set.
+    Without ``experiments`` the experiments are left out (predictions then have no arms)."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in EXAMPLE_REPO.iterdir():
-        if item.name == "data" or item.name == "__pycache__":
+        if item.name in ("data", "__pycache__") or (
+            item.name == "experiments.py" and not experiments
+        ):
             continue
         if item.is_file():
             shutil.copy(item, dest / item.name)

@@ -295,11 +295,13 @@ def test_repo_that_does_not_exist_is_a_usage_error():
 
 
 def test_demo_runs_every_stage(tmp_path):
-    repo = copy_example_repo(tmp_path / "feature_repo", users=None)
+    repo = copy_example_repo(tmp_path / "feature_repo", users=None, experiments=True)
     result = CliRunner().invoke(
         main, ["--repo", str(repo), "demo", "--users", "120"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
     for stage in ("Collect data", "Prepare data", "Materialize", "Point-in-time", "Online lookup"):
         assert stage in result.output
+    assert "Deploy and experiment" in result.output and "Verdict:" in result.output
+    assert "Experiment retention_offers on churn" in result.output
     assert "defaults" in result.output  # the unknown user shown in the online step

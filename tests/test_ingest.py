@@ -1,0 +1,152 @@
+"""Event logging: checked, durable appends that the next apply or materialize counts."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from framework.apply import apply
+from framework.cli import main
+from framework.errors import DataError
+from framework.ingest import append, compact, event_log_path, inbox_files, read_events
+from framework.materialize import materialize
+from framework.retrieval import get_historical_features, get_online_features
+
+from .conftest import clone_repo
+from .test_apply import BAD_EVENTS
+
+T = pd.Timestamp("2025-09-17T13:45:10Z")
+
+
+def _new_events(users: list[int], at: pd.Timestamp) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "event_timestamp": [at + pd.Timedelta(seconds=i) for i in range(len(users))],
+            "event_type": "page_view",
+            "source": "google",
+            "amount": None,
+        }
+    )
+
+
+@pytest.fixture
+def repo(applied_repo, tmp_path):
+    return clone_repo(applied_repo, tmp_path / "repo")
+
+
+def _count_7d(repo, user: int, at: pd.Timestamp) -> int:
+    """Brute force: page views from google in (at - 7d, at], from the raw event log."""
+    ev = pd.read_parquet(event_log_path(repo))
+    hit = (
+        (ev.user_id == user)
+        & (ev.event_type == "page_view")
+        & (ev.source == "google")
+        & (ev.event_timestamp > at - pd.Timedelta(days=7))
+        & (ev.event_timestamp <= at)
+    )
+    return int(hit.sum())
+
+
+def test_appended_events_count_after_apply(repo):
+    users = [1, 2, 3]
+    before = get_historical_features(
+        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
+    )
+    new = _new_events(users * 2, T - pd.Timedelta(hours=1))
+    assert append(repo, pa.Table.from_pandas(new, preserve_index=False)) == 6
+    assert len(inbox_files(repo)) == 1
+    apply(repo)
+    assert inbox_files(repo) == []
+    after = get_historical_features(
+        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
+    )
+    delta = after.user_page_views_google_count_7d - before.user_page_views_google_count_7d
+    assert delta.tolist() == [2, 2, 2]
+    assert after.user_page_views_google_count_7d.tolist() == [_count_7d(repo, u, T) for u in users]
+
+
+def test_materialize_merges_and_rebuilds_the_windows(repo):
+    new = _new_events([5], T - pd.Timedelta(minutes=5))
+    append(repo, pa.Table.from_pandas(new, preserve_index=False))
+    result = materialize(repo, end=T)
+    assert result.merged_events == 1
+    online = get_online_features(repo, [{"user_id": 5, "event_timestamp": T}], "churn_model_v1")
+    assert online.user_page_views_google_count_7d.iloc[0] == _count_7d(repo, 5, T) >= 1
+    assert materialize(repo, end=T).merged_events == 0  # nothing new: the windows are kept
+
+
+def test_resent_events_and_a_crash_before_cleanup_are_not_counted_twice(repo, tmp_path):
+    log = event_log_path(repo)
+    rows = len(pd.read_parquet(log))
+    new = pa.Table.from_pandas(_new_events([7, 8], T), preserve_index=False)
+    append(repo, new)
+    append(repo, new)  # a client re-sends after a timeout
+    saved = [shutil.copy(f, tmp_path / f.name) for f in inbox_files(repo)]
+    first = compact(repo)
+    assert (first.files, first.added, first.duplicates, first.total) == (2, 2, 2, rows + 2)
+    # A crash after the log was replaced but before the inbox was cleaned: the files come back.
+    for f in saved:
+        shutil.copy(f, log.with_name(log.name + ".inbox"))
+    again = compact(repo)
+    assert (again.added, again.duplicates, again.total) == (0, 4, rows + 2)
+    assert len(pd.read_parquet(log)) == rows + 2
+    assert inbox_files(repo) == []
+
+
+def test_read_events_includes_the_inbox(repo):
+    append(repo, pa.Table.from_pandas(_new_events([9], T), preserve_index=False))
+    events = read_events(repo, ["user_id", "event_timestamp"])
+    assert ((events.user_id == 9) & (events.event_timestamp == T)).sum() == 1
+    assert str(events.event_timestamp.dtype) == "datetime64[us, UTC]"
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_EVENTS, ids=[m for _, m in BAD_EVENTS])
+def test_bad_files_are_refused_and_nothing_is_appended(repo, tmp_path, change, message):
+    log = event_log_path(repo)
+    before = log.read_bytes()
+    bad = change(pd.read_parquet(log).head(3))
+    path = tmp_path / "new.parquet"
+    bad.to_parquet(path, index=False)
+    result = CliRunner().invoke(main, ["--repo", str(repo.path), "events", "ingest", str(path)])
+    assert result.exit_code == 1, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and message.split("(")[0] in error[0] and "new.parquet" in error[0]
+    assert log.read_bytes() == before and inbox_files(repo) == []
+
+
+def test_cli_ingest_of_a_csv(repo, tmp_path):
+    log = event_log_path(repo)
+    rows = len(pd.read_parquet(log))
+    path = tmp_path / "new.csv"
+    path.write_text(
+        "user_id,event_timestamp,event_type,source,amount\n"
+        "11,2025-09-01T10:00:00Z,purchase,direct,12.5\n"
+        "12,2025-09-01T11:00:00+02:00,conversion,email,\n"
+    )
+    result = CliRunner().invoke(main, ["--repo", str(repo.path), "events", "ingest", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Appended 2 of 2 events" in result.output
+    result = CliRunner().invoke(main, ["--repo", str(repo.path), "events", "ingest", str(path)])
+    assert "Appended 0 of 2 events (2 were already logged)" in result.output
+    log_frame = pd.read_parquet(log)
+    assert len(log_frame) == rows + 2
+    last = log_frame[log_frame.user_id == 12].iloc[-1]
+    assert last.event_timestamp == pd.Timestamp("2025-09-01T09:00:00Z")
+    assert pd.isna(last.amount) and last.event_type == "conversion"
+
+
+def test_naive_timestamps_in_a_csv_are_refused(repo, tmp_path):
+    path = tmp_path / "naive.csv"
+    path.write_text(
+        "user_id,event_timestamp,event_type,source,amount\n1,2025-09-01 10:00:00,page_view,google,\n"
+    )
+    with pytest.raises(DataError, match="timezone-naive"):
+        from framework.events import read_table
+
+        append(repo, read_table(path))
+    assert inbox_files(repo) == []

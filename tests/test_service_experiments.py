@@ -1,0 +1,199 @@
+"""The service in an experiment, event logging over HTTP, and the Redis online store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from framework.cli import main
+from framework.experiments import assign, experiment_report
+from framework.ingest import inbox_files, read_events
+from framework.materialize import materialize
+from framework.modeling import registry_of, run_training
+from framework.prediction_log import engine_url
+from framework.repo import FeatureRepo
+from framework.serving import background_server, create_app
+
+from .conftest import EXAMPLE_REPO, T, clone_repo, redis_yaml
+
+AT = int(T.timestamp())
+
+
+def _users(repo, n: int) -> list[int]:
+    return pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(n).tolist()
+
+
+def _predict(url: str, problem: str, users: list[int]) -> list[dict]:
+    out = []
+    for lo in range(0, len(users), 50):
+        body = {
+            "problem": problem,
+            "entities": [{"user_id": u, "event_timestamp": AT} for u in users[lo : lo + 50]],
+        }
+        response = requests.post(f"{url}/predict", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        out += response.json()["predictions"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def experiment_repo(served, tmp_path_factory):
+    """A copy of the served repo with the example's experiment declared."""
+    repo, _ = served
+    copy = clone_repo(repo, tmp_path_factory.mktemp("exp") / "repo")
+    shutil.copy(EXAMPLE_REPO / "experiments.py", copy.path / "experiments.py")
+    return FeatureRepo(copy.path)
+
+
+def test_arms_are_served_logged_and_reported(served, experiment_repo, tmp_path):
+    repo, plain_url = served
+    exp = experiment_repo.experiment("retention_offers")
+    users = _users(experiment_repo, 240)
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    with background_server(create_app(experiment_repo, log_url=db)) as url:
+        answers = _predict(url, "churn", users)
+        converted = users[::3]
+        events = [
+            {
+                "user_id": u,
+                "event_timestamp": (T + pd.Timedelta(hours=1)).isoformat(),
+                "event_type": "conversion",
+                "source": "email",
+            }
+            for u in converted
+        ]
+        posted = requests.post(f"{url}/events", json={"events": events}, timeout=30)
+        assert posted.status_code == 202 and posted.json() == {"accepted": len(converted)}
+    # the same user always gets the same arm, and it is the declared hash's
+    arms = assign(exp.salt_text, users, exp.split)
+    assert [a["arm"] for a in answers] == arms
+    plain = {p["user_id"]: p["score"] for p in _predict(plain_url, "churn", users)}
+    production = registry_of(repo).get("churn").version
+    for answer in answers:
+        if answer["arm"] == "control":  # policy none: no model, no score
+            assert "score" not in answer and "label" not in answer
+        else:
+            assert answer["score"] == pytest.approx(plain[answer["user_id"]], abs=1e-12)
+            assert answer["model_version"] == production
+    # every exposure is logged with its experiment and arm; the control has no score
+    engine = sa.create_engine(engine_url(db))
+    with engine.connect() as conn:
+        logged = conn.execute(
+            sa.text("SELECT entity_id, arm, score, experiment, model_version FROM prediction_log")
+        ).fetchall()
+    engine.dispose()
+    assert sorted((r[0], r[1]) for r in logged) == sorted(zip(users, arms, strict=True))
+    assert all(r[3] == "retention_offers" for r in logged)
+    assert all((r[2] is None) == (r[1] == "control") for r in logged)
+    assert {r[4] for r in logged if r[1] == "control"} == {"none"}
+    # the accepted events are on disk, and the report counts them per arm
+    assert inbox_files(experiment_repo)
+    assert (read_events(experiment_repo).event_type == "conversion").sum() == len(converted)
+    result = experiment_report(
+        experiment_repo, "retention_offers", db=db, now=T + pd.Timedelta(days=8)
+    )
+    for arm in ("control", "treatment"):
+        members = {u for u, a in zip(users, arms, strict=True) if a == arm}
+        assert result.arms[arm]["exposures"] == len(members)
+        assert result.arms[arm]["conversions"] == len(members & set(converted))
+    cli = CliRunner().invoke(
+        main,
+        [
+            "--repo",
+            str(experiment_repo.path),
+            "experiment",
+            "report",
+            "retention_offers",
+            "--db",
+            db,
+            "--as-of",
+            (T + pd.Timedelta(days=8)).isoformat(),
+            "--json",
+        ],
+    )
+    assert cli.exit_code == 0, cli.output
+    out = json.loads(cli.output)
+    assert out["arms"]["treatment"]["exposures"] == result.arms["treatment"]["exposures"]
+    for key in ("lift_abs", "lift_rel", "ci95", "p_value", "srm_p_value", "verdict"):
+        assert key in out
+    listed = CliRunner().invoke(main, ["--repo", str(experiment_repo.path), "experiment", "list"])
+    assert "retention_offers" in listed.output and "control=none" in listed.output
+
+
+def test_an_arm_can_serve_another_version(experiment_repo, tmp_path):
+    repo = clone_repo(experiment_repo, tmp_path / "repo")
+    registry = registry_of(repo)
+    old = registry.get("churn").version
+    new = run_training(repo, "churn").artifact.version
+    registry.promote("churn", new)
+    (repo.path / "experiments.py").write_text(
+        "from framework import Experiment\n"
+        f"v = Experiment(name='versions', problem='churn', control='{old}', "
+        "treatment='production')\n"
+    )
+    repo = FeatureRepo(repo.path)
+    users = _users(repo, 60)
+    with background_server(create_app(repo, log_url=f"sqlite:///{tmp_path / 'l.db'}")) as url:
+        answers = _predict(url, "churn", users)
+    arms = assign("versions", users)
+    assert {(a["arm"], a["model_version"]) for a in answers} == {
+        ("control", old),
+        ("treatment", new),
+    }
+    assert [a["arm"] for a in answers] == arms
+
+
+GOOD = {
+    "user_id": 7,
+    "event_timestamp": "2025-09-17T10:00:00Z",
+    "event_type": "click",
+    "source": "google",
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"user_id": "7"}, "events.0.user_id"),
+        ({"event_timestamp": "2025-09-17T10:00:00"}, "events.0.event_timestamp"),
+        ({"event_timestamp": "yesterday"}, "events.0.event_timestamp"),
+        ({"event_type": ""}, "events.0.event_type"),
+        ({"amount": "lots"}, "events.0.amount"),
+        ({"color": "red"}, "events.0.color"),
+    ],
+)
+def test_bad_events_are_422_naming_the_field(served, event, field):
+    repo, url = served
+    before = len(inbox_files(repo))
+    response = requests.post(f"{url}/events", json={"events": [{**GOOD, **event}]}, timeout=30)
+    assert response.status_code == 422, response.text
+    assert any(d["field"] == field for d in response.json()["detail"]), response.text
+    assert len(inbox_files(repo)) == before
+
+
+def test_duplicate_events_in_one_request_are_refused(served):
+    _, url = served
+    response = requests.post(f"{url}/events", json={"events": [GOOD, GOOD]}, timeout=30)
+    assert response.status_code == 422 and "duplicate" in response.text
+    empty = requests.post(f"{url}/events", json={"events": []}, timeout=30)
+    assert empty.status_code == 422
+
+
+def test_redis_online_store_serves_the_same_scores(served, redis_server, tmp_path):
+    repo, plain_url = served
+    on_redis = clone_repo(repo, tmp_path / "repo", fs_yaml=redis_yaml)
+    materialize(on_redis, end=T)
+    users = [*_users(repo, 40), 10_000_000]
+    with background_server(create_app(on_redis, log_url=f"sqlite:///{tmp_path / 'l.db'}")) as url:
+        health = requests.get(f"{url}/health", timeout=30).json()
+        assert health["checks"]["online_store"] == "ok"
+        answers = _predict(url, "churn", users)
+    expected = _predict(plain_url, "churn", users)
+    assert answers == expected
+    assert answers[-1]["feature_status"] == "defaults"
