@@ -76,29 +76,33 @@ def expand_dates(
 ) -> pd.DataFrame:
     """The date features of ``inputs[timestamp_field]`` (a pure function, vectorised)."""
     ts = to_utc_timestamps(inputs[timestamp_field])
-    out = pd.DataFrame(index=inputs.index)
     if ts.isna().any():
         raise DataError(f"{timestamp_field!r} has missing timestamps; every row needs one.")
-    out[f"{prefix}year"] = ts.dt.year.astype("int32")
-    out[f"{prefix}month"] = ts.dt.month.astype("int32")
-    out[f"{prefix}day"] = ts.dt.day.astype("int32")
-    dow = ts.dt.dayofweek.astype("int32")
-    out[f"{prefix}day_of_week"] = dow
-    out[f"{prefix}is_weekend"] = (dow >= 5).to_numpy()
-    days = ts.dt.tz_localize(None).to_numpy().astype("datetime64[D]").astype(np.int64)
+    # Calendar fields with numpy's datetime64 units (UTC): no per-field pandas accessors.
+    days = ts.dt.tz_convert(None).to_numpy().astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    day_numbers = days.astype(np.int64)
+    dow = ((day_numbers + 3) % 7).astype("int32")  # 1970-01-01 was a Thursday; Monday is 0
+    years = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    out = {
+        f"{prefix}year": years.astype("int32"),
+        f"{prefix}month": (months.astype(np.int64) % 12 + 1).astype("int32"),
+        f"{prefix}day": ((days - months).astype(np.int64) + 1).astype("int32"),
+        f"{prefix}day_of_week": dow,
+        f"{prefix}is_weekend": dow >= 5,
+    }
     if len(days):
-        years = ts.dt.year
         holidays_ = _holiday_days(country, int(years.min()) - 1, int(years.max()) + 1)
-        after = np.searchsorted(holidays_, days, side="left")  # first holiday >= day
-        before = np.searchsorted(holidays_, days, side="right") - 1  # last holiday <= day
-        since = days - holidays_[np.clip(before, 0, None)]
-        until = holidays_[np.clip(after, None, len(holidays_) - 1)] - days
+        after = np.searchsorted(holidays_, day_numbers, side="left")  # first holiday >= day
+        before = np.searchsorted(holidays_, day_numbers, side="right") - 1  # last holiday <= day
+        since = day_numbers - holidays_[np.clip(before, 0, None)]
+        until = holidays_[np.clip(after, None, len(holidays_) - 1)] - day_numbers
         out[f"{prefix}days_since_holiday"] = since.astype("int32")
         out[f"{prefix}days_until_holiday"] = until.astype("int32")
     else:
         out[f"{prefix}days_since_holiday"] = np.array([], dtype="int32")
         out[f"{prefix}days_until_holiday"] = np.array([], dtype="int32")
-    return out
+    return pd.DataFrame(out, index=inputs.index)
 
 
 _UDF_TEMPLATE = """def {name}(inputs):

@@ -3,9 +3,10 @@
 ``PredictionLog(url)`` appends rows to a table ``prediction_log`` in SQLite
 (``sqlite:///path``, the default under the repo) or PostgreSQL
 (``postgresql://user@host:port/db``), through SQLAlchemy. ``log(rows)`` only
-puts the rows on a queue; a writer thread inserts them in batches, one
-transaction per batch. ``close()`` drains the queue before it returns, so a
-clean shutdown loses nothing.
+encodes the rows and puts them on a queue; a writer thread gathers them for a
+quarter of a second and inserts them in one transaction (the service calls
+``log`` after the response is sent). ``close()`` drains the queue
+before it returns, so a clean shutdown loses nothing.
 
 Columns: id, logged_at, problem, model_version, entity_key, entity_id,
 request_ts, features (JSON: the values served), feature_status, score (null
@@ -17,9 +18,12 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from framework.errors import ConfigError, StoreError
 
@@ -43,7 +47,7 @@ def engine_url(url: str | Path) -> str:
 class PredictionLog:
     """Batched, durable logging of predictions (see the module docstring)."""
 
-    def __init__(self, url: str | Path, *, batch: int = 500) -> None:
+    def __init__(self, url: str | Path, *, batch: int = 5_000, interval: float = 0.25) -> None:
         import sqlalchemy as sa
 
         self.url = engine_url(url)
@@ -58,45 +62,54 @@ class PredictionLog:
             raise StoreError(
                 f"The prediction log at {self.url.split('@')[-1]} is unavailable: {exc}"
             ) from exc
-        self.batch = batch
+        self._insert = _Insert(self.engine, self.table)
+        self.batch = batch  # rows per transaction at most
+        self.interval = interval  # seconds a batch may wait to fill: fewer, larger commits
         self.queue: queue.Queue = queue.Queue()
         self.written = 0
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.thread.start()
 
-    def log(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows for writing; returns at once."""
-        now = datetime.now(UTC)
-        for row in rows:
-            self.queue.put(
-                {
-                    **row,
-                    "logged_at": now,
-                    "features": json.dumps(row.get("features") or {}, default=str),
-                }
-            )
+    def log(
+        self, rows: list[dict[str, Any]], features=None, columns: list[str] | None = None
+    ) -> None:
+        """Encode rows and queue them for writing (the insert happens on the writer thread).
+
+        ``features``, a pandas frame with a row per logged row, gives each row's
+        ``request_ts`` (its ``event_timestamp`` column) and ``features`` (its
+        ``columns``, default all). The service calls this after the response is sent.
+        """
+        expanded = _expand(rows, features, columns, datetime.now(UTC))
+        self.queue.put(self._insert.params(expanded))
 
     def _run(self) -> None:
+        # Only driver calls here (executemany and commit, mostly outside the GIL): the
+        # Python work of encoding was done by ``log``, so requests are not held up.
         done = False
         while not done:
-            rows = [self.queue.get()]
-            while len(rows) < self.batch:
+            first = self.queue.get()
+            items = [first]
+            if first is not None:
+                time.sleep(self.interval)  # let a batch gather, without a wake-up per request
+            size = len(first or ())
+            while items[-1] is not None and size < self.batch:
                 try:
-                    rows.append(self.queue.get_nowait())
+                    items.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            if rows[-1] is None:
-                rows.pop()
+                size += len(items[-1] or ())
+            if items[-1] is None:
+                items.pop()
                 done = True
-            if rows:
-                self._write(rows)
+            params = [row for item in items for row in item]
+            if params:
+                self._write(params)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, params: list[tuple]) -> None:
         try:
-            with self.engine.begin() as conn:
-                conn.execute(self.table.insert(), rows)
-            self.written += len(rows)
+            self._insert.write(params)
+            self.written += len(params)
         except Exception as exc:  # keep serving; the error is reported by close()
             self.error = exc
 
@@ -108,6 +121,80 @@ class PredictionLog:
         if self.error is not None:
             raise StoreError(f"Writing the prediction log failed: {self.error}") from self.error
         return self.written
+
+
+class _Insert:
+    """The driver's executemany with SQLAlchemy's own value conversions, prepared once."""
+
+    def __init__(self, engine, table) -> None:
+        dialect = engine.dialect
+        columns = [c for c in table.columns if c.name != "id"]
+        mark = {"qmark": "?", "numeric": ":{}", "named": ":{}"}.get(dialect.paramstyle, "%s")
+        marks = [mark.format(c.name) if "{}" in mark else mark for c in columns]
+        self.engine = engine
+        self.sql = (
+            f"INSERT INTO prediction_log ({', '.join(c.name for c in columns)}) "
+            f"VALUES ({', '.join(marks)})"
+        )
+        self.converters = [
+            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
+        ]
+
+    def params(self, rows: list[dict[str, Any]]) -> list[tuple]:
+        """The rows as the driver's parameter tuples."""
+        cache: dict[tuple[str, Any], Any] = {}  # times repeat within a request: convert once
+
+        def value(name: str, convert, v: Any) -> Any:
+            if v is None or convert is None:
+                return v
+            if isinstance(v, datetime):
+                key = (name, v)
+                if key not in cache:
+                    cache[key] = convert(v)
+                return cache[key]
+            return convert(v)
+
+        return [
+            tuple(value(name, convert, row.get(name)) for name, convert in self.converters)
+            for row in rows
+        ]
+
+    def write(self, params: list[tuple]) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(self.sql, params)
+
+
+def _missing_as_none(value: Any) -> Any:
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    return value
+
+
+def _expand(
+    rows: list[dict[str, Any]], features, columns, logged_at: datetime
+) -> list[dict[str, Any]]:
+    """The table rows of one ``log`` call (see ``PredictionLog.log``)."""
+    out = [{**row, "logged_at": logged_at} for row in rows]
+    if features is None:
+        for row in out:
+            row["features"] = json.dumps(row.get("features") or {}, default=str)
+        return out
+    names = [n for n in (columns or features.columns) if n != "event_timestamp"]
+    columns = [features[n].tolist() for n in names]
+    encoded = [
+        json.dumps(dict(zip(names, [_missing_as_none(v) for v in row], strict=True)), default=str)
+        for row in zip(*columns, strict=True)
+    ]
+    times = features["event_timestamp"].tolist() if "event_timestamp" in features else None
+    seen: dict[Any, datetime] = {}
+    for i, row in enumerate(out):
+        row["features"] = encoded[i]
+        if times is not None:
+            t = times[i]
+            if t not in seen:
+                seen[t] = t.to_pydatetime()
+            row["request_ts"] = seen[t]
+    return out
 
 
 def read_exposures(url: str | Path, experiment: str):

@@ -163,21 +163,43 @@ def _finish(df: pd.DataFrame, views: list[ViewFeatures]) -> pd.DataFrame:
     """Fill windowed counts and sums with 0 and give every feature its declared type."""
     for vf in views:
         for name in vf.features:
-            typ = vf.dtypes[name]
-            col = df[name]
-            if name in vf.zero_fill:
-                df[name] = col.fillna(0).astype("int32" if typ == "Int32" else "float64")
-            elif typ in _NULLABLE:
-                df[name] = (
-                    pd.array(col, dtype=_NULLABLE[typ])
-                    if typ.startswith("Int")
-                    else col.astype(_NULLABLE[typ])
-                )
-            elif typ == "Bool":
-                df[name] = pd.array(col, dtype="boolean")
-            elif typ == "String":
-                df[name] = col.astype(object).where(col.notna(), None)
+            df[name] = _typed_series(df[name], vf.dtypes[name], name in vf.zero_fill)
     return df
+
+
+def _typed_series(col: pd.Series, typ: str, zero_fill: bool) -> Any:
+    if zero_fill:
+        return col.fillna(0).astype("int32" if typ == "Int32" else "float64")
+    if typ in _NULLABLE:
+        if typ.startswith("Int"):
+            return pd.array(col, dtype=_NULLABLE[typ])
+        return col.astype(_NULLABLE[typ])
+    if typ == "Bool":
+        return pd.array(col, dtype="boolean")
+    if typ == "String":
+        return col.astype(object).where(col.notna(), None)
+    return col
+
+
+def _typed(values: list | pd.Series, typ: str, zero_fill: bool) -> Any:
+    """One online column as ``_finish`` types it, built straight from a list of values."""
+    if isinstance(values, pd.Series):
+        return _typed_series(values, typ, zero_fill)
+    if zero_fill:
+        if typ == "Int32":
+            return np.array([0 if v is None else v for v in values], dtype="int32")
+        out = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        out[np.isnan(out)] = 0.0
+        return out
+    if typ in _NULLABLE:
+        if typ.startswith("Int"):
+            return pd.array(values, dtype=_NULLABLE[typ])
+        return np.array([np.nan if v is None else v for v in values], dtype=_NULLABLE[typ])
+    if typ == "Bool":
+        return pd.array(values, dtype="boolean")
+    if typ == "String":
+        return np.array([None if v is None or v != v else v for v in values], dtype=object)
+    return values
 
 
 def _fast_supported(views: list[ViewFeatures]) -> bool:
@@ -281,9 +303,22 @@ def get_online_features(
     service: str | None = None,
     *,
     features: list[str] | None = None,
+    engine: str = "auto",
 ) -> pd.DataFrame:
-    """Online values for ``entity_rows`` (dicts of keys and optional ``event_timestamp``)."""
-    views = resolve_features(repo, service, features)
+    """Online values for ``entity_rows`` (dicts of keys and optional ``event_timestamp``).
+
+    ``engine="fast"`` (default where it applies) reads the store directly
+    (:mod:`framework.online_read`); ``"feast"`` goes through Feast's
+    ``get_online_features``. The tests check that both give the same frame.
+    """
+    from framework.online_read import reader
+
+    if engine not in ("auto", "fast", "feast"):
+        raise FeatureRepoError(f"engine must be 'auto', 'fast' or 'feast'; got {engine!r}.")
+    fast = reader(repo, service, features) if engine != "feast" else None
+    if engine == "fast" and fast is None:
+        raise FeatureRepoError("The fast online engine supports single-key views only.")
+    views = fast.views if fast is not None else resolve_features(repo, service, features)
     keys = _entity_keys(views)
     rows = []
     now = datetime.now(UTC)
@@ -294,21 +329,38 @@ def get_online_features(
         rows.append({**row, TIMESTAMP: row.get(TIMESTAMP, now)})
     frame = pd.DataFrame(rows)
     frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP]).astype("datetime64[us, UTC]")
-    store = repo.store
-    request = frame.copy()
-    request[TIMESTAMP] = [ts.to_pydatetime() for ts in request[TIMESTAMP]]
-    try:
-        response = store.get_online_features(
-            features=_refs(views), entity_rows=request.to_dict("records")
-        )
-    except Exception as exc:
-        raise StoreError(f"Reading the online store failed: {exc}") from exc
-    data = response.to_dict()
     names = features or [n for vf in views for n in vf.features]  # the order asked for
-    out = pd.DataFrame({n: data[n] for n in names})
-    per_view = pd.DataFrame(
-        {vf.view.name: out[vf.features].notna().any(axis=1) for vf in views if not vf.on_demand}
-    )
+    if fast is not None:
+        data, per_view = fast.read(frame)
+        typed = {
+            n: _typed(data[n], vf.dtypes[n], n in vf.zero_fill)
+            for vf in views
+            for n in vf.features
+            if n in names
+        }
+        has = np.array(list(per_view.values()), dtype=bool).reshape(len(per_view), len(frame))
+        status = np.where(has.all(axis=0), "ok", np.where(has.any(axis=0), "partial", "defaults"))
+        columns = {c: frame[c].to_numpy() for c in frame.columns}
+        columns[TIMESTAMP] = frame[TIMESTAMP].array
+        result = pd.DataFrame(
+            {**columns, **{n: typed[n] for n in names}, "feature_status": status},
+            index=frame.index,
+        )
+        return result
+    else:
+        request = frame.copy()
+        request[TIMESTAMP] = [ts.to_pydatetime() for ts in request[TIMESTAMP]]
+        try:
+            response = repo.store.get_online_features(
+                features=_refs(views), entity_rows=request.to_dict("records")
+            )
+        except Exception as exc:
+            raise StoreError(f"Reading the online store failed: {exc}") from exc
+        data = response.to_dict()
+        out = pd.DataFrame({n: data[n] for n in names})
+        per_view = pd.DataFrame(
+            {vf.view.name: out[vf.features].notna().any(axis=1) for vf in views if not vf.on_demand}
+        )
     status = np.where(
         per_view.all(axis=1), "ok", np.where(per_view.any(axis=1), "partial", "defaults")
     )

@@ -72,3 +72,18 @@ def test_naive_or_reversed_interval_is_refused(applied_repo):
         materialize(applied_repo, end="2025-01-01T00:00:00")
     with pytest.raises(ConfigError, match="is after"):
         materialize(applied_repo, start="2025-02-01T00:00:00Z", end="2025-01-01T00:00:00Z")
+
+
+def test_fast_online_reads_equal_feasts_own(store_repo):
+    materialize(store_repo, end=T)
+    rows = [{"user_id": u, "event_timestamp": T} for u in _all_users(store_repo)]
+    for service in ("churn_model_v1", "spend_model_v1"):
+        fast = get_online_features(store_repo, rows, service, engine="fast")
+        feast = get_online_features(store_repo, rows, service, engine="feast")
+        pdt.assert_frame_equal(fast, feast, check_exact=True)
+    some = ["user_events_count_7d", "plan", "event_day_of_week"]
+    pdt.assert_frame_equal(
+        get_online_features(store_repo, rows[:5], features=some, engine="fast"),
+        get_online_features(store_repo, rows[:5], features=some, engine="feast"),
+        check_exact=True,
+    )

@@ -49,7 +49,16 @@ def _check_round_trip(url: str) -> None:
             ),
             {"p": problem},
         ).fetchall()
+        typed = conn.execute(
+            sa.select(log.table.c.request_ts, log.table.c.logged_at)
+            .where(log.table.c.problem == problem)
+            .limit(1)
+        ).one()
     engine.dispose()
+    assert pd.Timestamp(typed[0]).tz_localize(None) == pd.Timestamp("2025-06-01T00:00:00")
+    assert abs(
+        pd.Timestamp(typed[1]).tz_localize(None) - pd.Timestamp.utcnow().tz_localize(None)
+    ) < pd.Timedelta(minutes=5)
     assert [r[0] for r in rows] == list(range(2_500))
     assert rows[10][1] == pytest.approx(10 / 2_500)
     assert json.loads(rows[10][2]) == {"user_events_count_7d": 3, "plan": None}
