@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from framework import scoring
+from framework.bulk import BulkInsert
 from framework.errors import ConfigError, DataError, StoreError
 from framework.repo import FeatureRepo
 
@@ -112,23 +113,23 @@ def predict_batch(
     score, label = scoring.score(meta, artifact.load_model(), frame)
     run_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    out = pd.DataFrame(
-        {
-            "run_id": run_id,
-            "problem": declared.name,
-            "model_version": artifact.version,
-            "entity_id": ids,
-            "as_of": ts.to_pydatetime(),
-            "score": score.astype(float),
-            "label": label if label is not None else None,
-            "created_at": now,
-        }
-    )
+    columns = {
+        "run_id": run_id,
+        "problem": declared.name,
+        "model_version": artifact.version,
+        "entity_id": ids.tolist(),
+        "as_of": ts.to_pydatetime(),
+        "score": score.astype(float).tolist(),
+        "label": label.tolist() if label is not None else None,
+        "created_at": now,
+    }
     url = engine_url(db or repo.data_dir / "predictions.db")
     table = _table(sa)
     engine = sa.create_engine(url)
     try:
         table.metadata.create_all(engine)
+        insert = BulkInsert(engine, table)
+        params = insert.columnar(columns, len(ids))
         with engine.begin() as conn:  # one transaction: nothing is visible until it commits
             replaced = conn.execute(
                 table.delete().where(
@@ -137,7 +138,7 @@ def predict_batch(
                     table.c.as_of == ts.to_pydatetime(),
                 )
             ).rowcount
-            conn.execute(table.insert(), out.to_dict("records"))
+            insert.write(conn, params)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(
             f"Writing batch predictions to {url.split('@')[-1]} failed: {exc}"
@@ -145,5 +146,5 @@ def predict_batch(
     finally:
         engine.dispose()
     return BatchRun(
-        run_id, declared.name, artifact.version, ts.to_pydatetime(), len(out), replaced or 0
+        run_id, declared.name, artifact.version, ts.to_pydatetime(), len(ids), replaced or 0
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from framework.bulk import BulkInsert
 from framework.errors import ConfigError, StoreError
 
 __all__ = ["PredictionLog", "engine_url", "read_exposures"]
@@ -62,7 +63,7 @@ class PredictionLog:
             raise StoreError(
                 f"The prediction log at {self.url.split('@')[-1]} is unavailable: {exc}"
             ) from exc
-        self._insert = _Insert(self.engine, self.table)
+        self._insert = BulkInsert(self.engine, self.table)
         self.batch = batch  # rows per transaction at most
         self.interval = interval  # seconds a batch may wait to fill: fewer, larger commits
         self.queue: queue.Queue = queue.Queue()
@@ -108,7 +109,8 @@ class PredictionLog:
 
     def _write(self, params: list[tuple]) -> None:
         try:
-            self._insert.write(params)
+            with self.engine.begin() as conn:
+                self._insert.write(conn, params)
             self.written += len(params)
         except Exception as exc:  # keep serving; the error is reported by close()
             self.error = exc
@@ -121,47 +123,6 @@ class PredictionLog:
         if self.error is not None:
             raise StoreError(f"Writing the prediction log failed: {self.error}") from self.error
         return self.written
-
-
-class _Insert:
-    """The driver's executemany with SQLAlchemy's own value conversions, prepared once."""
-
-    def __init__(self, engine, table) -> None:
-        dialect = engine.dialect
-        columns = [c for c in table.columns if c.name != "id"]
-        mark = {"qmark": "?", "numeric": ":{}", "named": ":{}"}.get(dialect.paramstyle, "%s")
-        marks = [mark.format(c.name) if "{}" in mark else mark for c in columns]
-        self.engine = engine
-        self.sql = (
-            f"INSERT INTO prediction_log ({', '.join(c.name for c in columns)}) "
-            f"VALUES ({', '.join(marks)})"
-        )
-        self.converters = [
-            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
-        ]
-
-    def params(self, rows: list[dict[str, Any]]) -> list[tuple]:
-        """The rows as the driver's parameter tuples."""
-        cache: dict[tuple[str, Any], Any] = {}  # times repeat within a request: convert once
-
-        def value(name: str, convert, v: Any) -> Any:
-            if v is None or convert is None:
-                return v
-            if isinstance(v, datetime):
-                key = (name, v)
-                if key not in cache:
-                    cache[key] = convert(v)
-                return cache[key]
-            return convert(v)
-
-        return [
-            tuple(value(name, convert, row.get(name)) for name, convert in self.converters)
-            for row in rows
-        ]
-
-    def write(self, params: list[tuple]) -> None:
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(self.sql, params)
 
 
 def _missing_as_none(value: Any) -> Any:

@@ -59,18 +59,21 @@ def _check_idempotent_and_atomic(repo, url, monkeypatch, as_of):
     assert second.replaced == first.rows and len(rows) == first.rows
     assert set(rows.run_id) == {second.run_id}
     # A run that fails halfway (a row breaks NOT NULL) leaves the earlier run untouched.
-    original = pd.DataFrame.to_dict
+    from framework.bulk import BulkInsert
 
-    def broken(self, *args, **kwargs):
-        records = original(self, *args, **kwargs)
-        if isinstance(records, list) and records and "run_id" in records[0]:
-            records[len(records) // 2]["score"] = None
-        return records
+    original = BulkInsert.columnar
 
-    monkeypatch.setattr(pd.DataFrame, "to_dict", broken)
+    def broken(self, values, n):
+        params = original(self, values, n)
+        row = list(params[n // 2])
+        row[self.names.index("score")] = None
+        params[n // 2] = tuple(row)
+        return params
+
+    monkeypatch.setattr(BulkInsert, "columnar", broken)
     with pytest.raises(StoreError, match="failed"):
         predict_batch(repo, "spend", as_of, db=url)
-    monkeypatch.setattr(pd.DataFrame, "to_dict", original)
+    monkeypatch.setattr(BulkInsert, "columnar", original)
     after = _runs(url, as_of)
     assert set(after.run_id) == {second.run_id} and len(after) == len(rows)
 
@@ -112,21 +115,19 @@ def test_cli_predict(served, tmp_path):
 
 _KILLED_RUN = """
 import sys, time, pathlib
-import sqlalchemy as sa
 from framework.batch import predict_batch
+from framework.bulk import BulkInsert
 from framework.repo import FeatureRepo
 
 repo, db, marker, as_of = sys.argv[1:5]
-execute = sa.engine.Connection.execute
+write = BulkInsert.write
 
-def stall_after_insert(self, statement, *args, **kwargs):
-    out = execute(self, statement, *args, **kwargs)
-    if isinstance(statement, sa.sql.dml.Insert):  # rows written, transaction still open
-        pathlib.Path(marker).write_text("inserted")
-        time.sleep(300)
-    return out
+def stall_after_insert(self, conn, params):
+    write(self, conn, params)  # rows written, transaction still open
+    pathlib.Path(marker).write_text("inserted")
+    time.sleep(300)
 
-sa.engine.Connection.execute = stall_after_insert
+BulkInsert.write = stall_after_insert
 predict_batch(FeatureRepo(repo), "churn", as_of, db=db)
 """
 
