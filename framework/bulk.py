@@ -61,7 +61,7 @@ class BulkInsert:
                 columns.append(v if convert is None else [self._convert(name, x) for x in v])
             else:
                 columns.append(repeat(self._convert(name, v), n))
-        return list(zip(*columns))
+        return list(zip(*columns, strict=True))
 
     def write(self, conn: Any, params: list[tuple]) -> None:
         """Insert ``params`` on ``conn`` (a SQLAlchemy connection in a transaction)."""

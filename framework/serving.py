@@ -423,6 +423,14 @@ def create_app(
                 "metric": meta["metric"],
                 "test": meta["metrics"]["test"],
             }
+            experiment = repo.active_experiment(name)
+            if experiment is not None:
+                out[name]["experiment"] = {
+                    "name": experiment.name,
+                    "control": experiment.control,
+                    "treatment": experiment.treatment,
+                    "split": experiment.split,
+                }
         return _finite({"models": out})
 
     @app.get("/health")

@@ -57,6 +57,9 @@ def test_arms_are_served_logged_and_reported(served, experiment_repo, tmp_path):
     users = _users(experiment_repo, 240)
     db = f"sqlite:///{tmp_path / 'log.db'}"
     with background_server(create_app(experiment_repo, log_url=db)) as url:
+        models = requests.get(f"{url}/models", timeout=30).json()["models"]
+        assert models["churn"]["experiment"]["name"] == "retention_offers"
+        assert "experiment" not in models["spend"]
         answers = _predict(url, "churn", users)
         converted = users[::3]
         events = [
@@ -185,15 +188,30 @@ def test_duplicate_events_in_one_request_are_refused(served):
     assert empty.status_code == 422
 
 
-def test_redis_online_store_serves_the_same_scores(served, redis_server, tmp_path):
+def test_redis_online_store_and_postgres_log_serve_the_same_scores(
+    served, redis_server, postgres_url, tmp_path
+):
     repo, plain_url = served
     on_redis = clone_repo(repo, tmp_path / "repo", fs_yaml=redis_yaml)
     materialize(on_redis, end=T)
     users = [*_users(repo, 40), 10_000_000]
-    with background_server(create_app(on_redis, log_url=f"sqlite:///{tmp_path / 'l.db'}")) as url:
+    with background_server(create_app(on_redis, log_url=postgres_url)) as url:
         health = requests.get(f"{url}/health", timeout=30).json()
         assert health["checks"]["online_store"] == "ok"
+        started = pd.Timestamp.now(tz="UTC")
         answers = _predict(url, "churn", users)
     expected = _predict(plain_url, "churn", users)
     assert answers == expected
     assert answers[-1]["feature_status"] == "defaults"
+    engine = sa.create_engine(engine_url(postgres_url))
+    with engine.connect() as conn:
+        logged = conn.execute(
+            sa.text(
+                "SELECT entity_id, score FROM prediction_log "
+                "WHERE problem = 'churn' AND logged_at >= :t ORDER BY id"
+            ),
+            {"t": started.to_pydatetime()},
+        ).fetchall()
+    engine.dispose()
+    mine = [(r[0], r[1]) for r in logged if r[0] in set(users)]
+    assert mine[-len(users) :] == [(a["user_id"], a["score"]) for a in answers]
