@@ -796,11 +796,10 @@ def _demo_experiment(repo, end) -> None:
         click.echo("   no active experiment is declared; skipped")
         return
     at = pd.Timestamp(int(end.timestamp()), unit="s", tz="UTC")
-    events = pd.read_parquet(
-        repo.data_dir / "events.parquet", columns=["user_id", "event_timestamp"]
-    )
-    recent = events["event_timestamp"] > at - pd.Timedelta(days=30)
-    users = pd.Series(events.loc[recent, "user_id"].unique()).sort_values()  # the month's visitors
+    profiles = pd.read_parquet(repo.data_dir / "users.parquet", columns=["user_id", "signup_date"])
+    # The retention campaign scores the whole user base at `at` (at-risk users have
+    # often stopped visiting, which is why they are at risk).
+    users = profiles.loc[profiles["signup_date"] <= at, "user_id"].sort_values()
     answers: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     with background_server(create_app(repo)) as url, requests.Session() as http:
@@ -831,8 +830,8 @@ def _demo_experiment(repo, end) -> None:
         f"({served:.1f}s): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
     )
     click.echo(
-        f"   /events: {len(outcomes):,} simulated {exp.outcome!r} events (offers to flagged "
-        "treatment users convert at 30%, everyone else at 6%)"
+        f"   /events: {len(outcomes):,} simulated {exp.outcome!r} events (treatment users "
+        "the model flags get an offer and convert at 15%, everyone else at 6%)"
     )
     click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))
 

@@ -178,7 +178,7 @@ def simulate_outcomes(
     at: pd.Timestamp,
     *,
     base_rate: float = 0.06,
-    offer_rate: float = 0.30,
+    offer_rate: float = 0.15,
     window_days: int = 7,
     outcome: str = "conversion",
     seed: int = 11,
