@@ -565,6 +565,59 @@ def predict(
     )
 
 
+@main.command()
+@click.argument("problem")
+@click.option("--version", default=None, help="Model version (default: the production one).")
+@click.option("--since", default=None, help="Predictions from this time (ISO 8601 with zone).")
+@click.option("--until", default=None, help="Predictions before this time (ISO 8601 with zone).")
+@click.option(
+    "--current",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Compare this parquet/CSV of feature rows instead of the prediction log.",
+)
+@click.option(
+    "--db",
+    default=None,
+    envvar="LIFECYCLE_PREDICTION_DB",
+    help="Prediction log: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def monitor(
+    obj: Context,
+    problem: str,
+    version: str | None,
+    since: str | None,
+    until: str | None,
+    current: Path | None,
+    db: str | None,
+    as_json: bool,
+) -> None:
+    """Drift of PROBLEM's model: current data against its training reference.
+
+    \b
+    Per feature: PSI and a test (Kolmogorov-Smirnov for numbers, chi-square for
+    categories), Jensen-Shannon distance, missing and out-of-range rates; the
+    same for the scores. Thresholds come from the problem's Monitoring(...).
+    Exit code 0 when no action is needed, 3 when one is (investigate or retrain).
+    """
+    from framework.monitoring import monitor as run
+
+    report = run(
+        obj.repo,
+        problem,
+        version=version,
+        since=_timestamp(since, "--since") if since else None,
+        until=_timestamp(until, "--until") if until else None,
+        current=current,
+        db=db,
+    )
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    if report.action != "none":
+        sys.exit(3)
+
+
 @main.group()
 def experiment() -> None:
     """A/B experiments declared in the feature repo (framework.Experiment)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framework import scoring
 from framework.card import write_card
 from framework.dataset import LABEL, TrainingSet, build_training_set
 from framework.registry import ModelArtifact, Registry
@@ -23,6 +24,7 @@ from framework.validation import ValidationResult, profile, validate
 __all__ = ["TrainingRun", "registry_of", "run_training"]
 
 Progress = Callable[[str], None]
+REFERENCE_ROWS = 20_000  # training rows kept beside the model for drift monitoring
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,14 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
             "scores": [float(q) for q in np.quantile(scores, np.linspace(0, 1, 21))],
         },
     }
-    artifact = registry_of(repo).register(problem.name, result.winner.model, meta)
+    sample = result.split.train.sample(
+        n=min(REFERENCE_ROWS, len(result.split.train)), random_state=0
+    ).sort_index()
+    reference = sample[[*ts.features, LABEL]].reset_index(drop=True)
+    reference["score"] = scoring.score(meta, result.winner.model, reference)[0]
+    artifact = registry_of(repo).register(
+        problem.name, result.winner.model, meta, reference=reference
+    )
     say(f"registered {problem.name} {artifact.version} (candidate)")
     write_card(
         artifact.path,

@@ -30,6 +30,7 @@ from framework.expressions import filter_to_sql
 __all__ = [
     "CLASSIFICATION_METRICS",
     "REGRESSION_METRICS",
+    "Monitoring",
     "NoEvents",
     "Problem",
     "Sum",
@@ -110,6 +111,27 @@ def _check_horizon(days: Any) -> None:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """When ``lifecycle monitor`` calls a feature drifted, and when it says retrain.
+
+    A feature drifted when its PSI is at least ``psi`` and its test's p-value is
+    below ``p_value``; the action is ``retrain`` when the scores drifted or at
+    least ``retrain_when_drifted`` features did, ``investigate`` for fewer."""
+
+    psi: float = 0.2
+    p_value: float = 0.01
+    retrain_when_drifted: int = 3
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.psi, int | float) and self.psi > 0):
+            raise FeatureRepoError(f"Monitoring.psi must be > 0; got {self.psi!r}.")
+        if not (isinstance(self.p_value, int | float) and 0 < self.p_value < 1):
+            raise FeatureRepoError(f"Monitoring.p_value must be in (0, 1); got {self.p_value!r}.")
+        if not isinstance(self.retrain_when_drifted, int) or self.retrain_when_drifted < 1:
+            raise FeatureRepoError("Monitoring.retrain_when_drifted must be an integer >= 1.")
+
+
+@dataclass(frozen=True)
 class Problem:
     """A prediction problem, declared once and used by every stage after it."""
 
@@ -128,6 +150,7 @@ class Problem:
     categories: dict[str, tuple] = field(default_factory=dict)
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

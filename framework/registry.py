@@ -87,6 +87,22 @@ class ModelArtifact:
     def problem(self) -> str:
         return self.meta["problem"]
 
+    def load_reference(self):
+        """The training reference sample (features, label, score), checked by sha256."""
+        import pandas as pd
+
+        info = self.meta.get("reference", {})
+        if "file" not in info:
+            raise ArtifactError(
+                f"{self.problem} {self.version} has no reference statistics (it was trained "
+                "before monitoring existed); retrain it with `lifecycle train "
+                f"{self.problem}` to monitor it."
+            )
+        path = self.path / info["file"]
+        if not path.is_file() or _sha256(path) != info["sha256"]:
+            raise ArtifactError(f"The reference sample {path} is missing or was changed.")
+        return pd.read_parquet(path)
+
     def load_model(self) -> Any:
         """The fitted pipeline, after checking the artifact's sha256."""
         import joblib
@@ -156,8 +172,13 @@ class Registry:
             raise ArtifactError(f"Problem {problem!r} has no model {version}; it has {known}.")
         return ModelArtifact(path, json.loads(meta_file.read_text()))
 
-    def register(self, problem: str, model: Any, meta: dict[str, Any]) -> ModelArtifact:
-        """Save a new candidate version (the next number) and return it."""
+    def register(
+        self, problem: str, model: Any, meta: dict[str, Any], reference: Any = None
+    ) -> ModelArtifact:
+        """Save a new candidate version (the next number) and return it.
+
+        ``reference`` (a pandas frame: a sample of the training rows with their
+        label and score) is kept as ``reference.parquet`` for drift monitoring."""
         import joblib
 
         folder = self._problem_dir(problem)
@@ -172,6 +193,15 @@ class Registry:
             except FileExistsError:
                 number += 1
         joblib.dump(model, path / "model.joblib")
+        extra: dict[str, Any] = {}
+        if reference is not None:
+            reference.to_parquet(path / "reference.parquet", index=False)
+            extra["reference"] = {
+                **meta.get("reference", {}),
+                "file": "reference.parquet",
+                "rows": len(reference),
+                "sha256": _sha256(path / "reference.parquet"),
+            }
         full = {
             **meta,
             "problem": problem,
@@ -180,6 +210,7 @@ class Registry:
             "created_at": datetime.now(UTC).isoformat(),
             "sha256": _sha256(path / "model.joblib"),
             "libraries": library_versions(),
+            **extra,
         }
         _write_json(path / "model.json", full)
         return ModelArtifact(path, full)

@@ -1,0 +1,110 @@
+"""`lifecycle monitor`: the training reference, the prediction log or a file as current data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from click.testing import CliRunner
+
+from framework.cli import main
+from framework.errors import DataError
+from framework.modeling import registry_of
+from framework.monitoring import monitor
+from framework.registry import ArtifactError, ModelArtifact
+from framework.retrieval import get_historical_features
+from framework.scoring import score
+from framework.serving import background_server, create_app
+
+from .conftest import T
+
+
+def _cli(repo, *args):
+    return CliRunner().invoke(main, ["--repo", str(repo.path), *map(str, args)])
+
+
+def _users(repo) -> list[int]:
+    return pd.read_parquet(repo.data_dir / "users.parquet").user_id.tolist()
+
+
+def test_the_reference_sample_is_kept_with_the_model(served):
+    repo, _ = served
+    artifact = registry_of(repo).get("churn")
+    reference = artifact.load_reference()
+    features = artifact.meta["features"]
+    assert list(reference.columns) == [*features, "label", "score"]
+    assert 0 < len(reference) <= 20_000
+    again, _ = score(artifact.meta, artifact.load_model(), reference)
+    np.testing.assert_allclose(reference["score"].to_numpy(), again, rtol=0, atol=1e-12)
+    bare = ModelArtifact(artifact.path, {**artifact.meta, "reference": {}})
+    with pytest.raises(ArtifactError, match="no reference statistics"):
+        bare.load_reference()
+
+
+def test_monitor_reads_the_prediction_log(served, tmp_path):
+    repo, _ = served
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    users = _users(repo)[:120]
+    with background_server(create_app(repo, log_url=db)) as url:
+        for lo in range(0, len(users), 40):
+            body = {
+                "problem": "churn",
+                "entities": [
+                    {"user_id": u, "event_timestamp": int(T.timestamp())}
+                    for u in users[lo : lo + 40]
+                ],
+            }
+            assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200
+    report = monitor(repo, "churn", db=db)
+    features = registry_of(repo).get("churn").meta["features"]
+    assert report.rows == len(users)
+    assert [f.name for f in report.features] == features
+    assert report.prediction_drift is not None
+    result = _cli(repo, "monitor", "churn", "--db", db, "--json")
+    out = json.loads(result.output)
+    assert result.exit_code == (0 if out["action"] == "none" else 3)
+    assert out["action"] == report.action and len(out["features"]) == len(features)
+    empty = _cli(repo, "monitor", "churn", "--db", db, "--since", "2030-01-01T00:00:00Z")
+    assert empty.exit_code == 1 and "No logged predictions" in empty.output, empty.output
+
+
+def _current(repo, tmp_path, shift: str | None = None):
+    users = _users(repo)
+    at = [T - pd.Timedelta(days=d) for d in (0, 7, 14, 21)]
+    rows = pd.DataFrame(
+        {"user_id": np.repeat(users, len(at)), "event_timestamp": np.tile(at, len(users))}
+    )
+    frame = get_historical_features(repo, rows, "churn_model_v1")
+    if shift:
+        frame[shift] = frame[shift] * 4 + 6
+    path = tmp_path / "current.parquet"
+    frame.to_parquet(path)
+    return path, frame
+
+
+def test_a_shifted_feature_in_a_current_file_is_caught(served, tmp_path):
+    repo, _ = served
+    shifted = "user_page_views_google_count_30d"
+    path, _ = _current(repo, tmp_path, shift=shifted)
+    result = _cli(repo, "monitor", "churn", "--current", path, "--json")
+    out = json.loads(result.output)
+    assert result.exit_code == 3 and out["drifted"] is True
+    drifted = {f["name"] for f in out["features"] if f["drifted"]}
+    assert shifted in drifted
+    assert out["action"] in ("investigate", "retrain")
+    text = _cli(repo, "monitor", "churn", "--current", path)
+    assert "Action:" in text.output and shifted in text.output
+
+
+def test_a_current_file_missing_a_feature_is_one_clear_error(served, tmp_path):
+    repo, _ = served
+    path, frame = _current(repo, tmp_path)
+    frame.drop(columns=["plan"]).to_parquet(path)
+    result = _cli(repo, "monitor", "churn", "--current", path)
+    assert result.exit_code == 1 and "lacks feature(s) ['plan']" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(DataError):
+        monitor(repo, "churn", current=path)
