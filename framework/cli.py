@@ -202,6 +202,16 @@ def materialize(obj: Context, start: str | None, end: str | None) -> None:
     )
 
 
+def _db_option(what: str):
+    return click.option(
+        "--db",
+        default=None,
+        envvar="LIFECYCLE_PREDICTION_DB",
+        help=f"{what}: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
+        "Env: LIFECYCLE_PREDICTION_DB.",
+    )
+
+
 _feature_option = click.option(
     "--feature",
     "feature_names",
@@ -529,12 +539,7 @@ def serve(obj: Context, host: str, port: int, api_key: str | None, log_db: str |
     default=None,
     help="Parquet or CSV with the entity key column (default: every known entity).",
 )
-@click.option(
-    "--db",
-    default=None,
-    envvar="LIFECYCLE_PREDICTION_DB",
-    help="sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db).",
-)
+@_db_option("Where to write the run")
 @pass_ctx
 def predict(
     obj: Context, problem: str, as_of: str, entities_path: Path | None, db: str | None
@@ -576,12 +581,7 @@ def predict(
     default=None,
     help="Compare this parquet/CSV of feature rows instead of the prediction log.",
 )
-@click.option(
-    "--db",
-    default=None,
-    envvar="LIFECYCLE_PREDICTION_DB",
-    help="Prediction log: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db).",
-)
+@_db_option("The prediction log")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
 def monitor(
@@ -642,13 +642,7 @@ def experiment_list(obj: Context) -> None:
 
 @experiment.command("report")
 @click.argument("name")
-@click.option(
-    "--db",
-    default=None,
-    envvar="LIFECYCLE_PREDICTION_DB",
-    help="Prediction log holding the exposures: sqlite:///PATH or postgresql://... "
-    "(default: REPO/data/predictions.db).",
-)
+@_db_option("The prediction log holding the exposures")
 @click.option(
     "--as-of",
     "as_of",

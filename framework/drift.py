@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from framework.errors import DataError
+from framework.jsonable import finite
 
 __all__ = ["DriftReport", "FeatureDrift", "drift", "ks_test", "psi"]
 
@@ -215,7 +216,7 @@ class DriftReport:
             }
             for f in self.features
         ]
-        return _finite(out)
+        return finite(out)
 
     def to_text(self) -> str:
         lines = [
@@ -238,16 +239,6 @@ class DriftReport:
             f"Action: {self.action}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
         )
         return "\n".join(lines)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def drift(

@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -35,6 +34,7 @@ from starlette.background import BackgroundTask
 
 from framework.errors import LifecycleError, StoreError
 from framework.experiments import assign
+from framework.jsonable import finite
 from framework.registry import ModelArtifact, Registry
 from framework.repo import FeatureRepo
 from framework.scoring import score
@@ -144,17 +144,6 @@ class ModelCache:
 
     def loaded(self) -> dict[str, str]:
         return {p: v.artifact.version for p, v in self._loaded.items()}
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null, recursively."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _settle() -> None:
@@ -374,7 +363,7 @@ def create_app(
         # Built here and returned as is (the response model documents it): FastAPI's
         # validation and encoding of the answer cost more than the model's scoring.
         return JSONResponse(
-            _finite(
+            finite(
                 {
                     "problem": problem.name,
                     "model_version": loaded.artifact.version,
@@ -431,7 +420,7 @@ def create_app(
                     "treatment": experiment.treatment,
                     "split": experiment.split,
                 }
-        return _finite({"models": out})
+        return finite({"models": out})
 
     @app.get("/health")
     def health() -> JSONResponse:
