@@ -618,6 +618,63 @@ def monitor(
         sys.exit(3)
 
 
+@main.command()
+@click.argument("problem")
+@_db_option("The predictions (log and batch runs)")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def performance(obj: Context, problem: str, db: str | None, as_json: bool) -> None:
+    """Realized performance: predictions joined with the labels known since.
+
+    Online and batch predictions of PROBLEM get the label the problem's own rule
+    gives at their entity and time, once the label horizon has passed; metrics
+    per model version and per week, beside the test metrics from training.
+    """
+    from framework.performance import realized_performance
+
+    report = realized_performance(obj.repo, problem, db=db)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+
+
+@main.command("skew")
+@click.argument("problem")
+@click.option("--version", default=None, help="Model version (default: the production one).")
+@click.option("--since", default=None, help="Predictions from this time (ISO 8601 with zone).")
+@click.option("--until", default=None, help="Predictions before this time (ISO 8601 with zone).")
+@_db_option("The prediction log")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def skew_command(
+    obj: Context,
+    problem: str,
+    version: str | None,
+    since: str | None,
+    until: str | None,
+    db: str | None,
+    as_json: bool,
+) -> None:
+    """Train/serve skew: logged online features against the historical ones.
+
+    Every logged prediction's features are fetched again at its entity and
+    request time with the point-in-time retrieval that builds training sets;
+    features that differ are named with examples. Exit 0 when none differs, 3
+    otherwise (a stale online store counts: materialize more often).
+    """
+    from framework.skew import skew
+
+    report = skew(
+        obj.repo,
+        problem,
+        version=version,
+        since=_timestamp(since, "--since") if since else None,
+        until=_timestamp(until, "--until") if until else None,
+        db=db,
+    )
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    if report.skewed:
+        sys.exit(3)
+
+
 @main.group()
 def experiment() -> None:
     """A/B experiments declared in the feature repo (framework.Experiment)."""

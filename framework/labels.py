@@ -17,7 +17,7 @@ from framework.errors import DataError
 from framework.expressions import filter_to_sql
 from framework.problems import NoEvents, Problem
 
-__all__ = ["build_observations", "cutoff_times"]
+__all__ = ["build_observations", "cutoff_times", "labels_at"]
 
 US_PER_DAY = 86_400 * 1_000_000
 
@@ -89,6 +89,50 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
         }
     )
     return out.sort_values(["event_timestamp", key], ignore_index=True)
+
+
+def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = None):
+    """The label of each (``entity``, ``event_timestamp``) row of ``points``, computed by the
+    problem's own label rule from the events in (t, t + horizon], and whether it is
+    known yet (``complete``: t + horizon is not after the last logged event)."""
+    import duckdb
+
+    path = events_path or str(problem.events.path)
+    key = problem.entity
+    times = pd.to_datetime(points["event_timestamp"], utc=True)
+    spine = pd.DataFrame(
+        {
+            "k": points[key].astype("int64").to_numpy(),
+            "c": times.astype("datetime64[us, UTC]").astype("int64").to_numpy(),
+        }
+    )
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(
+            f'CREATE TEMP TABLE ev AS SELECT CAST("{key}" AS BIGINT) AS k, '
+            f"epoch_us(CAST(event_timestamp AS TIMESTAMPTZ)) AS t, * FROM read_parquet({_q(path)})"
+        )
+        last = con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
+        con.register("points", spine)
+        con.execute("CREATE TEMP TABLE spine AS SELECT DISTINCT k, c FROM points")
+        frame = con.execute(_label_sql(problem)).df()
+    except duckdb.Error as exc:
+        raise DataError(
+            f"Building the labels of {problem.name!r} from {path} failed: {exc}"
+        ) from exc
+    finally:
+        con.close()
+    out = spine.merge(frame, on=["k", "c"], how="left")
+    return pd.DataFrame(
+        {
+            key: out["k"].to_numpy(),
+            "event_timestamp": times.astype("datetime64[us, UTC]").array,
+            "label": out["label"].to_numpy(dtype="float64"),
+            "complete": (out["c"] + problem.horizon_days * US_PER_DAY <= (last or 0)).to_numpy(),
+        },
+        index=points.index,
+    )
 
 
 def _label_sql(problem: Problem) -> str:

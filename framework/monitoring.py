@@ -18,13 +18,14 @@ from framework.drift import DriftReport, drift
 from framework.errors import DataError
 from framework.repo import FeatureRepo
 
-__all__ = ["current_from_log", "monitor"]
+__all__ = ["current_from_log", "logged_predictions", "monitor"]
 
 
-def current_from_log(
+def logged_predictions(
     db: str | Path, problem: str, version: str, since=None, until=None
 ) -> pd.DataFrame:
-    """The served feature values and scores of ``problem`` ``version`` in [since, until)."""
+    """Logged predictions of ``problem`` ``version`` with request time in [since, until):
+    entity_id, request_ts, features (JSON text) and score, in logging order."""
     import sqlalchemy as sa
 
     from framework.errors import StoreError
@@ -32,7 +33,7 @@ def current_from_log(
 
     engine = sa.create_engine(engine_url(db))
     query = (
-        "SELECT request_ts, features, score FROM prediction_log "
+        "SELECT entity_id, request_ts, features, score FROM prediction_log "
         "WHERE problem = :problem AND model_version = :version"
     )
     params: dict = {"problem": problem, "version": version}
@@ -42,9 +43,11 @@ def current_from_log(
     if until is not None:
         query += " AND request_ts < :until"
         params["until"] = pd.Timestamp(until).to_pydatetime()
+    query += " ORDER BY id"
+    columns = ["entity_id", "request_ts", "features", "score"]
     try:
         if not sa.inspect(engine).has_table("prediction_log"):
-            return pd.DataFrame()
+            return pd.DataFrame(columns=columns)
         # Typed parameters: SQLAlchemy formats the times as it stored them (a bare
         # datetime would go to sqlite3's adapters, which Feast replaces).
         statement = sa.text(query).bindparams(
@@ -60,8 +63,16 @@ def current_from_log(
         raise StoreError(f"Reading the prediction log failed: {exc}") from exc
     finally:
         engine.dispose()
-    frame = pd.DataFrame([json.loads(r[1]) for r in rows])
-    frame["score"] = [r[2] for r in rows]
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def current_from_log(
+    db: str | Path, problem: str, version: str, since=None, until=None
+) -> pd.DataFrame:
+    """The served feature values and scores of ``problem`` ``version`` in [since, until)."""
+    log = logged_predictions(db, problem, version, since, until)
+    frame = pd.DataFrame([json.loads(v) for v in log["features"]])
+    frame["score"] = log["score"].to_numpy()
     return frame
 
 

@@ -108,3 +108,98 @@ def test_a_current_file_missing_a_feature_is_one_clear_error(served, tmp_path):
     assert "Traceback" not in result.output
     with pytest.raises(DataError):
         monitor(repo, "churn", current=path)
+
+
+def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injected_one(
+    served, tmp_path
+):
+    import sqlite3
+
+    from framework.skew import skew
+
+    repo, _ = served
+    db = tmp_path / "skew.db"
+    users = [*_users(repo)[:60], 10_000_000]
+    with background_server(create_app(repo, log_url=f"sqlite:///{db}")) as url:
+        for problem in ("churn", "spend"):
+            body = {
+                "problem": problem,
+                "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
+            }
+            response = requests.post(f"{url}/predict", json=body, timeout=30)
+            assert response.status_code == 200
+    clean = skew(repo, "churn", db=f"sqlite:///{db}")
+    assert clean.rows == len(users) and clean.skewed == []
+    assert len(clean.features) == len(registry_of(repo).get("churn").meta["features"])
+    assert _cli(repo, "skew", "spend", "--db", f"sqlite:///{db}").exit_code == 0
+    # Corrupt what was logged for one entity: the report names the feature and the row.
+    con = sqlite3.connect(db)
+    entity, features = con.execute(
+        "SELECT entity_id, features FROM prediction_log WHERE problem = 'churn' LIMIT 1"
+    ).fetchone()
+    values = json.loads(features)
+    values["user_events_count_30d"] += 1
+    con.execute(
+        "UPDATE prediction_log SET features = ? WHERE problem = 'churn' AND entity_id = ?",
+        (json.dumps(values), entity),
+    )
+    con.commit()
+    con.close()
+    result = _cli(repo, "skew", "churn", "--db", f"sqlite:///{db}", "--json")
+    assert result.exit_code == 3, result.output
+    out = json.loads(result.output)
+    assert out["skewed"] == ["user_events_count_30d"]
+    (bad,) = [f for f in out["features"] if f["mismatches"]]
+    assert bad["mismatches"] == 1 and bad["examples"][0]["entity_id"] == entity
+    assert bad["examples"][0]["served"] == bad["examples"][0]["offline"] + 1
+
+
+def test_realized_performance_joins_the_labels_known_since(served, tmp_path):
+    from framework.batch import predict_batch
+    from framework.performance import realized_performance
+
+    repo, _ = served
+    db = f"sqlite:///{tmp_path / 'perf.db'}"
+    users = _users(repo)[:80]
+    late = pd.Timestamp("2025-12-20T00:00:00Z")  # its 30-day horizon is past the data's end
+    with background_server(create_app(repo, log_url=db)) as url:
+        for at in (T, T + pd.Timedelta(days=7), late):
+            body = {
+                "problem": "churn",
+                "entities": [{"user_id": u, "event_timestamp": int(at.timestamp())} for u in users],
+            }
+            assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200
+    predict_batch(repo, "churn", T, entities=users, db=db)
+    report = realized_performance(repo, "churn", db=db)
+    assert report.labeled == 3 * len(users) and report.pending == len(users)
+    # the labels, by brute force from the raw events: no event in (t, t + 30 days]
+    events = pd.read_parquet(repo.data_dir / "events.parquet")
+    truth = {}
+    for at in (T, T + pd.Timedelta(days=7)):
+        window = events[
+            (events.event_timestamp > at) & (events.event_timestamp <= at + pd.Timedelta(days=30))
+        ]
+        active = set(window.user_id)
+        truth[at] = np.array([0 if u in active else 1 for u in users])
+    from sklearn.metrics import precision_score, recall_score
+
+    from framework.performance import predictions_of
+
+    preds = predictions_of(db, "churn")
+
+    done = preds[preds["at"] < late]
+    y = np.array(
+        [truth[at][users.index(e)] for e, at in zip(done.entity_id, done["at"], strict=True)]
+    )
+    version = registry_of(repo).get("churn").version
+    realized = report.versions[version]["realized"]
+    assert realized["n"] == len(done)
+    assert realized["precision"] == pytest.approx(
+        precision_score(y, done["predicted"].astype(int), zero_division=0)
+    )
+    assert realized["recall"] == pytest.approx(
+        recall_score(y, done["predicted"].astype(int), zero_division=0)
+    )
+    assert {s["week"] for s in report.versions[version]["slices"]} == {"2025-09-15", "2025-09-22"}
+    result = _cli(repo, "performance", "churn", "--db", db, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["pending"] == len(users)
