@@ -608,8 +608,7 @@ def monitor(
         obj.repo,
         problem,
         version=version,
-        since=_timestamp(since, "--since") if since else None,
-        until=_timestamp(until, "--until") if until else None,
+        **_window(since, until),
         current=current,
         db=db,
     )
@@ -666,8 +665,7 @@ def skew_command(
         obj.repo,
         problem,
         version=version,
-        since=_timestamp(since, "--since") if since else None,
-        until=_timestamp(until, "--until") if until else None,
+        **_window(since, until),
         db=db,
     )
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
@@ -727,6 +725,14 @@ def experiment_report(
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
         click.echo(result.to_text())
+
+
+def _window(since: str | None, until: str | None) -> dict:
+    """--since/--until as UTC timestamps (None when not given)."""
+    return {
+        "since": _timestamp(since, "--since") if since else None,
+        "until": _timestamp(until, "--until") if until else None,
+    }
 
 
 def _timestamp(text: str, option: str):

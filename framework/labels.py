@@ -44,11 +44,7 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
     key = problem.entity
     con = duckdb.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(
-            f'CREATE TEMP TABLE ev AS SELECT CAST("{key}" AS BIGINT) AS k, '
-            f"epoch_us(CAST(event_timestamp AS TIMESTAMPTZ)) AS t, * FROM read_parquet({_q(path)})"
-        )
+        _load_events(con, path, key)
         first, last = con.execute("SELECT min(t), max(t) FROM ev").fetchall()[0]
         if first is None:
             raise DataError(f"Problem {problem.name!r}: the event log {path} is empty.")
@@ -108,11 +104,7 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
     )
     con = duckdb.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(
-            f'CREATE TEMP TABLE ev AS SELECT CAST("{key}" AS BIGINT) AS k, '
-            f"epoch_us(CAST(event_timestamp AS TIMESTAMPTZ)) AS t, * FROM read_parquet({_q(path)})"
-        )
+        _load_events(con, path, key)
         last = con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
         con.register("points", spine)
         con.execute("CREATE TEMP TABLE spine AS SELECT DISTINCT k, c FROM points")
@@ -132,6 +124,15 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
             "complete": (out["c"] + problem.horizon_days * US_PER_DAY <= (last or 0)).to_numpy(),
         },
         index=points.index,
+    )
+
+
+def _load_events(con, path: str, key: str) -> None:
+    """The event log as table ``ev`` (k: entity, t: epoch microseconds, every column)."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        f'CREATE TEMP TABLE ev AS SELECT CAST("{key}" AS BIGINT) AS k, '
+        f"epoch_us(CAST(event_timestamp AS TIMESTAMPTZ)) AS t, * FROM read_parquet({_q(path)})"
     )
 
 
