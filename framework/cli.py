@@ -635,6 +635,24 @@ def performance(obj: Context, problem: str, db: str | None, as_json: bool) -> No
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
 
 
+@main.command()
+@click.argument("problem")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def retrain(obj: Context, problem: str, as_json: bool) -> None:
+    """Train a challenger on the latest data; promote it only if it beats the champion.
+
+    Both are scored on the most recent labeled window (the challenger's test
+    split). The challenger must be better than the production model by more than
+    the problem's `margin` on its metric. The decision and both scores are
+    recorded in the registry (decisions.json).
+    """
+    from framework.retrain import retrain as run
+
+    decision = run(obj.repo, problem, progress=None if as_json else lambda m: _say(f"- {m}"))
+    click.echo(json.dumps(decision.to_json(), indent=2) if as_json else decision.to_text())
+
+
 @main.command("skew")
 @click.argument("problem")
 @click.option("--version", default=None, help="Model version (default: the production one).")

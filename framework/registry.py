@@ -152,6 +152,17 @@ class Registry:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _PROBLEM.match(p.name))
 
+    def record_decision(self, problem: str, decision: dict[str, Any]) -> None:
+        """Append a champion/challenger decision to ``<problem>/decisions.json``."""
+        path = self._problem_dir(problem) / "decisions.json"
+        history = json.loads(path.read_text()) if path.exists() else []
+        history.append({**decision, "decided_at": datetime.now(UTC).isoformat()})
+        _write_json(path, history)
+
+    def decisions(self, problem: str) -> list[dict[str, Any]]:
+        path = self._problem_dir(problem) / "decisions.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
     def stages(self, problem: str) -> dict[str, str]:
         path = self._problem_dir(problem) / "stages.json"
         return json.loads(path.read_text()) if path.exists() else {}

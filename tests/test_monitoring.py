@@ -203,3 +203,39 @@ def test_realized_performance_joins_the_labels_known_since(served, tmp_path):
     assert {s["week"] for s in report.versions[version]["slices"]} == {"2025-09-15", "2025-09-22"}
     result = _cli(repo, "performance", "churn", "--db", db, "--json")
     assert result.exit_code == 0 and json.loads(result.output)["pending"] == len(users)
+
+
+def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import Pipeline
+
+    from framework.retrain import retrain
+    from framework.scoring import to_model_frame
+    from framework.train import _preprocessor
+
+    from .conftest import clone_repo
+
+    repo = clone_repo(served[0], tmp_path / "repo")
+    registry = registry_of(repo)
+    champion = registry.get("churn")
+    same = retrain(repo, "churn")  # same data, same pipeline: an equal challenger
+    assert same.champion == champion.version and not same.promoted
+    assert same.challenger_score == pytest.approx(same.champion_score, abs=1e-9)
+    assert registry.get("churn").version == champion.version
+    # A weak champion (always the base rate) loses to the challenger.
+    reference = champion.load_reference()
+    x = to_model_frame(reference, champion.meta["features"])
+    weak = Pipeline([("preprocess", _preprocessor(x)), ("model", DummyClassifier())])
+    weak.fit(x, reference["label"].astype(int))
+    meta = {k: v for k, v in champion.meta.items() if k not in ("version", "sha256", "reference")}
+    weak_version = registry.register("churn", weak, meta).version
+    registry.promote("churn", weak_version)
+    result = _cli(repo, "retrain", "churn", "--json")
+    assert result.exit_code == 0, result.output
+    better = json.loads(result.output)
+    assert better["champion"] == weak_version and better["promoted"] is True
+    assert better["challenger_score"] > better["champion_score"]
+    assert registry.get("churn").version == better["challenger"]
+    decisions = registry.decisions("churn")
+    assert [d["promoted"] for d in decisions] == [False, True]
+    assert decisions[-1]["champion_score"] == pytest.approx(better["champion_score"])
