@@ -901,12 +901,50 @@ def demo(obj: Context, users: int) -> None:
             f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
         )
     if repo.experiments:
-        click.echo(f"== {step + 1}. Deploy and experiment: serve, split traffic 50/50, report")
+        step += 1
+        click.echo(f"== {step}. Deploy and experiment: serve, split traffic 50/50, report")
         _demo_experiment(repo, end)
+    click.echo(f"== {step + 1}. Monitor: a marketing change moves traffic from facebook to google")
+    _demo_shift(repo, end)
     click.echo(
-        "\nDone. Next: `lifecycle serve`, `lifecycle models list`, "
+        "\nDone. Next: `lifecycle serve`, `lifecycle models list`, `lifecycle monitor churn`, "
         "`lifecycle experiment report NAME`, `lifecycle features online --entity user_id=42`."
     )
+
+
+def _demo_shift(repo, end) -> None:
+    """Monitor the churn model on traffic like its training data except for a simulated
+    marketing change (facebook page views become google ones), then run the
+    champion/challenger retraining gate."""
+    from framework.dataset import load_training_set
+    from framework.modeling import registry_of
+    from framework.monitoring import monitor
+    from framework.retrain import retrain
+
+    artifact = registry_of(repo).get("churn")
+    frame = load_training_set(artifact.meta["dataset"]["path"]).frame
+    train_end = artifact.meta["split"]["train"][1]
+    pool = frame[frame["event_timestamp"] <= train_end]
+    current = pool.sample(n=min(20_000, len(pool)), random_state=1).reset_index(drop=True)
+    for window in (7, 30, 90):
+        google = f"user_page_views_google_count_{window}d"
+        facebook = f"user_page_views_facebook_count_{window}d"
+        current[google] = current[google] + current[facebook]
+        current[facebook] = current[facebook] * 0
+    path = repo.data_dir / "shifted_current.parquet"
+    current.drop(columns=["label"]).to_parquet(path)
+    report = monitor(repo, "churn", current=path)
+    click.echo(
+        f"   {len(current):,} observations like the training period, facebook views moved to "
+        f"google -> {path.name}"
+    )
+    for f in [*report.features, report.prediction_drift]:
+        if f is not None and f.drifted:
+            click.echo(f"   drifted: {f.name:<38} PSI {f.psi:6.2f}  p {f.p_value:.2g}")
+    click.echo(f"   action: {report.action} ({'; '.join(report.reasons) or 'no drift'})")
+    click.echo("   retraining gate (challenger on the latest data against the champion):")
+    decision = retrain(repo, "churn")
+    click.echo("   " + decision.to_text().replace("\n", "\n   "))
 
 
 def _demo_experiment(repo, end) -> None:

@@ -304,4 +304,9 @@ def test_demo_runs_every_stage(tmp_path):
         assert stage in result.output
     assert "Deploy and experiment" in result.output and "Verdict:" in result.output
     assert "Experiment retention_offers on churn" in result.output
+    shift = result.output.split("Monitor: a marketing change")[1]
+    lines = [line.split() for line in shift.splitlines()]
+    drifted = [w[1] for w in lines if w[:1] == ["drifted:"] and w[1].startswith("user_")]
+    assert drifted and all("google" in f or "facebook" in f for f in drifted), shift
+    assert "Decision:" in shift
     assert "defaults" in result.output  # the unknown user shown in the online step
