@@ -9,6 +9,10 @@ and 10 categorical ones; the scores are one more numeric column.
 
     .venv/bin/python benchmarks/monitoring.py [--rows 1000000] [--features 50]
 
+Then the delayed-label join: ``framework.labels.labels_at`` for --rows predictions
+(random users and times of the serving benchmark's 10k-user repo) against a
+pandas ``merge_asof`` computing the same churn labels.
+
 Machines are shared and noisy: read the ratio, not the seconds.
 """
 
@@ -91,6 +95,72 @@ def main() -> None:
         f"({verdict} the 5 s target); plain scipy.stats per column: {best_base:.2f}s; "
         f"ours / baseline = {best / best_base:.2f}x; p-values differing from scipy's: "
         f"{len(mismatched)}; action {report.action}"
+    )
+    bench_label_join(args.rows)
+
+
+def bench_label_join(predictions: int) -> None:
+    """``labels_at`` for ``predictions`` (entity, time) points on the example repo of the
+    serving benchmark, beside a pandas merge_asof computing the same churn labels."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from pathlib import Path
+
+    from framework.labels import labels_at
+    from framework.repo import FeatureRepo
+
+    path = Path(__file__).resolve().parent / "_work" / "serving" / "feature_repo"
+    if not (path / "data" / "events.parquet").exists():
+        print("label join: run benchmarks/serving.py first (it makes the 10k-user repo)")
+        return
+    repo = FeatureRepo(path)
+    problem = repo.problem("churn")
+    events = pd.read_parquet(
+        path / "data" / "events.parquet", columns=["user_id", "event_timestamp"]
+    )
+    rng = np.random.default_rng(0)
+    lo, hi = events.event_timestamp.min().value // 1000, events.event_timestamp.max().value // 1000
+    points = pd.DataFrame(
+        {
+            "user_id": rng.choice(events.user_id.unique(), predictions),
+            "event_timestamp": pd.to_datetime(
+                rng.integers(lo, hi, predictions), unit="us", utc=True
+            ).astype("datetime64[us, UTC]"),
+        }
+    )
+    t0 = time.perf_counter()
+    ours = labels_at(problem, points)
+    took = time.perf_counter() - t0
+    # Baseline: the next event after t per row (merge_asof forward, strict), label 1 when
+    # there is none within 30 days; "complete" when t + 30 days <= the last event.
+    t0 = time.perf_counter()
+    left = points.reset_index().sort_values("event_timestamp")
+    right = events.rename(columns={"event_timestamp": "next_event"}).sort_values("next_event")
+    right["event_timestamp"] = right["next_event"]
+    joined = (
+        pd.merge_asof(
+            left,
+            right,
+            on="event_timestamp",
+            by="user_id",
+            direction="forward",
+            allow_exact_matches=False,
+        )
+        .set_index("index")
+        .sort_index()
+    )
+    horizon = pd.Timedelta(days=problem.horizon_days)
+    label = (
+        joined["next_event"].isna() | (joined["next_event"] > joined["event_timestamp"] + horizon)
+    ).astype(float)
+    base = time.perf_counter() - t0
+    mismatches = int((label.to_numpy() != ours["label"].to_numpy()).sum())
+    print(
+        f"delayed-label join of {predictions:,} predictions against {len(events):,} events: "
+        f"{took:.2f}s ({predictions / took:,.0f} rows/s); pandas merge_asof baseline {base:.2f}s; "
+        f"ours / baseline = {took / base:.2f}x; label mismatches: {mismatches}; "
+        f"complete: {int(ours['complete'].sum()):,}"
     )
 
 

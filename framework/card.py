@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["feature_importance", "write_card"]
+__all__ = ["STYLE", "feature_importance", "png", "write_card"]
+
+
+STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}figure{display:inline-block;margin:0 1em 1em 0}</style>"""
 
 
 def feature_importance(model: Any, top: int = 20) -> list[tuple[str, float]]:
@@ -37,7 +41,8 @@ def feature_importance(model: Any, top: int = 20) -> list[tuple[str, float]]:
     return [(names[i], float(values[i])) for i in order]
 
 
-def _png(fig) -> str:
+def png(fig) -> str:
+    """A matplotlib figure as base64 PNG text (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -71,7 +76,7 @@ def _curves(
             fig, ax = plt.subplots(figsize=(4.2, 3.6))
             ax.plot(xs, ys)
             ax.set(title=title, xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.02))
-            plots.append((title, _png(fig)))
+            plots.append((title, png(fig)))
     else:
         fig, ax = plt.subplots(figsize=(4.2, 3.6))
         ax.scatter(y, score, s=3, alpha=0.3)
@@ -84,11 +89,11 @@ def _curves(
             xlim=(0, top),
             ylim=(0, top),
         )
-        plots.append(("Predicted vs actual (test)", _png(fig)))
+        plots.append(("Predicted vs actual (test)", png(fig)))
         fig, ax = plt.subplots(figsize=(4.2, 3.6))
         ax.hist(score - y, bins=60)
         ax.set(title="Residuals (test)", xlabel="predicted - actual", ylabel="rows")
-        plots.append(("Residuals (test)", _png(fig)))
+        plots.append(("Residuals (test)", png(fig)))
     return data, plots
 
 
@@ -99,7 +104,7 @@ def _importance_plot(importance: list[tuple[str, float]]) -> str:
     names = [n for n, _ in importance][::-1]
     ax.barh(names, [v for _, v in importance][::-1])
     ax.set(title="Feature importance (share)", xlabel="share")
-    return _png(fig)
+    return png(fig)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -169,8 +174,7 @@ def write_card(
         images += f'<figure><img alt="Feature importance" src="data:image/png;base64,{_importance_plot(importance)}"><figcaption>Feature importance</figcaption></figure>'
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Model card: {html.escape(meta["problem"])} {html.escape(meta["version"])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
+{STYLE}</head><body>
 <h1>{html.escape(meta["problem"])} {html.escape(meta["version"])}</h1>
 <p>{html.escape(meta.get("description") or "")}</p>
 <p>Task: {task}. Label: {html.escape(meta["label_description"])}. Feature service: {html.escape(meta["feature_service"])}

@@ -612,7 +612,19 @@ def monitor(
         current=current,
         db=db,
     )
+    from datetime import UTC, datetime
+
+    from framework.report import write_drift_report
+
+    folder = (
+        obj.repo.data_dir
+        / "reports"
+        / report.problem
+        / (f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-drift-{report.model_version}")
+    )
+    page = write_drift_report(report, folder, obj.repo.problem(problem).monitoring.psi)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    _say(f"Report: {page} (also at /ui under `lifecycle serve`)")
     if report.action != "none":
         sys.exit(3)
 

@@ -28,10 +28,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 from starlette.background import BackgroundTask
 
+from framework import ui
 from framework.errors import LifecycleError, StoreError
 from framework.experiments import assign
 from framework.jsonable import finite
@@ -421,6 +422,19 @@ def create_app(
                     "split": experiment.split,
                 }
         return finite({"models": out})
+
+    @app.get("/ui", response_class=HTMLResponse, include_in_schema=False)
+    def ui_index() -> HTMLResponse:
+        """Model cards and monitoring reports, newest first."""
+        return HTMLResponse(ui.index_page(repo))
+
+    @app.get("/ui/models/{problem}/{version}", response_class=HTMLResponse, include_in_schema=False)
+    def ui_card(problem: str, version: str) -> HTMLResponse:
+        return ui.file_page(ui.card_path(repo, problem, version))
+
+    @app.get("/ui/reports/{problem}/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def ui_report(problem: str, name: str) -> HTMLResponse:
+        return ui.file_page(ui.report_path(repo, problem, name))
 
     @app.get("/health")
     def health() -> JSONResponse:

@@ -64,7 +64,7 @@ def test_monitor_reads_the_prediction_log(served, tmp_path):
     assert [f.name for f in report.features] == features
     assert report.prediction_drift is not None
     result = _cli(repo, "monitor", "churn", "--db", db, "--json")
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert result.exit_code == (0 if out["action"] == "none" else 3)
     assert out["action"] == report.action and len(out["features"]) == len(features)
     empty = _cli(repo, "monitor", "churn", "--db", db, "--since", "2030-01-01T00:00:00Z")
@@ -90,7 +90,7 @@ def test_a_shifted_feature_in_a_current_file_is_caught(served, tmp_path):
     shifted = "user_page_views_google_count_30d"
     path, _ = _current(repo, tmp_path, shift=shifted)
     result = _cli(repo, "monitor", "churn", "--current", path, "--json")
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert result.exit_code == 3 and out["drifted"] is True
     drifted = {f["name"] for f in out["features"] if f["drifted"]}
     assert shifted in drifted
@@ -147,7 +147,7 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
     con.close()
     result = _cli(repo, "skew", "churn", "--db", f"sqlite:///{db}", "--json")
     assert result.exit_code == 3, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert out["skewed"] == ["user_events_count_30d"]
     (bad,) = [f for f in out["features"] if f["mismatches"]]
     assert bad["mismatches"] == 1 and bad["examples"][0]["entity_id"] == entity
@@ -202,7 +202,7 @@ def test_realized_performance_joins_the_labels_known_since(served, tmp_path):
     )
     assert {s["week"] for s in report.versions[version]["slices"]} == {"2025-09-15", "2025-09-22"}
     result = _cli(repo, "performance", "churn", "--db", db, "--json")
-    assert result.exit_code == 0 and json.loads(result.output)["pending"] == len(users)
+    assert result.exit_code == 0 and json.loads(result.stdout)["pending"] == len(users)
 
 
 def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
@@ -232,7 +232,7 @@ def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
     registry.promote("churn", weak_version)
     result = _cli(repo, "retrain", "churn", "--json")
     assert result.exit_code == 0, result.output
-    better = json.loads(result.output)
+    better = json.loads(result.stdout)
     assert better["champion"] == weak_version and better["promoted"] is True
     assert better["challenger_score"] > better["champion_score"]
     assert registry.get("churn").version == better["challenger"]
