@@ -18,7 +18,7 @@ from framework.drift import DriftReport, drift
 from framework.errors import DataError
 from framework.repo import FeatureRepo
 
-__all__ = ["current_from_log", "logged_predictions", "monitor"]
+__all__ = ["apply_policy", "current_from_log", "logged_predictions", "monitor"]
 
 
 def logged_predictions(
@@ -123,7 +123,7 @@ def monitor(
                 "to compare. Serve traffic first, widen --since/--until, or pass --current FILE."
             )
     policy = declared.monitoring
-    return drift(
+    report = drift(
         reference,
         frame,
         features,
@@ -133,3 +133,43 @@ def monitor(
         alpha=policy.p_value,
         retrain_when=policy.retrain_when_drifted,
     )
+    realized = None
+    if policy.performance_drop is not None or policy.new_labels is not None:
+        from framework.performance import realized_performance
+
+        try:
+            performance = realized_performance(
+                repo, declared.name, db=db or repo.data_dir / "predictions.db"
+            )
+            realized = performance.versions.get(artifact.version)
+        except DataError:
+            realized = None  # no predictions with known labels yet
+    return apply_policy(report, realized, policy, declared.metric, declared.higher_is_better)
+
+
+def apply_policy(
+    report: DriftReport, realized: dict | None, policy, metric: str, higher_is_better: bool
+) -> DriftReport:
+    """Raise the action to ``retrain`` when the realized metric dropped below the test
+    metric by more than ``policy.performance_drop``, or ``policy.new_labels`` labels arrived."""
+    import dataclasses
+
+    if not realized:
+        return report
+    reasons = list(report.reasons)
+    value, test = realized["realized"].get(metric), realized["test"].get(metric)
+    if policy.performance_drop is not None and value is not None and test is not None:
+        drop = (test - value) if higher_is_better else (value - test)
+        if drop > policy.performance_drop:
+            reasons.append(
+                f"realized {metric} {value:.4f} vs {test:.4f} on test: worse by {drop:.4f} "
+                f"(more than {policy.performance_drop:g})"
+            )
+    labeled = realized["realized"].get("n", 0)
+    if policy.new_labels is not None and labeled >= policy.new_labels:
+        reasons.append(
+            f"{labeled:,} predictions have labels (policy: retrain at {policy.new_labels:,})"
+        )
+    if len(reasons) == len(report.reasons):
+        return report
+    return dataclasses.replace(report, action="retrain", reasons=reasons)

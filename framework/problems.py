@@ -116,11 +116,16 @@ class Monitoring:
 
     A feature drifted when its PSI is at least ``psi`` and its test's p-value is
     below ``p_value``; the action is ``retrain`` when the scores drifted or at
-    least ``retrain_when_drifted`` features did, ``investigate`` for fewer."""
+    least ``retrain_when_drifted`` features did, ``investigate`` for fewer. Once
+    labels are known, it is also ``retrain`` when the realized metric is worse
+    than the test metric by more than ``performance_drop``, or when at least
+    ``new_labels`` predictions of the version have their labels."""
 
     psi: float = 0.2
     p_value: float = 0.01
     retrain_when_drifted: int = 3
+    performance_drop: float | None = 0.05  # realized metric worse than test by more: retrain
+    new_labels: int | None = None  # this many labeled predictions of the version: retrain
 
     def __post_init__(self) -> None:
         if not (isinstance(self.psi, int | float) and self.psi > 0):
@@ -129,6 +134,12 @@ class Monitoring:
             raise FeatureRepoError(f"Monitoring.p_value must be in (0, 1); got {self.p_value!r}.")
         if not isinstance(self.retrain_when_drifted, int) or self.retrain_when_drifted < 1:
             raise FeatureRepoError("Monitoring.retrain_when_drifted must be an integer >= 1.")
+        if self.performance_drop is not None and not self.performance_drop >= 0:
+            raise FeatureRepoError("Monitoring.performance_drop must be >= 0 (or None: off).")
+        if self.new_labels is not None and (
+            not isinstance(self.new_labels, int) or self.new_labels < 1
+        ):
+            raise FeatureRepoError("Monitoring.new_labels must be an integer >= 1 (or None: off).")
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,26 @@ def test_a_shift_out_of_a_constant_reference_is_seen_by_psi():
     for value in (0.0, 5.0):
         f = feature_drift("day_of_week", ref, pd.Series(np.full(500, value)))
         assert f.psi > 1 and f.out_of_range_rate == 1.0 and f.drifted
+
+
+def test_the_declared_policy_recommends_retraining_on_a_performance_drop_or_new_labels():
+    from framework.monitoring import apply_policy
+    from framework.problems import Monitoring
+
+    reference = _population(2_000, np.random.default_rng(3))
+    quiet = drift(reference, _population(2_000, np.random.default_rng(4)), FEATURES)
+    assert quiet.action == "none"
+    realized = {"realized": {"n": 500, "pr_auc": 0.70}, "test": {"pr_auc": 0.80}}
+    dropped = apply_policy(quiet, realized, Monitoring(performance_drop=0.05), "pr_auc", True)
+    assert dropped.action == "retrain" and "worse by 0.1000" in dropped.reasons[0]
+    assert not dropped.drifted  # the data did not drift; the performance did
+    assert apply_policy(quiet, realized, Monitoring(performance_drop=0.2), "pr_auc", True) is quiet
+    labels = apply_policy(
+        quiet, realized, Monitoring(performance_drop=None, new_labels=400), "pr_auc", True
+    )
+    assert labels.action == "retrain" and "500 predictions have labels" in labels.reasons[0]
+    mae = {"realized": {"n": 50, "mae": 70.0}, "test": {"mae": 55.0}}
+    assert apply_policy(quiet, mae, Monitoring(performance_drop=5.0), "mae", False).action == (
+        "retrain"
+    )
+    assert apply_policy(quiet, None, Monitoring(), "mae", False) is quiet
