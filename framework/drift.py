@@ -281,9 +281,11 @@ def drift(
         and label_column in current
         and current[label_column].notna().any()
     ):
-        target = feature_drift(
-            "target (label)", reference[label_column], current[label_column], psi_max, alpha
-        )
+        ref_label, cur_label = reference[label_column], current[label_column].dropna()
+        if ref_label.nunique() <= 2:  # a class label: compare the classes (chi-square)
+            ref_label = ref_label.astype(float).astype(int).astype(str)
+            cur_label = cur_label.astype(float).astype(int).astype(str)
+        target = feature_drift("target (label)", ref_label, cur_label, psi_max, alpha)
     drifted_features = [f.name for f in results if f.drifted]
     reasons = []
     if prediction is not None and prediction.drifted:

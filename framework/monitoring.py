@@ -2,9 +2,12 @@
 
 ``monitor(repo, "churn")`` takes the current rows (by default every online
 prediction of the production version in the prediction log between ``since``
-and ``until``: the feature values served and the scores; or a parquet/CSV file
-of feature rows), the version's reference sample, and the thresholds declared
-with the problem (``Monitoring``), and returns a ``framework.drift.DriftReport``.
+and ``until``, with the feature values served and the scores, plus the batch
+predictions of the version in the window with their point-in-time features;
+or a parquet/CSV file of feature rows), the version's reference sample, and the
+thresholds declared with the problem (``Monitoring``), and returns a
+``framework.drift.DriftReport``. Rows whose label horizon has passed get their
+label, so the report includes target drift once labels are known.
 """
 
 from __future__ import annotations
@@ -73,6 +76,53 @@ def current_from_log(
     log = logged_predictions(db, problem, version, since, until)
     frame = pd.DataFrame([json.loads(v) for v in log["features"]])
     frame["score"] = log["score"].to_numpy()
+    frame["entity_id"] = log["entity_id"].to_numpy()
+    frame["at"] = pd.to_datetime(log["request_ts"], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def current_from_batch(
+    repo: FeatureRepo, db: str | Path, artifact, since=None, until=None, limit: int = 50_000
+) -> pd.DataFrame:
+    """Batch predictions of the version with as-of in [since, until): their point-in-time
+    features (fetched again: batch runs store scores, not features) and scores; a seeded
+    sample of ``limit`` rows at most."""
+    from framework.performance import predictions_of
+    from framework.retrieval import get_historical_features
+
+    preds = predictions_of(db, artifact.problem)
+    preds = preds[(preds["source"] == "batch") & (preds["model_version"] == artifact.version)]
+    if since is not None:
+        preds = preds[preds["at"] >= pd.Timestamp(since)]
+    if until is not None:
+        preds = preds[preds["at"] < pd.Timestamp(until)]
+    if preds.empty:
+        return pd.DataFrame()
+    if len(preds) > limit:
+        preds = preds.sample(n=limit, random_state=0)
+    key = artifact.meta.get("entity", "user_id")
+    rows = pd.DataFrame(
+        {key: preds["entity_id"].astype("int64").to_numpy(), "event_timestamp": preds["at"].array}
+    )
+    frame = get_historical_features(repo, rows, artifact.meta["feature_service"])
+    frame = frame[artifact.meta["features"]].copy()
+    frame["score"] = preds["score"].to_numpy(dtype=float)
+    frame["entity_id"] = rows[key].to_numpy()
+    frame["at"] = rows["event_timestamp"].array
+    return frame
+
+
+def _with_known_labels(problem, frame: pd.DataFrame) -> pd.DataFrame:
+    """``label``: each row's label by the problem's rule where its horizon has passed."""
+    from framework.labels import labels_at
+
+    if frame.empty or "entity_id" not in frame or "at" not in frame:
+        return frame
+    truth = labels_at(
+        problem, pd.DataFrame({problem.entity: frame["entity_id"], "event_timestamp": frame["at"]})
+    )
+    frame = frame.copy()
+    frame["label"] = truth["label"].where(truth["complete"]).to_numpy()
     return frame
 
 
@@ -113,15 +163,20 @@ def monitor(
 
             frame["score"] = scoring.score(artifact.meta, artifact.load_model(), frame)[0]
     else:
-        frame = current_from_log(
-            db or repo.data_dir / "predictions.db", declared.name, artifact.version, since, until
-        )
-        if frame.empty:
+        store = db or repo.data_dir / "predictions.db"
+        parts = [
+            current_from_log(store, declared.name, artifact.version, since, until),
+            current_from_batch(repo, store, artifact, since, until),
+        ]
+        parts = [p for p in parts if not p.empty]
+        if not parts:
             window = f" between {since or 'the start'} and {until or 'now'}"
             raise DataError(
-                f"No logged predictions of {declared.name} {artifact.version}{window}: nothing "
-                "to compare. Serve traffic first, widen --since/--until, or pass --current FILE."
+                f"No logged or batch predictions of {declared.name} {artifact.version}{window}: "
+                "nothing to compare. Serve traffic first, widen --since/--until, or pass "
+                "--current FILE."
             )
+        frame = _with_known_labels(declared, pd.concat(parts, ignore_index=True))
     policy = declared.monitoring
     report = drift(
         reference,

@@ -58,9 +58,14 @@ def test_monitor_reads_the_prediction_log(served, tmp_path):
                 ],
             }
             assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200
+    from framework.batch import predict_batch
+
+    predict_batch(repo, "churn", T - pd.Timedelta(days=7), entities=users[:50], db=db)
     report = monitor(repo, "churn", db=db)
     features = registry_of(repo).get("churn").meta["features"]
-    assert report.rows == len(users)
+    assert report.rows == len(users) + 50  # the logged predictions and the batch run
+    # their labels are known (30 days after T is inside the data): the label is compared too
+    assert report.target_drift is not None and report.target_drift.test == "chi2"
     assert [f.name for f in report.features] == features
     assert report.prediction_drift is not None
     result = _cli(repo, "monitor", "churn", "--db", db, "--json")
@@ -68,7 +73,7 @@ def test_monitor_reads_the_prediction_log(served, tmp_path):
     assert result.exit_code == (0 if out["action"] == "none" else 3)
     assert out["action"] == report.action and len(out["features"]) == len(features)
     empty = _cli(repo, "monitor", "churn", "--db", db, "--since", "2030-01-01T00:00:00Z")
-    assert empty.exit_code == 1 and "No logged predictions" in empty.output, empty.output
+    assert empty.exit_code == 1 and "No logged or batch predictions" in empty.output, empty.output
 
 
 def _current(repo, tmp_path, shift: str | None = None):
