@@ -641,10 +641,21 @@ def performance(obj: Context, problem: str, db: str | None, as_json: bool) -> No
     gives at their entity and time, once the label horizon has passed; metrics
     per model version and per week, beside the test metrics from training.
     """
+    from datetime import UTC, datetime
+
     from framework.performance import realized_performance
+    from framework.report import write_performance_report
 
     report = realized_performance(obj.repo, problem, db=db)
+    folder = (
+        obj.repo.data_dir
+        / "reports"
+        / report.problem
+        / (f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-performance-all")
+    )
+    page = write_performance_report(report, folder)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    _say(f"Report: {page} (also at /ui under `lifecycle serve`)")
 
 
 @main.command()

@@ -16,7 +16,7 @@ from pathlib import Path
 from framework.card import STYLE, png
 from framework.drift import DriftReport, FeatureDrift
 
-__all__ = ["write_drift_report"]
+__all__ = ["write_drift_report", "write_performance_report"]
 
 PLOTS = 8
 
@@ -57,16 +57,56 @@ def _distribution_plot(f: FeatureDrift) -> str:
     return png(fig)
 
 
+def _history(folder: Path) -> list[tuple[str, dict]]:
+    """Earlier drift reports of the same problem (and this one), oldest first."""
+    runs = []
+    for sibling in sorted(folder.parent.iterdir()):
+        path = sibling / "report.json"
+        if "-drift-" in sibling.name and path.is_file():
+            runs.append((sibling.name[:16], json.loads(path.read_text())))
+    return runs
+
+
+def _over_time_plot(runs: list[tuple[str, dict]], threshold: float) -> str | None:
+    """PSI per run of the features that drifted in any run (at most 6), and of the scores."""
+    if len(runs) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[float | None]] = {}
+    for i, (_, data) in enumerate(runs):
+        rows = [*data["features"], *(x for x in [data.get("prediction_drift")] if x)]
+        for f in rows:
+            series.setdefault(f["name"], [None] * len(runs))[i] = f["psi"]
+    drifted = {f["name"] for _, d in runs for f in d["features"] if f["drifted"]}
+    names = sorted(drifted, key=lambda n: -max(v or 0 for v in series[n]))[:6]
+    names += [n for n in series if n.startswith("prediction")]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name in names:
+        ax.plot(range(len(runs)), series[name], marker="o", label=name)
+    ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels([r[0] for r in runs], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("PSI")
+    ax.legend(fontsize=6)
+    return png(fig)
+
+
 def write_drift_report(report: DriftReport, folder: str | Path, psi_threshold: float) -> Path:
     """Write report.html and report.json into ``folder``; return the HTML path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report.to_json(), indent=2))
+    over_time = _over_time_plot(_history(folder), psi_threshold)
     by_psi = sorted(report.features, key=lambda f: -f.psi)
     chosen = [f for f in by_psi if f.drifted] or by_psi
     chosen = chosen[:PLOTS] + [f for f in (report.prediction_drift, report.target_drift) if f]
     figures = [
         ("PSI per feature", _psi_plot(report, psi_threshold)),
+        *([("Drift over time (PSI per monitoring run)", over_time)] if over_time else []),
         *[(f"Distribution of {f.name}", _distribution_plot(f)) for f in chosen],
     ]
     rows = "".join(
@@ -95,6 +135,57 @@ Action: <b>{html.escape(report.action)}</b> ({html.escape(reasons)}).</p>
 {images}
 <table><tr><th>feature</th><th>test</th><th>PSI</th><th>p-value</th><th>JS distance</th>
 <th>missing</th><th>outside / unseen</th><th>drifted</th></tr>{rows}</table>
+</body></html>"""
+    path = folder / "report.html"
+    path.write_text(page)
+    return path
+
+
+def write_performance_report(report, folder: str | Path) -> Path:
+    """The realized-performance report (``framework.performance``) as report.html with
+    the metric per week and model version beside its test value, and report.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report.to_json(), indent=2))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for version, v in report.versions.items():
+        weeks = [s["week"] for s in v["slices"]]
+        values = [s.get(report.metric) for s in v["slices"]]
+        line = ax.plot(weeks, values, marker="o", label=f"{version} realized")[0]
+        test = v["test"].get(report.metric)
+        if test is not None:
+            ax.axhline(
+                test,
+                color=line.get_color(),
+                linestyle="--",
+                linewidth=1,
+                label=f"{version} on test",
+            )
+    ax.set_ylabel(report.metric)
+    ax.tick_params(axis="x", rotation=45, labelsize=7)
+    ax.legend(fontsize=7)
+    plot = png(fig)
+    rows = "".join(
+        f"<tr><td>{html.escape(version)}</td><td>{html.escape(s['week'])}</td><td>{s['n']:,}</td>"
+        f"<td>{'-' if s.get(report.metric) is None else f'{s[report.metric]:.4f}'}</td></tr>"
+        for version, v in report.versions.items()
+        for s in v["slices"]
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Realized performance of {html.escape(report.problem)}</title>
+{STYLE}</head><body>
+<p><a href="/ui">index</a></p>
+<h1>Realized performance of {html.escape(report.problem)}</h1>
+<p>{report.labeled:,} predictions with known labels; {report.pending:,} still inside their
+label horizon.</p>
+<figure><img alt="Metrics over time" src="data:image/png;base64,{plot}">
+<figcaption>{html.escape(report.metric)} per week (solid) and on the test split (dashed)</figcaption></figure>
+<table><tr><th>version</th><th>week</th><th>predictions</th><th>{html.escape(report.metric)}</th></tr>{rows}</table>
 </body></html>"""
     path = folder / "report.html"
     path.write_text(page)

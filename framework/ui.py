@@ -22,7 +22,7 @@ __all__ = ["card_path", "file_page", "index_page", "report_path"]
 
 _PROBLEM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VERSION = re.compile(r"^v[0-9]{1,9}$")
-_REPORT = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z]+-v[0-9]{1,9}$")
+_REPORT = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z]+-(v[0-9]{1,9}|all)$")
 
 
 def _check(value: str, pattern: re.Pattern, what: str) -> str:

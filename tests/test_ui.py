@@ -44,6 +44,32 @@ def test_index_lists_cards_and_reports_and_pages_have_plots(pages):
     assert page.text.count("data:image/png;base64,") >= 3  # PSI bars, the drifted feature, scores
 
 
+def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path):
+    import time
+
+    repo, url, _ = pages
+    path, _ = _current(repo, tmp_path, shift="user_page_views_facebook_count_30d")
+    time.sleep(1.1)  # report folders are named by the second
+    assert _cli(repo, "monitor", "churn", "--current", path).exit_code == 3
+    latest = sorted((repo.data_dir / "reports" / "churn").glob("*-drift-*"))[-1]
+    page = (latest / "report.html").read_text()
+    assert "Drift over time" in page  # two runs now: PSI per run
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    from framework.batch import predict_batch
+
+    from .conftest import T
+
+    predict_batch(repo, "churn", T, db=db)
+    result = _cli(repo, "performance", "churn", "--db", db)
+    assert result.exit_code == 0, result.output
+    performance = sorted((repo.data_dir / "reports" / "churn").glob("*-performance-all"))[-1]
+    index = requests.get(f"{url}/ui", timeout=30).text
+    assert f"/ui/reports/churn/{performance.name}" in index
+    shown = requests.get(f"{url}/ui/reports/churn/{performance.name}", timeout=30)
+    assert shown.status_code == 200 and "Metrics over time" in shown.text
+    assert "data:image/png;base64," in shown.text
+
+
 @pytest.mark.parametrize(
     "path",
     [
