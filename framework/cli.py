@@ -506,8 +506,23 @@ def _comparison(result) -> str:
     help="Prediction log: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
     "Env: LIFECYCLE_PREDICTION_DB.",
 )
+@click.option(
+    "--store-timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    envvar="LIFECYCLE_STORE_TIMEOUT",
+    help="Seconds an online-store read may take before /predict answers 503.",
+)
 @pass_ctx
-def serve(obj: Context, host: str, port: int, api_key: str | None, log_db: str | None) -> None:
+def serve(
+    obj: Context,
+    host: str,
+    port: int,
+    api_key: str | None,
+    log_db: str | None,
+    store_timeout: float,
+) -> None:
     """Serve the production models over HTTP (OpenAPI at /docs).
 
     \b
@@ -519,7 +534,7 @@ def serve(obj: Context, host: str, port: int, api_key: str | None, log_db: str |
 
     from framework.serving import create_app
 
-    app = create_app(obj.repo, api_key=api_key, log_url=log_db)
+    app = create_app(obj.repo, api_key=api_key, log_url=log_db, store_timeout=store_timeout)
     _say(f"Serving {sorted(obj.repo.problems)} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -18,10 +18,12 @@ field; a failing store gets 503 with the reason. A 5xx other than 503 is a bug.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -46,6 +48,7 @@ __all__ = ["MAX_ENTITIES", "MAX_EVENTS", "ModelCache", "background_server", "cre
 
 MAX_ENTITIES = 1000
 MAX_EVENTS = 10_000
+STORE_TIMEOUT_S = 5.0
 
 
 class PredictRequest(BaseModel):
@@ -206,8 +209,13 @@ def create_app(
     api_key: str | None = None,
     max_entities: int = MAX_ENTITIES,
     log_url: str | None = None,
+    store_timeout: float = STORE_TIMEOUT_S,
 ):
     """The FastAPI application serving ``repo``'s production models.
+
+    Online-store reads run on a small thread pool under a deadline of
+    ``store_timeout`` seconds: a store that hangs gets a 503 within it (drivers
+    retry on their own schedule; a Redis client retries three times with backoff).
 
     Every prediction is logged to ``log_url`` (default: SQLite at
     ``<repo>/data/predictions.db``); the log is drained when the app shuts down.
@@ -236,6 +244,19 @@ def create_app(
         # taking the GIL in bursts (which tripled the p99 of one-entity requests).
         for rows, frame, columns in pending:
             log.log(rows, features=frame, columns=columns)
+
+    store_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="online-store")
+
+    async def _with_deadline(fn, *args):
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(store_pool, fn, *args), timeout=store_timeout
+            )
+        except TimeoutError as exc:
+            raise StoreError(
+                f"The online store did not answer within {store_timeout:g} s."
+            ) from exc
 
     def _policy(problem: str, policy: str) -> _Loaded | None:
         if policy == "none":
@@ -318,7 +339,7 @@ def create_app(
             service = model.artifact.meta["feature_service"]
             if service not in frames:
                 try:
-                    frames[service] = get_online_features(repo, rows, service)
+                    frames[service] = await _with_deadline(get_online_features, repo, rows, service)
                 except StoreError:
                     raise
                 except LifecycleError as exc:
@@ -437,12 +458,15 @@ def create_app(
         return ui.file_page(ui.report_path(repo, problem, name))
 
     @app.get("/health")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         checks: dict[str, Any] = {}
+        view = repo.feature_views[0]
         try:
-            repo.store.get_online_features(
-                features=[f"{repo.feature_views[0].name}:{repo.feature_views[0].features[0].name}"],
-                entity_rows=[{repo.feature_views[0].entity_columns[0].name: -1}],
+            await _with_deadline(
+                lambda: repo.store.get_online_features(
+                    features=[f"{view.name}:{view.features[0].name}"],
+                    entity_rows=[{view.entity_columns[0].name: -1}],
+                )
             )
             checks["online_store"] = "ok"
         except Exception as exc:  # any store failure is reported, not raised

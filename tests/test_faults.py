@@ -1,0 +1,114 @@
+"""Faults survived: the online store goes away under traffic, then comes back.
+
+The test runs its own redis-server on a free port and stops it by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from framework.materialize import materialize
+from framework.repo import FeatureRepo
+from framework.serving import background_server, create_app
+
+from .conftest import T, clone_repo
+
+TIMEOUT_S = 2.0  # the service's declared store timeout (lifecycle serve --store-timeout)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis(port: int) -> subprocess.Popen:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("LIFECYCLE_REQUIRE_REDIS"):
+            pytest.fail("LIFECYCLE_REQUIRE_REDIS is set but redis-server is not installed")
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"redis-server did not start on port {port}")
+
+
+def _predict(url: str, users: list[int]) -> requests.Response:
+    body = {
+        "problem": "churn",
+        "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
+    }
+    return requests.post(f"{url}/predict", json=body, timeout=30)
+
+
+def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recovers(
+    served, tmp_path
+):
+    port = _free_port()
+    redis = _start_redis(port)
+    try:
+
+        def yaml(repo_path):
+            text = (repo_path / "feature_store.yaml").read_text()
+            text = text.replace(
+                "  type: sqlite\n  path: data/online_store.db",
+                f'  type: redis\n  connection_string: "127.0.0.1:{port},db=0,'
+                'socket_timeout=1,socket_connect_timeout=1"',
+            )
+            path = repo_path / "feature_store.fault.yaml"
+            path.write_text(text.replace("project: product_analytics", "project: faults"))
+            return path
+
+        repo = clone_repo(served[0], tmp_path / "repo", fs_yaml=yaml)
+        repo = FeatureRepo(repo.path, repo.fs_yaml)
+        materialize(repo, end=T)
+        users = [1, 2, 3, 10_000_000]
+        app = create_app(repo, log_url=f"sqlite:///{tmp_path / 'l.db'}", store_timeout=TIMEOUT_S)
+        with background_server(app) as url:
+            before = _predict(url, users)
+            assert before.status_code == 200
+            # 1. The store hangs (stopped process): 503 with a reason, within the timeout.
+            redis.send_signal(signal.SIGSTOP)
+            t0 = time.monotonic()
+            hung = _predict(url, users)
+            assert hung.status_code == 503, hung.text
+            assert "online store" in hung.json()["detail"]["error"]
+            assert time.monotonic() - t0 < TIMEOUT_S + 1.5  # not the driver's ~12 s of retries
+            health = requests.get(f"{url}/health", timeout=30)
+            assert health.status_code == 503
+            assert health.json()["checks"]["online_store"].startswith("unavailable")
+            # 2. It comes back: same answers, no restart of the service.
+            redis.send_signal(signal.SIGCONT)
+            again = _predict(url, users)
+            assert again.status_code == 200 and again.json() == before.json()
+            # 3. The store dies: 503 at once; a new, empty one is loaded again: recovered.
+            redis.terminate()
+            redis.wait(timeout=10)
+            gone = _predict(url, users)
+            assert gone.status_code == 503 and gone.json()["detail"]["error"]
+            redis = _start_redis(port)
+            materialize(repo, end=T)
+            back = _predict(url, users)
+            assert back.status_code == 200 and back.json() == before.json()
+            assert requests.get(f"{url}/health", timeout=30).status_code == 200
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        redis.kill()
+        redis.wait(timeout=10)
