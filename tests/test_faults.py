@@ -12,6 +12,8 @@ import socket
 import subprocess
 import time
 
+import pandas as pd
+import pandas.testing as pdt
 import pytest
 import requests
 
@@ -112,3 +114,100 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
         redis.send_signal(signal.SIGCONT)
         redis.kill()
         redis.wait(timeout=10)
+
+
+def _lifecycle(repo_path, *args) -> subprocess.Popen:
+    import sys
+
+    from .conftest import ROOT
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "framework.cli", "--repo", str(repo_path), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo):
+    from framework.retrieval import get_historical_features, get_online_features
+
+    first = [_lifecycle(fresh_repo, "apply"), _lifecycle(fresh_repo, "apply")]
+    for proc in first:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    both = [
+        _lifecycle(fresh_repo, "materialize", "--end", T.isoformat()),
+        _lifecycle(fresh_repo, "materialize", "--end", T.isoformat()),
+    ]
+    for proc in both:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    repo = FeatureRepo(fresh_repo)
+    assert {v.name for v in repo.feature_views} == {"user_activity", "user_profile"}
+    assert {s.name for s in repo.store.list_feature_services()} == {
+        "churn_model_v1",
+        "spend_model_v1",
+    }
+    users = pd.read_parquet(fresh_repo / "data" / "users.parquet").user_id.tolist()
+    online = get_online_features(repo, [{"user_id": u, "event_timestamp": T} for u in users])
+    offline = get_historical_features(repo, pd.DataFrame({"user_id": users, "event_timestamp": T}))
+    pdt.assert_frame_equal(online[offline.columns], offline, check_exact=True)
+
+
+_KILLED_MATERIALIZE = """
+import sys, time, pathlib
+import framework.materialize as m
+from framework.repo import FeatureRepo
+
+repo, marker, end = sys.argv[1:4]
+m.BATCH_ROWS = 40  # many batches, so that the kill lands between two of them
+original = m.prepare_sqlite
+calls = []
+
+def slow(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:  # two batches written, the third never is
+        pathlib.Path(marker).write_text("midway")
+        time.sleep(300)
+    return original(*args, **kwargs)
+
+m.prepare_sqlite = slow
+m.materialize(FeatureRepo(repo), end=end)
+"""
+
+
+def test_a_materialization_killed_midway_and_rerun_equals_a_clean_run(applied_repo, tmp_path):
+    import sys
+
+    from framework.retrieval import get_historical_features, get_online_features
+
+    from .conftest import ROOT
+
+    repo = clone_repo(applied_repo, tmp_path / "repo")
+    marker = tmp_path / "midway"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_MATERIALIZE, str(repo.path), str(marker), T.isoformat()],
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert child.poll() is None, "the materialization ended before it was killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.tolist()
+    rows = [{"user_id": u, "event_timestamp": T} for u in users]
+    partial = get_online_features(repo, rows, "churn_model_v1")
+    assert (partial.feature_status != "ok").any()  # the kill left it half loaded
+    materialize(repo, end=T)  # the rerun
+    online = get_online_features(repo, rows, "churn_model_v1")
+    offline = get_historical_features(
+        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
+    )
+    pdt.assert_frame_equal(online[offline.columns], offline, check_exact=True)
