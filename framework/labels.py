@@ -38,13 +38,10 @@ def _q(path: str) -> str:
 
 def build_observations(problem: Problem, events_path: str | None = None) -> pd.DataFrame:
     """Entity rows (``entity``, ``event_timestamp``) with their forward-looking ``label``."""
-    import duckdb
-
     path = events_path or str(problem.events.path)
     key = problem.entity
-    con = duckdb.connect()
-    try:
-        _load_events(con, path, key)
+
+    def weekly_spine(con) -> None:
         first, last = con.execute("SELECT min(t), max(t) FROM ev").fetchall()[0]
         if first is None:
             raise DataError(f"Problem {problem.name!r}: the event log {path} is empty.")
@@ -64,13 +61,8 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
             ASOF JOIN ev ON ev.k = u.k AND ev.t <= cuts.c
             WHERE ev.t > cuts.c - {active}"""
         )
-        frame = con.execute(_label_sql(problem)).df()
-    except duckdb.Error as exc:
-        raise DataError(
-            f"Building the labels of {problem.name!r} from {path} failed: {exc}"
-        ) from exc
-    finally:
-        con.close()
+
+    frame, _ = _labelled(problem, path, weekly_spine)
     if frame.empty:
         raise DataError(
             f"Problem {problem.name!r} has an empty spine: no entity is active at any cutoff."
@@ -91,8 +83,6 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
     """The label of each (``entity``, ``event_timestamp``) row of ``points``, computed by the
     problem's own label rule from the events in (t, t + horizon], and whether it is
     known yet (``complete``: t + horizon is not after the last logged event)."""
-    import duckdb
-
     path = events_path or str(problem.events.path)
     key = problem.entity
     times = pd.to_datetime(points["event_timestamp"], utc=True)
@@ -102,19 +92,13 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
             "c": times.astype("datetime64[us, UTC]").astype("int64").to_numpy(),
         }
     )
-    con = duckdb.connect()
-    try:
-        _load_events(con, path, key)
-        last = con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
+
+    def given_points(con) -> int:
         con.register("points", spine)
         con.execute("CREATE TEMP TABLE spine AS SELECT DISTINCT k, c FROM points")
-        frame = con.execute(_label_sql(problem)).df()
-    except duckdb.Error as exc:
-        raise DataError(
-            f"Building the labels of {problem.name!r} from {path} failed: {exc}"
-        ) from exc
-    finally:
-        con.close()
+        return con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
+
+    frame, last = _labelled(problem, path, given_points)
     out = spine.merge(frame, on=["k", "c"], how="left")
     return pd.DataFrame(
         {
@@ -125,6 +109,25 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
         },
         index=points.index,
     )
+
+
+def _labelled(problem: Problem, path: str, make_spine):
+    """Run the problem's label rule in DuckDB: load the events as ``ev``, let
+    ``make_spine(con)`` create the table ``spine`` (k, c), and return the labelled
+    rows with whatever ``make_spine`` returned."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        _load_events(con, path, problem.entity)
+        made = make_spine(con)
+        return con.execute(_label_sql(problem)).df(), made
+    except duckdb.Error as exc:
+        raise DataError(
+            f"Building the labels of {problem.name!r} from {path} failed: {exc}"
+        ) from exc
+    finally:
+        con.close()
 
 
 def _load_events(con, path: str, key: str) -> None:

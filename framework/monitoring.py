@@ -90,8 +90,8 @@ def current_from_batch(
     from framework.performance import predictions_of
     from framework.retrieval import get_historical_features
 
-    preds = predictions_of(db, artifact.problem)
-    preds = preds[(preds["source"] == "batch") & (preds["model_version"] == artifact.version)]
+    preds = predictions_of(db, artifact.problem, sources=("batch",))
+    preds = preds[preds["model_version"] == artifact.version]
     if since is not None:
         preds = preds[preds["at"] >= pd.Timestamp(since)]
     if until is not None:

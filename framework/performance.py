@@ -27,9 +27,12 @@ from framework.repo import FeatureRepo
 __all__ = ["PerformanceReport", "predictions_of", "realized_performance"]
 
 
-def predictions_of(db: str | Path, problem: str) -> pd.DataFrame:
+def predictions_of(
+    db: str | Path, problem: str, sources: tuple[str, ...] = ("online", "batch")
+) -> pd.DataFrame:
     """Every prediction of ``problem`` in the database: online (prediction log) and batch
-    (``predictions``): source, model_version, entity_id, at, score, predicted."""
+    (``predictions``), or those of ``sources``: source, model_version, entity_id, at,
+    score, predicted."""
     import sqlalchemy as sa
 
     from framework.errors import StoreError
@@ -40,7 +43,7 @@ def predictions_of(db: str | Path, problem: str) -> pd.DataFrame:
     try:
         tables = set(sa.inspect(engine).get_table_names())
         with engine.connect() as conn:
-            if "prediction_log" in tables:
+            if "online" in sources and "prediction_log" in tables:
                 rows = conn.execute(
                     sa.text(
                         "SELECT model_version, entity_id, request_ts, score, label "
@@ -49,7 +52,7 @@ def predictions_of(db: str | Path, problem: str) -> pd.DataFrame:
                     {"p": problem},
                 ).fetchall()
                 parts.append(("online", rows))
-            if "predictions" in tables:
+            if "batch" in sources and "predictions" in tables:
                 rows = conn.execute(
                     sa.text(
                         "SELECT model_version, entity_id, as_of, score, label "

@@ -331,39 +331,41 @@ def get_online_features(
     frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP]).astype("datetime64[us, UTC]")
     names = features or [n for vf in views for n in vf.features]  # the order asked for
     if fast is not None:
-        data, per_view = fast.read(frame)
+        data, found = fast.read(frame)
         typed = {
             n: _typed(data[n], vf.dtypes[n], n in vf.zero_fill)
             for vf in views
             for n in vf.features
             if n in names
         }
-        has = np.array(list(per_view.values()), dtype=bool).reshape(len(per_view), len(frame))
-        status = np.where(has.all(axis=0), "ok", np.where(has.any(axis=0), "partial", "defaults"))
         columns = {c: frame[c].to_numpy() for c in frame.columns}
         columns[TIMESTAMP] = frame[TIMESTAMP].array
-        result = pd.DataFrame(
-            {**columns, **{n: typed[n] for n in names}, "feature_status": status},
+        return pd.DataFrame(
+            {**columns, **{n: typed[n] for n in names}, "feature_status": _status(found, frame)},
             index=frame.index,
         )
-        return result
-    else:
-        request = frame.copy()
-        request[TIMESTAMP] = [ts.to_pydatetime() for ts in request[TIMESTAMP]]
-        try:
-            response = repo.store.get_online_features(
-                features=_refs(views), entity_rows=request.to_dict("records")
-            )
-        except Exception as exc:
-            raise StoreError(f"Reading the online store failed: {exc}") from exc
-        data = response.to_dict()
-        out = pd.DataFrame({n: data[n] for n in names})
-        per_view = pd.DataFrame(
-            {vf.view.name: out[vf.features].notna().any(axis=1) for vf in views if not vf.on_demand}
+    request = frame.copy()
+    request[TIMESTAMP] = [ts.to_pydatetime() for ts in request[TIMESTAMP]]
+    try:
+        response = repo.store.get_online_features(
+            features=_refs(views), entity_rows=request.to_dict("records")
         )
-    status = np.where(
-        per_view.all(axis=1), "ok", np.where(per_view.any(axis=1), "partial", "defaults")
-    )
+    except Exception as exc:
+        raise StoreError(f"Reading the online store failed: {exc}") from exc
+    data = response.to_dict()
+    out = pd.DataFrame({n: data[n] for n in names})
+    found = {
+        vf.view.name: out[vf.features].notna().any(axis=1).tolist()
+        for vf in views
+        if not vf.on_demand
+    }
     result = _finish(pd.concat([frame, out], axis=1), views)
-    result["feature_status"] = status
+    result["feature_status"] = _status(found, frame)
     return result
+
+
+def _status(found: dict[str, list[bool]], frame: pd.DataFrame) -> np.ndarray:
+    """Per row: ``ok`` when every stored view had the entity, ``defaults`` when none had
+    it, ``partial`` otherwise."""
+    has = np.array(list(found.values()), dtype=bool).reshape(len(found), len(frame))
+    return np.where(has.all(axis=0), "ok", np.where(has.any(axis=0), "partial", "defaults"))

@@ -233,6 +233,7 @@ def create_app(
     async def lifespan(_app):
         _warm_up(repo, models)
         yield
+        store_pool.shutdown(wait=False, cancel_futures=True)  # a hung read must not hold exit
         log.close()  # writes everything still queued
 
     app = FastAPI(title="lifecycle prediction service", version="1", lifespan=lifespan)
