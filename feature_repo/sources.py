@@ -8,6 +8,8 @@ from pathlib import Path
 
 from feast import FileSource
 
+from framework import EventContract
+
 DATA = Path(__file__).resolve().parent / "data"
 
 events_source = FileSource(
@@ -22,4 +24,12 @@ users_source = FileSource(
     path=str(DATA / "users.parquet"),
     timestamp_field="signup_date",
     description="User profiles; a profile is known from the user's signup on.",
+)
+
+# What an event may hold: ingestion (lifecycle events ingest, POST /events) and
+# apply refuse a file that breaks it, with a report of every problem.
+event_contract = EventContract(
+    event_types=["page_view", "add_to_cart", "purchase", "support_ticket", "conversion"],
+    sources=["google", "facebook", "direct", "email"],
+    min_amount=0.0,
 )

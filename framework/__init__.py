@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "Aggregate",
     "DateExpansions",
+    "EventContract",
     "Experiment",
     "FeatureRepo",
     "NoEvents",
@@ -27,6 +28,7 @@ _LAZY = {
     "Aggregate": "framework.windows",
     "WindowedFeatureView": "framework.windows",
     "DateExpansions": "framework.dates",
+    "EventContract": "framework.events",
     "Experiment": "framework.experiments",
     "FeatureRepo": "framework.repo",
     "NoEvents": "framework.problems",

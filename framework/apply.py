@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from framework.errors import DataError, StoreError
-from framework.events import EVENT_COLUMNS, Column, check_frame, read_table
+from framework.events import EVENT_COLUMNS, Column, check_events, check_frame, read_table
 from framework.repo import FeatureRepo
 from framework.window_tables import TableStats, build_window_table
 
@@ -51,7 +51,10 @@ def check_inputs(repo: FeatureRepo) -> list[str]:
         if spec.source_path in checked:
             continue
         table = read_table(spec.source_path, "Event")
-        check_frame(table, EVENT_COLUMNS, source=spec.source_path, no_duplicate_rows=True)
+        check_frame(
+            table, EVENT_COLUMNS, source=spec.source_path, no_duplicate_rows=True, nulls=False
+        )
+        check_events(table, repo.event_contract, source=spec.source_path)
         checked.append(spec.source_path)
     derived = {s.table_path for s in repo.declared_window_specs}
     for fv in repo.contents.feature_views:

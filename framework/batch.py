@@ -7,6 +7,11 @@ the table ``predictions`` (run_id, problem, model_version, entity_id, as_of,
 score, label, created_at) in SQLite (default: ``<repo>/data/predictions.db``)
 or PostgreSQL.
 
+Before anything is written, the features are checked with the model's own
+validation suite (its training suite without the label expectations: types,
+non-null and non-negative windowed counts, the window order, declared
+categories); a failing input is refused with the suite's report.
+
 A run is one transaction: it first deletes any earlier run of the same
 problem, model version and as-of, then inserts its rows. A killed run
 leaves nothing visible, and a rerun replaces the run instead of duplicating it.
@@ -93,6 +98,7 @@ def predict_batch(
     from framework.modeling import registry_of
     from framework.prediction_log import engine_url
     from framework.retrieval import get_historical_features
+    from framework.validation import ValidationError, validate_features
 
     declared = repo.problem(problem)
     ts = pd.Timestamp(as_of)
@@ -110,6 +116,12 @@ def predict_batch(
         raise DataError(f"No entities to score for {problem!r}.")
     rows = pd.DataFrame({declared.entity: ids, "event_timestamp": ts})
     frame = get_historical_features(repo, rows, meta["feature_service"])
+    checked = validate_features(declared.name, frame, meta)
+    if checked.failures:
+        raise ValidationError(
+            f"Batch input refused by model {declared.name} {artifact.version}'s validation "
+            f"suite; nothing was written.\n{checked.report()}"
+        )
     score, label = scoring.score(meta, artifact.load_model(), frame)
     run_id = str(uuid.uuid4())
     now = datetime.now(UTC)
@@ -123,7 +135,7 @@ def predict_batch(
         "label": label.tolist() if label is not None else None,
         "created_at": now,
     }
-    url = engine_url(db or repo.data_dir / "predictions.db")
+    url = engine_url(db or repo.prediction_db)
     table = _table(sa)
     engine = sa.create_engine(url)
     try:

@@ -14,22 +14,35 @@ column             type                         notes
 
 Timezone-naive timestamps are refused (a naive time is ambiguous): write them
 with an offset, e.g. ``2025-06-01T12:00:00Z``. Duplicate rows are refused.
+
+Beyond the types, a repo declares what its events may hold with an
+``EventContract`` (event types, sources, how far in the future a timestamp may
+be, the smallest amount). ``contract_problems`` checks a table against it and
+``check_events`` refuses the whole table with a report naming every problem: the
+check, how many rows fail it and examples (row number and value).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from framework.errors import DataError
+from framework.errors import ConfigError, DataError
 
 __all__ = [
     "EVENT_COLUMNS",
     "Column",
+    "EventContract",
+    "Problem",
+    "RefusedEvents",
+    "check_events",
     "check_frame",
+    "contract_problems",
     "read_table",
 ]
 
@@ -93,6 +106,7 @@ def check_frame(
     allow_extra: bool = False,
     unique: tuple[str, ...] | None = None,
     no_duplicate_rows: bool = False,
+    nulls: bool = True,
 ) -> None:
     """Raise ``DataError`` naming the file, column and fix for the first problem found."""
     if table.num_rows == 0:
@@ -111,14 +125,14 @@ def check_frame(
             f"expected exactly {[c.name for c in columns]}. Drop or rename them."
         )
     for col in columns:
-        _check_column(table, col, source)
+        _check_column(table, col, source, nulls)
     if unique:
         _check_unique(table, unique, source)
     if no_duplicate_rows:
         _check_unique(table, tuple(c.name for c in columns), source, rows=True)
 
 
-def _check_column(table: pa.Table, col: Column, source: str) -> None:
+def _check_column(table: pa.Table, col: Column, source: str, nulls_checked: bool = True) -> None:
     typ = table.schema.field(col.name).type
     if pa.types.is_dictionary(typ):
         typ = typ.value_type
@@ -135,7 +149,7 @@ def _check_column(table: pa.Table, col: Column, source: str) -> None:
             "pandas, or an offset such as 2025-06-01T12:00:00Z in CSV)."
         )
     nulls = table.column(col.name).null_count
-    if nulls and not col.nullable:
+    if nulls and not col.nullable and nulls_checked:
         raise DataError(
             f"{source}: column {col.name!r} has {nulls} null value(s); every row needs one."
         )
@@ -151,3 +165,136 @@ def _check_unique(table: pa.Table, keys: tuple[str, ...], source: str, rows: boo
             f"{source} has {int(dup.sum())} {what}, e.g. {sample}. "
             "Remove the duplicates and try again."
         )
+
+
+@dataclass(frozen=True)
+class EventContract:
+    """What the repo's events may hold, beyond the column types.
+
+    Declare one in the feature repo (e.g. in ``sources.py``); without one, any event
+    type and source is accepted and only the timestamp and amount rules apply.
+
+    - ``event_types`` / ``sources``: the accepted values (None: any value);
+    - ``max_future``: how far past the current time a timestamp may be (clock skew);
+    - ``min_amount``: the smallest amount (None: no bound); a missing amount is fine.
+    """
+
+    event_types: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    max_future: timedelta = timedelta(minutes=5)
+    min_amount: float | None = 0.0
+    name: str = "events"
+
+    def __post_init__(self) -> None:
+        for attr in ("event_types", "sources"):
+            values = getattr(self, attr)
+            if values is None:
+                continue
+            if isinstance(values, str) or not all(isinstance(v, str) and v for v in values):
+                raise ConfigError(
+                    f"EventContract({attr}=...) must be a list of non-empty strings, "
+                    f"got {values!r}."
+                )
+            object.__setattr__(self, attr, tuple(values))
+        if not isinstance(self.max_future, timedelta) or self.max_future < timedelta(0):
+            raise ConfigError(
+                f"EventContract(max_future=...) must be a timedelta >= 0, got {self.max_future!r}."
+            )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failed check of an event table: how many rows fail it, and examples."""
+
+    check: str
+    rows: int
+    examples: list[dict] = field(default_factory=list)
+    fix: str = ""
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"row {e['row']} ({e['column']}={e['value']!r})" for e in self.examples)
+        text = f"{self.check}: {self.rows:,} row(s), e.g. {shown}"
+        return f"{text}. {self.fix}" if self.fix else text
+
+    def as_json(self) -> dict:
+        return {"check": self.check, "rows": self.rows, "examples": self.examples, "fix": self.fix}
+
+
+class RefusedEvents(DataError):
+    """An event table failed the repo's event contract; ``problems`` lists every failure."""
+
+    def __init__(self, source: str, total: int, problems: list[Problem]) -> None:
+        self.source, self.total, self.problems = source, total, problems
+        bad = f"{len(problems)} problem(s) in {total:,} row(s)"
+        lines = [f"{source} is refused, nothing was written ({bad}):"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+def _examples(table: pa.Table, mask: pa.ChunkedArray, column: str, n: int = 3) -> list[dict]:
+    rows = pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()[:n]
+    values = table.column(column).take(rows).to_pylist()
+    out = []
+    for row, value in zip(rows, values, strict=True):
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        out.append({"row": row + 1, "column": column, "value": value})
+    return out
+
+
+def contract_problems(
+    table: pa.Table, contract: EventContract, *, now: datetime | None = None
+) -> list[Problem]:
+    """Every way ``table`` (already of the event schema's types) breaks ``contract``."""
+    now = now or datetime.now(UTC)
+    problems: list[Problem] = []
+
+    def add(mask, column: str, check: str, fix: str) -> None:
+        count = pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
+        if count:
+            problems.append(Problem(check, count, _examples(table, mask, column), fix))
+
+    for col in EVENT_COLUMNS:
+        if not col.nullable and table.column(col.name).null_count:
+            add(
+                pc.is_null(table.column(col.name)),
+                col.name,
+                f"{col.name} is missing",
+                "Every event needs one.",
+            )
+    limit = now + contract.max_future
+    ts = table.column("event_timestamp")
+    add(
+        pc.greater(ts, pa.scalar(limit, type=ts.type)),
+        "event_timestamp",
+        f"event_timestamp in the future (after {limit.isoformat(timespec='seconds')})",
+        "Log events when they happen; check the sender's clock and time zone.",
+    )
+    amount = table.column("amount")
+    if contract.min_amount is not None and not pa.types.is_null(amount.type):
+        add(
+            pc.less(amount, contract.min_amount),
+            "amount",
+            f"amount below {contract.min_amount:g}",
+            "Refunds and corrections are events of their own type, not negative amounts.",
+        )
+    for column, allowed in (("event_type", contract.event_types), ("source", contract.sources)):
+        if allowed is None:
+            continue
+        values = table.column(column)
+        add(
+            pc.and_(pc.invert(pc.is_in(values, pa.array(allowed))), pc.is_valid(values)),
+            column,
+            f"unknown {column}",
+            f"Known: {list(allowed)}; declare new ones in the repo's EventContract.",
+        )
+    return problems
+
+
+def check_events(
+    table: pa.Table, contract: EventContract, *, source: str, now: datetime | None = None
+) -> None:
+    """Refuse ``table`` with a ``RefusedEvents`` report when it breaks ``contract``."""
+    problems = contract_problems(table, contract, now=now)
+    if problems:
+        raise RefusedEvents(source, table.num_rows, problems)

@@ -315,7 +315,7 @@ def experiment_report(repo, name: str, *, db: str | None = None, now=None) -> Ex
     from framework.prediction_log import read_exposures
 
     experiment = repo.experiment(name)
-    exposures = read_exposures(db or repo.data_dir / "predictions.db", experiment.name)
+    exposures = read_exposures(db or repo.prediction_db, experiment.name)
     events = read_events(repo, ["user_id", "event_timestamp", "event_type"])
     return report(experiment, exposures, events, now=now)
 

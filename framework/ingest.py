@@ -3,8 +3,11 @@
 The event log is the parquet file of the repo's event source (for the example
 product ``feature_repo/data/events.parquet``). New events reach it in two steps:
 
-1. ``append(repo, table)`` checks the rows against the event contract
-   (``framework.events.EVENT_COLUMNS``) and writes them as one new file in the
+1. ``append(repo, table)`` checks the rows against the event schema
+   (``framework.events.EVENT_COLUMNS``) and the repo's ``EventContract`` (known
+   event types and sources, no future timestamps, no negative amounts, no missing
+   keys; a bad table is refused whole, with a report of every problem), then
+   writes them as one new file in the
    log's inbox, ``events.parquet.inbox/``: written to a temporary name, flushed
    to disk (fsync), then renamed. Once ``append`` returns, the events survive a
    crash. ``POST /events`` and ``lifecycle events ingest`` both go through it.
@@ -30,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from framework.errors import ConfigError, DataError
-from framework.events import EVENT_COLUMNS, check_frame
+from framework.events import EVENT_COLUMNS, EventContract, check_events, check_frame
 from framework.repo import FeatureRepo
 
 __all__ = [
@@ -108,9 +111,10 @@ def _write_durably(table: pa.Table, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def conform(table: pa.Table, source: str) -> pa.Table:
-    """Check ``table`` against the event contract and cast it to the log's exact schema."""
-    check_frame(table, EVENT_COLUMNS, source=source, no_duplicate_rows=True)
+def conform(table: pa.Table, source: str, contract: EventContract | None = None) -> pa.Table:
+    """Check ``table`` against the event schema and ``contract`` (default: the rules of
+    an empty ``EventContract``), and cast it to the log's exact schema."""
+    check_frame(table, EVENT_COLUMNS, source=source, no_duplicate_rows=True, nulls=False)
     columns = []
     for field in EVENT_SCHEMA:
         column = table.column(field.name)
@@ -122,12 +126,14 @@ def conform(table: pa.Table, source: str) -> pa.Table:
             raise DataError(
                 f"{source}: column {field.name!r} cannot be stored as {field.type}: {exc}"
             ) from exc
-    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
+    out = pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
+    check_events(out, contract or EventContract(), source=source)
+    return out
 
 
 def append(repo: FeatureRepo, table: pa.Table, *, source: str = "events") -> int:
     """Check ``table`` and write it durably to the event log's inbox; return its row count."""
-    rows = conform(table, source)
+    rows = conform(table, source, repo.event_contract)
     inbox = _inbox(event_log_path(repo))
     inbox.mkdir(parents=True, exist_ok=True)
     name = f"{os.getpid()}-{uuid.uuid4().hex}.parquet"

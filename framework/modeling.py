@@ -60,6 +60,8 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
         "success_threshold": problem.threshold,
         "features": ts.features,
         "feature_dtypes": ts.spec["feature_dtypes"],
+        # the validation suite's facts, checked again on every batch scoring input
+        "validation": {k: ts.spec[k] for k in ("zero_fill", "window_groups")},
         "dataset": {**summary, "path": str(dataset_path)},
         "winner": out["winner"],
         "metrics": out["metrics"],

@@ -163,7 +163,7 @@ def monitor(
 
             frame["score"] = scoring.score(artifact.meta, artifact.load_model(), frame)[0]
     else:
-        store = db or repo.data_dir / "predictions.db"
+        store = db or repo.prediction_db
         parts = [
             current_from_log(store, declared.name, artifact.version, since, until),
             current_from_batch(repo, store, artifact, since, until),
@@ -193,9 +193,7 @@ def monitor(
         from framework.performance import realized_performance
 
         try:
-            performance = realized_performance(
-                repo, declared.name, db=db or repo.data_dir / "predictions.db"
-            )
+            performance = realized_performance(repo, declared.name, db=db or repo.prediction_db)
             realized = performance.versions.get(artifact.version)
         except DataError:
             realized = None  # no predictions with known labels yet

@@ -139,7 +139,7 @@ def realized_performance(
     from framework.modeling import registry_of
 
     declared = repo.problem(problem)
-    preds = predictions_of(db or repo.data_dir / "predictions.db", declared.name)
+    preds = predictions_of(db or repo.prediction_db, declared.name)
     if preds.empty:
         raise DataError(f"No predictions of {declared.name!r} are stored yet.")
     truth = labels_at(

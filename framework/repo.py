@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sys
 from collections.abc import Iterator
 from functools import cached_property
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
     from feast.repo_contents import RepoContents
 
+    from framework.events import EventContract
     from framework.experiments import Experiment
     from framework.problems import Problem
     from framework.windows import WindowSpec
@@ -70,10 +72,30 @@ class FeatureRepo:
     def data_dir(self) -> Path:
         return self.path / "data"
 
+    @property
+    def prediction_db(self) -> str:
+        """Where predictions go by default: ``LIFECYCLE_PREDICTION_DB`` (e.g. a
+        postgresql:// URL in production), else the SQLite file ``data/predictions.db``."""
+        return os.environ.get("LIFECYCLE_PREDICTION_DB") or str(self.data_dir / "predictions.db")
+
     @cached_property
     def store(self) -> FeatureStore:
         from feast import FeatureStore
 
+        unset = sorted(
+            {
+                name
+                for line in self.fs_yaml.read_text().splitlines()
+                if not line.lstrip().startswith("#")
+                for name in re.findall(r"\$\{(\w+)\}", line)
+                if name not in os.environ
+            }
+        )
+        if unset:
+            raise ConfigError(
+                f"{self.fs_yaml} uses environment variable(s) {unset}, which are not set. "
+                "Set them (see the comments at the top of that file)."
+            )
         try:
             return FeatureStore(repo_path=str(self.path), fs_yaml_file=self.fs_yaml)
         except Exception as exc:  # pydantic / yaml errors from Feast's config loader
@@ -127,6 +149,18 @@ class FeatureRepo:
         from framework.problems import Problem
 
         return self._declared(Problem, "problems")
+
+    @cached_property
+    def event_contract(self) -> EventContract:
+        """The repo's declared ``EventContract`` (an empty one when none is declared)."""
+        from framework.events import EventContract
+
+        found = self._declared(EventContract, "event contracts")
+        if len(found) > 1:
+            raise FeatureRepoError(
+                f"The repo declares {len(found)} event contracts ({sorted(found)}); declare one."
+            )
+        return next(iter(found.values()), EventContract())
 
     @cached_property
     def experiments(self) -> dict[str, Experiment]:

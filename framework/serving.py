@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from framework import ui
 from framework.errors import LifecycleError, StoreError
@@ -44,11 +45,20 @@ from framework.scoring import score
 
 TIMESTAMP = "event_timestamp"
 
-__all__ = ["MAX_ENTITIES", "MAX_EVENTS", "ModelCache", "background_server", "create_app"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_ENTITIES",
+    "MAX_EVENTS",
+    "ModelCache",
+    "background_server",
+    "create_app",
+]
 
 MAX_ENTITIES = 1000
 MAX_EVENTS = 10_000
+MAX_BODY_BYTES = 4 * 1024 * 1024  # 10,000 events of ~150 bytes fit; larger bodies get 413
 STORE_TIMEOUT_S = 5.0
+INT64 = (-(2**63), 2**63 - 1)
 
 
 class PredictRequest(BaseModel):
@@ -59,10 +69,41 @@ class PredictRequest(BaseModel):
     )
 
 
+class ErrorDetail(BaseModel):
+    field: str | None = Field(default=None, description="The request field at fault, if one.")
+    error: str
+    problems: list[dict[str, Any]] | None = Field(
+        default=None, description="For refused events: every failed check of the contract."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a JSON body naming the problem (and the field, when one is)."""
+
+    detail: ErrorDetail | list[ErrorDetail]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        400: "The body is not JSON.",
+        401: "Missing or wrong X-API-Key (when the service has one).",
+        404: "Unknown problem, or no production model for it.",
+        413: "Body or batch too large.",
+        422: "A field is invalid; the body names it.",
+        503: "The online store or the event log is unavailable; retry later.",
+    }
+    return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="ok, or degraded (then the answer is a 503).")
+    checks: dict[str, str]
+
+
 class Event(BaseModel):
     """One product event (the event log's schema; see ``framework.events``)."""
 
-    user_id: StrictInt
+    user_id: StrictInt = Field(ge=INT64[0], le=INT64[1])
     event_timestamp: AwareDatetime = Field(
         description="With a time zone, e.g. 2025-06-01T12:00:00Z."
     )
@@ -203,11 +244,64 @@ def background_server(app, host: str = "127.0.0.1") -> Iterator[str]:
         thread.join(timeout=30)
 
 
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes gets 413 before it is read whole
+    (by its Content-Length, or as it streams in when it has none)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge(self.limit)
+            return message
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
+        await JSONResponse(
+            status_code=413,
+            content={"detail": {"error": f"the body is over {self.limit:,} bytes"}},
+        )(scope, receive, send)
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised while a body streams in past the limit (an HTTP error, so that FastAPI's
+    body parsing passes it on instead of answering 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail={"error": f"the body is over {limit:,} bytes"})
+
+
 def create_app(
     repo: FeatureRepo,
     *,
     api_key: str | None = None,
     max_entities: int = MAX_ENTITIES,
+    max_body_bytes: int = MAX_BODY_BYTES,
     log_url: str | None = None,
     store_timeout: float = STORE_TIMEOUT_S,
 ):
@@ -227,7 +321,7 @@ def create_app(
     from framework.retrieval import get_online_features
 
     models = ModelCache(registry_of(repo))
-    log = PredictionLog(log_url or repo.data_dir / "predictions.db")
+    log = PredictionLog(log_url or repo.prediction_db)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -238,6 +332,7 @@ def create_app(
 
     app = FastAPI(title="lifecycle prediction service", version="1", lifespan=lifespan)
     app.state.prediction_log = log
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     async def _log_predictions(pending: list[tuple]) -> None:
         # Runs on the event loop right after the response went out: the encoding costs
@@ -285,6 +380,15 @@ def create_app(
         ]
         return JSONResponse(status_code=422, content={"detail": errors})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        # One error shape: {"detail": {"error": ...}} also for FastAPI's own (e.g. a body
+        # that is not JSON: 400).
+        detail = exc.detail if isinstance(exc.detail, dict | list) else {"error": str(exc.detail)}
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):
         # A bug: still answer JSON, with what failed.
@@ -301,6 +405,7 @@ def create_app(
         response_model=PredictResponse,
         response_model_exclude_none=True,
         dependencies=[Depends(authorize)],
+        responses=_errors(400, 401, 404, 413, 422, 503),
     )
     async def predict(body: PredictRequest) -> JSONResponse:
         if len(body.entities) > max_entities:
@@ -318,10 +423,14 @@ def create_app(
             raise HTTPException(404, detail={"field": "problem", "error": str(exc)}) from exc
         key = problem.entity
         for i, row in enumerate(body.entities):
-            if not isinstance(row.get(key), int):
+            value = row.get(key)
+            if not isinstance(value, int) or not INT64[0] <= value <= INT64[1]:
                 raise HTTPException(
                     422,
-                    detail={"field": f"entities.{i}.{key}", "error": f"{key} must be an integer"},
+                    detail={
+                        "field": f"entities.{i}.{key}",
+                        "error": f"{key} must be an integer (64-bit)",
+                    },
                 )
         rows = [{**r, key: int(r[key])} for r in body.entities]
         experiment = repo.active_experiment(problem.name)
@@ -401,6 +510,7 @@ def create_app(
         status_code=202,
         response_model=EventsResponse,
         dependencies=[Depends(authorize)],
+        responses=_errors(400, 401, 413, 422, 503),
     )
     def post_events(body: EventsRequest) -> dict[str, Any]:
         """Append events durably to the offline event log (merged by the next apply or
@@ -408,18 +518,27 @@ def create_app(
         import pyarrow as pa
 
         from framework.errors import DataError
+        from framework.events import RefusedEvents
         from framework.ingest import EVENT_SCHEMA, append
 
-        table = pa.Table.from_pylist([e.model_dump() for e in body.events], schema=EVENT_SCHEMA)
+        try:
+            rows = [e.model_dump() for e in body.events]
+            table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+        except (pa.ArrowException, OverflowError, ValueError) as exc:  # e.g. year 9999 at -23:59
+            raise HTTPException(422, detail={"field": "events", "error": str(exc)}) from exc
         try:
             accepted = append(repo, table, source="events")
+        except RefusedEvents as exc:
+            detail = {"field": "events", "error": str(exc)}
+            detail["problems"] = [p.as_json() for p in exc.problems]
+            raise HTTPException(422, detail=detail) from exc
         except DataError as exc:
             raise HTTPException(422, detail={"field": "events", "error": str(exc)}) from exc
         except OSError as exc:
             raise StoreError(f"The event log cannot be written: {exc}") from exc
         return {"accepted": accepted}
 
-    @app.get("/models", dependencies=[Depends(authorize)])
+    @app.get("/models", dependencies=[Depends(authorize)], responses=_errors(401))
     def list_models() -> dict[str, Any]:
         out = {}
         for name in repo.problems:
@@ -458,7 +577,11 @@ def create_app(
     def ui_report(problem: str, name: str) -> HTMLResponse:
         return ui.file_page(ui.report_path(repo, problem, name))
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "Degraded: a check failed."}},
+    )
     async def health() -> JSONResponse:
         checks: dict[str, Any] = {}
         view = repo.feature_views[0]

@@ -106,7 +106,7 @@ def skew(
     artifact = registry_of(repo).get(declared.name, version)
     features = artifact.meta["features"]
     log = logged_predictions(
-        db or repo.data_dir / "predictions.db", declared.name, artifact.version, since, until
+        db or repo.prediction_db, declared.name, artifact.version, since, until
     )
     if log.empty:
         raise DataError(

@@ -27,7 +27,7 @@ import pandas as pd
 from framework.dataset import LABEL, TrainingSet
 from framework.errors import DataError
 
-__all__ = ["ValidationError", "ValidationResult", "profile", "validate"]
+__all__ = ["ValidationError", "ValidationResult", "profile", "validate", "validate_features"]
 
 
 class ValidationError(DataError):
@@ -72,16 +72,30 @@ def _expectations(ts: TrainingSet, categories: dict[str, list]) -> list:
     import great_expectations as gx
 
     E = gx.expectations
-    frame, out = ts.frame, []
-    dtypes = ts.spec.get("feature_dtypes", {})
-    zero_fill = set(ts.spec.get("zero_fill", []))  # from the declarations, not from names
-    for name in ts.features:
+    out = _feature_expectations(ts.frame, ts.features, ts.spec, categories)
+    out.append(E.ExpectColumnValuesToNotBeNull(column=LABEL))
+    if ts.spec.get("task") == "binary":
+        out.append(E.ExpectColumnValuesToBeInSet(column=LABEL, value_set=[0, 1]))
+    return out
+
+
+def _feature_expectations(
+    frame: pd.DataFrame, features: list[str], spec: dict, categories: dict[str, list]
+) -> list:
+    """The suite's expectations on the features (the part a scoring input must pass too)."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    out: list = []
+    dtypes = spec.get("feature_dtypes", {})
+    zero_fill = set(spec.get("zero_fill", []))  # from the declarations, not from names
+    for name in features:
         declared = dtypes.get(name, str(frame[name].dtype))
         out.append(E.ExpectColumnValuesToBeInTypeList(column=name, type_list=_type_names(declared)))
         if name in zero_fill:
             out.append(E.ExpectColumnValuesToNotBeNull(column=name))
             out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0))
-    for group in ts.spec.get("window_groups", []):
+    for group in spec.get("window_groups", []):
         for short, long in itertools.pairwise(group):
             out.append(
                 E.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -94,9 +108,6 @@ def _expectations(ts: TrainingSet, categories: dict[str, list]) -> list:
     for name, allowed in categories.items():
         if name in frame.columns:
             out.append(E.ExpectColumnValuesToBeInSet(column=name, value_set=list(allowed)))
-    out.append(E.ExpectColumnValuesToNotBeNull(column=LABEL))
-    if ts.spec.get("task") == "binary":
-        out.append(E.ExpectColumnValuesToBeInSet(column=LABEL, value_set=[0, 1]))
     return out
 
 
@@ -138,17 +149,38 @@ def profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
 
 def validate(ts: TrainingSet, categories: dict[str, list] | None = None) -> ValidationResult:
     """Run the generated suite on a training set."""
+    expectations = _expectations(ts, categories or {})
+    return _run(ts.problem, ts.frame, expectations, "training_set", [*ts.features, LABEL])
+
+
+def validate_features(problem: str, frame: pd.DataFrame, meta: dict[str, Any]) -> ValidationResult:
+    """Run a model's suite, without its label expectations, on the features it is about to
+    score (batch prediction): the types, the non-null and non-negative windowed counts,
+    the window order and the declared categories it was trained and validated with."""
+    missing = [f for f in meta["features"] if f not in frame.columns]
+    if missing:
+        raise ValidationError(f"Validation of {problem!r}: feature(s) {missing} are missing.")
+    spec = {**meta, **meta.get("validation", {})}
+    expectations = _feature_expectations(
+        frame, meta["features"], spec, meta.get("categories") or {}
+    )
+    return _run(problem, frame, expectations, "scoring_input", meta["features"])
+
+
+def _run(
+    problem: str, frame: pd.DataFrame, expectations: list, what: str, columns: list[str]
+) -> ValidationResult:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("lifecycle").add_dataframe_asset(ts.problem)
+    asset = context.data_sources.add_pandas("lifecycle").add_dataframe_asset(problem)
     batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
-        batch_parameters={"dataframe": ts.frame}
+        batch_parameters={"dataframe": frame}
     )
-    suite = gx.ExpectationSuite(name=f"{ts.problem}_training_set")
-    for expectation in _expectations(ts, categories or {}):
+    suite = gx.ExpectationSuite(name=f"{problem}_{what}")
+    for expectation in expectations:
         suite.add_expectation(expectation)
     result = batch.validate(suite)
     failures = []
@@ -168,8 +200,8 @@ def validate(ts: TrainingSet, categories: dict[str, list] | None = None) -> Vali
             )
         )
     return ValidationResult(
-        problem=ts.problem,
+        problem=problem,
         expectations=len(result.results),
         failures=failures,
-        profile=profile(ts.frame, [*ts.features, LABEL]),
+        profile=profile(frame, columns),
     )

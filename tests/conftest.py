@@ -4,11 +4,19 @@ Redis-backed tests use the server at LIFECYCLE_TEST_REDIS (default
 127.0.0.1:6379, database 15, which the tests flush). Without a server they skip
 with the reason shown by ``pytest -ra``; CI sets LIFECYCLE_REQUIRE_REDIS=1 so
 that a missing server fails the run instead.
+
+Profiles: ``pytest`` runs on the embedded profile (file registry, SQLite online
+store, SQLite prediction store). ``pytest --profile production`` runs the same
+store-touching tests on the production profile: every example repo a test makes
+uses ``feature_repo/feature_store.production.yaml`` (the Feast registry in
+PostgreSQL, in a schema of its own per run, and Redis as online store), and the
+``prediction_db`` fixture is a fresh PostgreSQL schema instead of a SQLite file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -23,13 +31,103 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "feature_repo"
 REDIS = os.environ.get("LIFECYCLE_TEST_REDIS", "127.0.0.1:6379")
 REDIS_DB = 15
+PROFILE_REDIS_DB = 14  # the production profile's online store (flushed after the run)
+
+
+POSTGRES = os.environ.get("LIFECYCLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+PROFILES = ("embedded", "production")
+_profile = {"name": "embedded", "schema": None}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--profile",
+        choices=PROFILES,
+        default="embedded",
+        help="Store profile of the example repos the tests make: embedded (files, SQLite) or "
+        "production (Redis online store, Feast registry and prediction store in PostgreSQL).",
+    )
+
+
+def _pg_admin():
+    import sqlalchemy as sa
+
+    return sa.create_engine("postgresql+psycopg://" + POSTGRES.split("://", 1)[1])
+
+
+def new_pg_schema(prefix: str = "t") -> str:
+    """A PostgreSQL URL (the test database) whose tables land in a new, empty schema."""
+    import sqlalchemy as sa
+
+    schema = f"{prefix}{uuid.uuid4().hex[:12]}"
+    engine = _pg_admin()
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    _profile.setdefault("schemas", []).append(schema)
+    return f"{POSTGRES}?options=-csearch_path%3D{schema}"
+
+
+def pytest_configure(config):
+    name = config.getoption("profile")
+    _profile["name"] = name
+    if name != "production":
+        return
+    for reason in (_redis_available(), _postgres_unavailable()):
+        if reason:
+            raise pytest.UsageError(f"--profile production needs its servers: {reason}")
+    host, _, port = REDIS.partition(":")
+    registry = new_pg_schema("registry_")
+    os.environ["LIFECYCLE_REGISTRY_URL"] = "postgresql+psycopg://" + registry.split("://", 1)[1]
+    # Its own database: the redis_server fixture flushes REDIS_DB when first used.
+    os.environ["REDIS_CONNECTION_STRING"] = f"{host}:{port or 6379},db={PROFILE_REDIS_DB}"
+
+
+def pytest_unconfigure(config):
+    if production():
+        import redis
+
+        host, _, port = REDIS.partition(":")
+        redis.Redis(host=host, port=int(port or 6379), db=PROFILE_REDIS_DB).flushdb()
+    schemas = _profile.get("schemas") or []
+    if not schemas:
+        return
+    import sqlalchemy as sa
+
+    engine = _pg_admin()
+    with engine.begin() as conn:
+        for schema in schemas:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    engine.dispose()
+
+
+def pytest_report_header(config):
+    return f"store profile: {_profile['name']}"
+
+
+def production() -> bool:
+    return _profile["name"] == "production"
+
+
+def set_project(text: str, project: str | None = None) -> str:
+    """A Feast config's text with a new (unique by default) project name."""
+    project = project or f"t{uuid.uuid4().hex[:10]}"
+    return re.sub(r"(?m)^project: .*$", f"project: {project}", text)
+
+
+def set_online_store(text: str, block: str) -> str:
+    """A Feast config's text with its ``online_store:`` block replaced by ``block``."""
+    out, n = re.subn(r"(?ms)^online_store:\n(?:[ #].*?\n)+", f"online_store:\n{block}\n", text)
+    assert n == 1, text
+    return out
 
 
 def copy_example_repo(
     dest: Path, users: int | None = 300, seed: int = 3, experiments: bool = False
 ) -> Path:
     """The example repo's declarations in ``dest``; with example data when ``users`` is set.
-    Without ``experiments`` the experiments are left out (predictions then have no arms)."""
+    Without ``experiments`` the experiments are left out (predictions then have no arms).
+    Its feature_store.yaml is the test profile's (a project of its own in production)."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in EXAMPLE_REPO.iterdir():
         if item.name in ("data", "__pycache__") or (
@@ -38,6 +136,9 @@ def copy_example_repo(
             continue
         if item.is_file():
             shutil.copy(item, dest / item.name)
+    if production():
+        text = (EXAMPLE_REPO / "feature_store.production.yaml").read_text()
+        (dest / "feature_store.yaml").write_text(set_project(text))
     if users:
         from framework.example_data import write_example_data
 
@@ -48,14 +149,20 @@ def copy_example_repo(
 def redis_yaml(repo: Path) -> Path:
     """A Feast config for ``repo`` that uses the test Redis (unique project per call)."""
     host, _, port = REDIS.partition(":")
-    text = (repo / "feature_store.yaml").read_text()
-    project = f"t{uuid.uuid4().hex[:10]}"
-    text = text.replace("project: product_analytics", f"project: {project}")
-    text = text.replace(
-        "  type: sqlite\n  path: data/online_store.db",
-        f'  type: redis\n  connection_string: "{host}:{port or 6379},db={REDIS_DB}"',
+    text = set_project((repo / "feature_store.yaml").read_text())
+    text = set_online_store(
+        text, f'  type: redis\n  connection_string: "{host}:{port or 6379},db={REDIS_DB}"'
     )
     path = repo / "feature_store.redis-test.yaml"
+    path.write_text(text)
+    return path
+
+
+def sqlite_yaml(repo: Path) -> Path:
+    """A Feast config for ``repo`` with the SQLite online store in either profile."""
+    text = set_project((repo / "feature_store.yaml").read_text())
+    text = set_online_store(text, "  type: sqlite\n  path: data/online_store.db")
+    path = repo / "feature_store.sqlite-test.yaml"
     path.write_text(text)
     return path
 
@@ -111,23 +218,29 @@ def clone_repo(repo, dest: Path, fs_yaml=None):
     from framework.repo import FeatureRepo
 
     shutil.copytree(repo.path, dest)
+    if production():  # the registry is shared: the copy needs a project of its own
+        yaml = dest / "feature_store.yaml"
+        yaml.write_text(set_project(yaml.read_text()))
     copy = FeatureRepo(dest, fs_yaml(dest) if fs_yaml else None)
     register(copy)
     return copy
 
 
-POSTGRES = os.environ.get("LIFECYCLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+def _postgres_unavailable() -> str | None:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES, connect_timeout=3).close()
+        return None
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES} is not reachable ({type(exc).__name__}: {exc})"
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The test PostgreSQL; skips with the reason when unreachable (fails when required)."""
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES, connect_timeout=3).close()
-    except Exception as exc:
-        reason = f"PostgreSQL at {POSTGRES} is not reachable ({type(exc).__name__}: {exc})"
+    reason = _postgres_unavailable()
+    if reason:
         if os.environ.get("LIFECYCLE_REQUIRE_POSTGRES"):
             pytest.fail(f"LIFECYCLE_REQUIRE_POSTGRES is set but {reason}")
         pytest.skip(reason)
@@ -170,3 +283,38 @@ def served(applied_repo, tmp_path_factory):
     yield repo, url
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def prediction_db(tmp_path) -> str:
+    """The profile's prediction store, empty: a SQLite file, or a new PostgreSQL schema."""
+    if production():
+        return new_pg_schema()
+    return f"sqlite:///{tmp_path / 'predictions.db'}"
+
+
+def registry_state(repo_path: Path) -> bytes | None:
+    """What the Feast registry of ``repo_path`` holds (None when nothing was registered):
+    the registry file's bytes, or in production the project's objects read from SQL."""
+    if not production():
+        path = repo_path / "data" / "registry.db"
+        return path.read_bytes() if path.exists() else None
+    from framework.repo import FeatureRepo
+
+    store = FeatureRepo(repo_path).store
+    registry, project = store.registry, store.config.project
+    objects = [
+        *registry.list_entities(project, allow_cache=False),
+        *registry.list_data_sources(project, allow_cache=False),
+        *registry.list_feature_views(project, allow_cache=False),
+        *registry.list_on_demand_feature_views(project, allow_cache=False),
+        *registry.list_feature_services(project, allow_cache=False),
+    ]
+    objects.sort(key=lambda o: (type(o).__name__, o.name))
+    protos = [o.to_proto() for o in objects]
+    for proto in protos:  # an on-demand view's function and request source are made anew
+        spec = getattr(proto, "spec", None)  # on every read (data sources have no spec)
+        fields = spec.DESCRIPTOR.fields_by_name if spec is not None else {}
+        for name in ("feature_transformation", "sources") if "sources" in fields else ():
+            spec.ClearField(name)
+    return b"".join(p.SerializeToString(deterministic=True) for p in protos) or None

@@ -12,6 +12,8 @@ from framework.apply import apply
 from framework.errors import DataError
 from framework.repo import FeatureRepo
 
+from .conftest import registry_state
+
 
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -35,6 +37,13 @@ def _with_null_key(df):
     return df
 
 
+def _with_row(df, row: int, **values):
+    df = df.copy()
+    for column, value in values.items():
+        df.iloc[row, df.columns.get_loc(column)] = value
+    return df
+
+
 BAD_EVENTS = [
     (lambda df: df.drop(columns=["source"]), "missing column(s) ['source']"),
     (lambda df: df.assign(extra=1), "unexpected column(s) ['extra']"),
@@ -44,7 +53,16 @@ BAD_EVENTS = [
     ),
     (lambda df: df.assign(amount=df.amount.astype(str)), "'amount' has type string"),
     (_with_naive, "timezone-naive"),
-    (_with_null_key, "'user_id' has 1 null value"),
+    (_with_null_key, "user_id is missing: 1 row(s)"),
+    (lambda df: _with_row(df, 1, amount=-5.0), "amount below 0: 1 row(s), e.g. row 2"),
+    (
+        lambda df: _with_row(
+            df, 2, event_timestamp=pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+        ),
+        "event_timestamp in the future",
+    ),
+    (lambda df: _with_row(df, 0, event_type="pageview"), "unknown event_type: 1 row(s)"),
+    (lambda df: _with_row(df, 0, source="tiktok"), "unknown source"),
     (lambda df: pd.concat([df, df.head(2)]), "4 duplicate rows"),
     (lambda df: df.head(0), "is empty"),
 ]
@@ -55,8 +73,8 @@ def test_bad_event_files_are_refused_and_nothing_is_rewritten(fresh_repo, change
     repo = FeatureRepo(fresh_repo)
     apply(repo)
     table = fresh_repo / "data" / "derived" / "user_activity.parquet"
-    registry = fresh_repo / "data" / "registry.db"
-    before = (_digest(table), _digest(registry))
+    before = (_digest(table), registry_state(fresh_repo))
+    assert before[1]
     _corrupt_events(fresh_repo, change)
     with pytest.raises(
         DataError,
@@ -67,7 +85,7 @@ def test_bad_event_files_are_refused_and_nothing_is_rewritten(fresh_repo, change
     ) as info:
         apply(FeatureRepo(fresh_repo))
     assert "events.parquet" in str(info.value)
-    assert (_digest(table), _digest(registry)) == before
+    assert (_digest(table), registry_state(fresh_repo)) == before
     assert not list((fresh_repo / "data" / "derived").glob(".*tmp"))
 
 

@@ -35,11 +35,11 @@ def _runs(url: str, as_of) -> pd.DataFrame:
     return frame
 
 
-def test_batch_scores_equal_online_scores_at_the_same_time(served, tmp_path):
+def test_batch_scores_equal_online_scores_at_the_same_time(served, prediction_db):
     repo, url = served
     users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(25).tolist()
-    run = predict_batch(repo, "churn", T, entities=users, db=f"sqlite:///{tmp_path / 'b.db'}")
-    batch = _runs(f"sqlite:///{tmp_path / 'b.db'}", T)
+    run = predict_batch(repo, "churn", T, entities=users, db=prediction_db)
+    batch = _runs(prediction_db, T)
     body = {
         "problem": "churn",
         "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
@@ -91,10 +91,10 @@ def test_postgres_reruns_replace_and_failures_leave_nothing(served, postgres_url
     _check_idempotent_and_atomic(repo, postgres_url, monkeypatch, as_of)
 
 
-def test_cli_predict(served, tmp_path):
+def test_cli_predict(served, tmp_path, prediction_db):
     repo, _ = served
     (tmp_path / "e.csv").write_text("user_id\n1\n2\n3\n")
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+    db = prediction_db
     args = [
         "--repo",
         str(repo.path),
@@ -173,3 +173,36 @@ def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact
     rows = _runs(url, as_of)
     assert set(rows.run_id) == {rerun.run_id}
     assert rows.entity_id.is_unique and len(rows) == rerun.rows == first.rows
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "expectation"),
+    [
+        (lambda f, c: f.assign(**{c: f[c].where(f.index != 2, -4)}), "to_be_between"),
+        (lambda f, c: f.assign(**{c: f[c].where(f.index != 1, None)}), "to_not_be_null"),
+    ],
+    ids=["negative count", "missing count"],
+)
+def test_inputs_failing_the_models_suite_are_refused_before_writing(
+    served, prediction_db, monkeypatch, corrupt, expectation
+):
+    import framework.retrieval
+    from framework.validation import ValidationError
+
+    repo, _ = served
+    users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(20).tolist()
+    clean = predict_batch(repo, "churn", T, entities=users, db=prediction_db)
+    column = "user_page_views_count_7d"
+    original = framework.retrieval.get_historical_features
+    monkeypatch.setattr(
+        framework.retrieval,
+        "get_historical_features",
+        lambda *a, **k: corrupt(original(*a, **k), column),
+    )
+    later = T + pd.Timedelta(days=1)
+    with pytest.raises(ValidationError) as info:
+        predict_batch(repo, "churn", later, entities=users, db=prediction_db)
+    message = str(info.value)
+    assert "nothing was written" in message and column in message and expectation in message
+    assert _runs(prediction_db, later).empty  # nothing of the refused run
+    assert len(_runs(prediction_db, T)) == clean.rows  # the earlier run untouched

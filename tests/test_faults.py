@@ -21,7 +21,7 @@ from framework.materialize import materialize
 from framework.repo import FeatureRepo
 from framework.serving import background_server, create_app
 
-from .conftest import T, clone_repo
+from .conftest import T, clone_repo, set_online_store, set_project
 
 TIMEOUT_S = 2.0  # the service's declared store timeout (lifecycle serve --store-timeout)
 
@@ -61,28 +61,27 @@ def _predict(url: str, users: list[int]) -> requests.Response:
 
 
 def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recovers(
-    served, tmp_path
+    served, tmp_path, prediction_db
 ):
     port = _free_port()
     redis = _start_redis(port)
     try:
 
         def yaml(repo_path):
-            text = (repo_path / "feature_store.yaml").read_text()
-            text = text.replace(
-                "  type: sqlite\n  path: data/online_store.db",
+            text = set_online_store(
+                (repo_path / "feature_store.yaml").read_text(),
                 f'  type: redis\n  connection_string: "127.0.0.1:{port},db=0,'
                 'socket_timeout=1,socket_connect_timeout=1"',
             )
             path = repo_path / "feature_store.fault.yaml"
-            path.write_text(text.replace("project: product_analytics", "project: faults"))
+            path.write_text(set_project(text))
             return path
 
         repo = clone_repo(served[0], tmp_path / "repo", fs_yaml=yaml)
         repo = FeatureRepo(repo.path, repo.fs_yaml)
         materialize(repo, end=T)
         users = [1, 2, 3, 10_000_000]
-        app = create_app(repo, log_url=f"sqlite:///{tmp_path / 'l.db'}", store_timeout=TIMEOUT_S)
+        app = create_app(repo, log_url=prediction_db, store_timeout=TIMEOUT_S)
         with background_server(app) as url:
             before = _predict(url, users)
             assert before.status_code == 200
@@ -163,17 +162,19 @@ from framework.repo import FeatureRepo
 
 repo, marker, end = sys.argv[1:4]
 m.BATCH_ROWS = 40  # many batches, so that the kill lands between two of them
-original = m.prepare_sqlite
 calls = []
 
-def slow(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == 3:  # two batches written, the third never is
-        pathlib.Path(marker).write_text("midway")
-        time.sleep(300)
-    return original(*args, **kwargs)
+def slow(original):  # the batch writer of either store (SQLite fast path, or Feast's)
+    def write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # two batches written, the third never is
+            pathlib.Path(marker).write_text("midway")
+            time.sleep(300)
+        return original(*args, **kwargs)
+    return write
 
-m.prepare_sqlite = slow
+m.prepare_sqlite = slow(m.prepare_sqlite)
+m.write_rows = slow(m.write_rows)
 m.materialize(FeatureRepo(repo), end=end)
 """
 

@@ -115,8 +115,37 @@ def test_bad_files_are_refused_and_nothing_is_appended(repo, tmp_path, change, m
     result = CliRunner().invoke(main, ["--repo", str(repo.path), "events", "ingest", str(path)])
     assert result.exit_code == 1, result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and message.split("(")[0] in error[0] and "new.parquet" in error[0]
+    assert len(error) == 1 and "new.parquet" in error[0] and message in result.output
+    assert "Traceback" not in result.output
     assert log.read_bytes() == before and inbox_files(repo) == []
+
+
+def test_a_corrupted_file_is_refused_with_a_report_of_every_problem(repo, tmp_path):
+    from framework.events import RefusedEvents
+
+    good = _new_events([1, 2, 3, 4, 5, 6], T)
+    bad = good.copy()
+    bad.loc[1, "amount"] = -3.0
+    bad.loc[2, "event_timestamp"] = pd.Timestamp("2099-01-01T00:00:00Z")
+    bad.loc[3, "event_type"] = "pagevew"
+    bad.loc[4, "event_type"] = "pagevew"
+    bad["user_id"] = bad.user_id.astype("Int64")
+    bad.loc[5, "user_id"] = pd.NA
+    with pytest.raises(RefusedEvents) as info:
+        append(repo, pa.Table.from_pandas(bad, preserve_index=False), source="bad.parquet")
+    found = {p.check.split(" (")[0]: p for p in info.value.problems}
+    assert set(found) == {
+        "user_id is missing",
+        "amount below 0",
+        "event_timestamp in the future",
+        "unknown event_type",
+    }
+    assert [e["row"] for e in found["unknown event_type"].examples] == [4, 5]
+    assert found["unknown event_type"].rows == 2
+    assert found["amount below 0"].examples == [{"row": 2, "column": "amount", "value": -3.0}]
+    assert "nothing was written" in str(info.value) and inbox_files(repo) == []
+    # the same rows without the bad ones are accepted
+    assert append(repo, pa.Table.from_pandas(good.head(1), preserve_index=False)) == 1
 
 
 def test_cli_ingest_of_a_csv(repo, tmp_path):

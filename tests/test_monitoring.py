@@ -44,9 +44,9 @@ def test_the_reference_sample_is_kept_with_the_model(served):
         bare.load_reference()
 
 
-def test_monitor_reads_the_prediction_log(served, tmp_path):
+def test_monitor_reads_the_prediction_log(served, prediction_db):
     repo, _ = served
-    db = f"sqlite:///{tmp_path / 'log.db'}"
+    db = prediction_db
     users = _users(repo)[:120]
     with background_server(create_app(repo, log_url=db)) as url:
         for lo in range(0, len(users), 40):
@@ -159,12 +159,12 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
     assert bad["examples"][0]["served"] == bad["examples"][0]["offline"] + 1
 
 
-def test_realized_performance_joins_the_labels_known_since(served, tmp_path):
+def test_realized_performance_joins_the_labels_known_since(served, prediction_db):
     from framework.batch import predict_batch
     from framework.performance import realized_performance
 
     repo, _ = served
-    db = f"sqlite:///{tmp_path / 'perf.db'}"
+    db = prediction_db
     users = _users(repo)[:80]
     late = pd.Timestamp("2025-12-20T00:00:00Z")  # its 30-day horizon is past the data's end
     with background_server(create_app(repo, log_url=db)) as url:

@@ -9,7 +9,7 @@ import pandas as pd
 from framework.materialize import latest_rows
 from framework.online_write import rows_to_write, write_rows
 
-from .conftest import clone_repo
+from .conftest import clone_repo, sqlite_yaml
 
 T = pd.Timestamp("2025-08-01T00:00:00Z")
 
@@ -41,16 +41,21 @@ def test_rows_match_feasts_conversion(applied_repo):
             }
 
 
+def _table(repo, view) -> str:
+    return f"{repo.store.config.project}_{view.name}"
+
+
 def test_sqlite_rows_are_byte_identical_to_feasts_writer(applied_repo, tmp_path):
-    ours, feast = (clone_repo(applied_repo, tmp_path / name) for name in ("ours", "feast"))
+    ours, feast = (
+        clone_repo(applied_repo, tmp_path / name, fs_yaml=sqlite_yaml) for name in ("ours", "feast")
+    )
     for view in ours.feature_views:
         frame = latest_rows(view, None, T.to_pydatetime())
         frame.loc[frame.index[:3], frame.columns[-1]] = None  # nulls take the same path too
         write_rows(ours.store, view, frame)
         feast.store._get_provider().ingest_df(view, frame)
-        table = f"{ours.store.config.project}_{view.name}"
-        a = _dump(ours.path / "data" / "online_store.db", table)
-        b = _dump(feast.path / "data" / "online_store.db", table)
+        a = _dump(ours.path / "data" / "online_store.db", _table(ours, view))
+        b = _dump(feast.path / "data" / "online_store.db", _table(feast, view))
         assert len(a) == len(frame) * len(view.features)
         assert a == b
     # and a second write (an upsert over existing rows) stays identical
@@ -58,9 +63,8 @@ def test_sqlite_rows_are_byte_identical_to_feasts_writer(applied_repo, tmp_path)
     frame = latest_rows(view, None, (T + pd.Timedelta(days=20)).to_pydatetime())
     write_rows(ours.store, view, frame)
     feast.store._get_provider().ingest_df(view, frame)
-    table = f"{ours.store.config.project}_{view.name}"
-    assert _dump(ours.path / "data" / "online_store.db", table) == _dump(
-        feast.path / "data" / "online_store.db", table
+    assert _dump(ours.path / "data" / "online_store.db", _table(ours, view)) == _dump(
+        feast.path / "data" / "online_store.db", _table(feast, view)
     )
 
 

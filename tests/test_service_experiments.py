@@ -48,14 +48,15 @@ def experiment_repo(served, tmp_path_factory):
     repo, _ = served
     copy = clone_repo(repo, tmp_path_factory.mktemp("exp") / "repo")
     shutil.copy(EXAMPLE_REPO / "experiments.py", copy.path / "experiments.py")
-    return FeatureRepo(copy.path)
+    materialize(copy, end=T)  # the copy's own online store (a new project in production)
+    return FeatureRepo(copy.path, copy.fs_yaml)
 
 
-def test_arms_are_served_logged_and_reported(served, experiment_repo, tmp_path):
+def test_arms_are_served_logged_and_reported(served, experiment_repo, prediction_db):
     repo, plain_url = served
     exp = experiment_repo.experiment("retention_offers")
     users = _users(experiment_repo, 240)
-    db = f"sqlite:///{tmp_path / 'log.db'}"
+    db = prediction_db
     with background_server(create_app(experiment_repo, log_url=db)) as url:
         models = requests.get(f"{url}/models", timeout=30).json()["models"]
         assert models["churn"]["experiment"]["name"] == "retention_offers"
@@ -129,7 +130,7 @@ def test_arms_are_served_logged_and_reported(served, experiment_repo, tmp_path):
     assert "retention_offers" in listed.output and "control=none" in listed.output
 
 
-def test_an_arm_can_serve_another_version(experiment_repo, tmp_path):
+def test_an_arm_can_serve_another_version(experiment_repo, tmp_path, prediction_db):
     repo = clone_repo(experiment_repo, tmp_path / "repo")
     registry = registry_of(repo)
     old = registry.get("churn").version
@@ -142,7 +143,7 @@ def test_an_arm_can_serve_another_version(experiment_repo, tmp_path):
     )
     repo = FeatureRepo(repo.path)
     users = _users(repo, 60)
-    with background_server(create_app(repo, log_url=f"sqlite:///{tmp_path / 'l.db'}")) as url:
+    with background_server(create_app(repo, log_url=prediction_db)) as url:
         answers = _predict(url, "churn", users)
     arms = assign("versions", users)
     assert {(a["arm"], a["model_version"]) for a in answers} == {
@@ -155,7 +156,7 @@ def test_an_arm_can_serve_another_version(experiment_repo, tmp_path):
 GOOD = {
     "user_id": 7,
     "event_timestamp": "2025-09-17T10:00:00Z",
-    "event_type": "click",
+    "event_type": "page_view",
     "source": "google",
 }
 
@@ -177,6 +178,29 @@ def test_bad_events_are_422_naming_the_field(served, event, field):
     response = requests.post(f"{url}/events", json={"events": [{**GOOD, **event}]}, timeout=30)
     assert response.status_code == 422, response.text
     assert any(d["field"] == field for d in response.json()["detail"]), response.text
+    assert len(inbox_files(repo)) == before
+
+
+def test_events_breaking_the_contract_are_422_with_a_report(served):
+    repo, url = served
+    before = len(inbox_files(repo))
+    body = {
+        "events": [
+            GOOD,
+            {**GOOD, "amount": -1.0},
+            {**GOOD, "event_type": "telepathy"},
+            {**GOOD, "event_timestamp": "2099-01-01T00:00:00Z"},
+        ]
+    }
+    response = requests.post(f"{url}/events", json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    problems = {p["check"].split(" (")[0]: p for p in response.json()["detail"]["problems"]}
+    assert set(problems) == {
+        "amount below 0",
+        "unknown event_type",
+        "event_timestamp in the future",
+    }
+    assert problems["unknown event_type"]["examples"][0]["row"] == 3
     assert len(inbox_files(repo)) == before
 
 

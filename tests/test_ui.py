@@ -44,7 +44,7 @@ def test_index_lists_cards_and_reports_and_pages_have_plots(pages):
     assert page.text.count("data:image/png;base64,") >= 3  # PSI bars, the drifted feature, scores
 
 
-def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path):
+def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path, prediction_db):
     import time
 
     repo, url, _ = pages
@@ -54,7 +54,7 @@ def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path):
     latest = sorted((repo.data_dir / "reports" / "churn").glob("*-drift-*"))[-1]
     page = (latest / "report.html").read_text()
     assert "Drift over time" in page  # two runs now: PSI per run
-    db = f"sqlite:///{tmp_path / 'p.db'}"
+    db = prediction_db
     from framework.batch import predict_batch
 
     from .conftest import T

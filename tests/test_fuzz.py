@@ -1,0 +1,111 @@
+"""Hostile input: the service's OpenAPI schema fuzzed with schemathesis.
+
+Every generated request (valid and invalid bodies, odd types, huge numbers, odd
+time zones) must get a non-5xx answer whose status code, content type and body
+conform to the schema the service publishes; bodies the schema refuses must be
+refused (4xx). Oversized bodies and batches get 413.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from framework.serving import MAX_BODY_BYTES, background_server, create_app
+
+from .conftest import T, clone_repo
+
+EXAMPLES = 600  # per operation and mode (valid, invalid); the total is asserted below
+
+
+@pytest.fixture(scope="module")
+def fuzzed(served, tmp_path_factory):
+    from framework.materialize import materialize
+
+    repo = clone_repo(served[0], tmp_path_factory.mktemp("fuzz") / "repo")
+    materialize(repo, end=T)
+    app = create_app(repo, log_url=f"sqlite:///{repo.data_dir / 'p.db'}", max_entities=50)
+    with background_server(app) as url:
+        yield url
+
+
+def _fuzz(operation, mode, url: str, session, sent: list) -> None:
+    """Run ``EXAMPLES`` generated requests of one operation and mode."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def run(case):
+        response = case.call_and_validate(
+            base_url=url, session=session, excluded_checks=[positive_data_acceptance]
+        )
+        sent.append((operation.path, mode.value, response.status_code))
+        assert response.status_code < 500, response.text
+
+    run()
+
+
+def test_thousands_of_generated_requests_get_no_5xx_and_conform(fuzzed):
+    """Valid and invalid requests for every operation of the published schema."""
+    schema = schemathesis.openapi.from_url(f"{fuzzed}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/predict", "/events", "/health", "/models"}
+    sent: list[tuple[str, str, int]] = []
+    session = requests.Session()
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            try:
+                _fuzz(operation, mode, fuzzed, session, sent)
+            except Unsatisfiable:  # a GET without inputs has no invalid form
+                assert operation.method.upper() == "GET" and mode is GenerationMode.NEGATIVE
+    by_path = {path: sum(1 for p, _, _ in sent if p == path) for path, _, _ in sent}
+    assert len(sent) >= 2000, by_path
+    assert not [s for s in sent if s[2] >= 500]
+    codes = {code for _, _, code in sent}
+    assert {200, 404, 422} <= codes, codes  # the fuzzing reached answers and refusals both
+    print(f"fuzzed requests: {len(sent)} by path {by_path}, status codes {sorted(codes)}")
+
+
+def test_oversized_bodies_and_batches_are_refused(fuzzed):
+    big = b'{"problem": "churn", "entities": [' + b'{"user_id": 1},' * (MAX_BODY_BYTES // 15)
+    response = requests.post(
+        f"{fuzzed}/predict",
+        data=big + b'{"user_id": 1}]}',
+        timeout=60,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413 and "bytes" in response.json()["detail"]["error"]
+
+    def chunks():  # no Content-Length: refused while it streams in
+        yield b'{"events": ['
+        for _ in range(MAX_BODY_BYTES // 1000 + 10):
+            yield b" " * 1000
+
+    streamed = requests.post(
+        f"{fuzzed}/events", data=chunks(), timeout=60, headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    many = {"problem": "churn", "entities": [{"user_id": 1}] * 51}  # the app serves <= 50
+    assert requests.post(f"{fuzzed}/predict", json=many, timeout=60).status_code == 413
+    events = {
+        "events": [
+            {
+                "user_id": 1,
+                "event_timestamp": T.isoformat(),
+                "event_type": "page_view",
+                "source": "google",
+            }
+        ]
+        * 10_001
+    }
+    assert requests.post(f"{fuzzed}/events", json=events, timeout=60).status_code == 422
