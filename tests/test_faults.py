@@ -5,6 +5,7 @@ The test runs its own redis-server on a free port and stops it by itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -212,3 +213,188 @@ def test_a_materialization_killed_midway_and_rerun_equals_a_clean_run(applied_re
         repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
     )
     pdt.assert_frame_equal(online[offline.columns], offline, check_exact=True)
+
+
+class _CuttingProxy:
+    """A TCP proxy to PostgreSQL that drops both sides of every connection once
+    ``cut_after`` bytes have gone from client to server (None: never; it counts)."""
+
+    def __init__(self, target: tuple[str, int], cut_after: int | None = None) -> None:
+        import threading
+
+        self.target, self.cut_after, self.sent = target, cut_after, 0
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for a, b, up in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if upstream:
+                    self.sent += len(data)
+                    if self.cut_after is not None and self.sent > self.cut_after:
+                        self.cut.set()
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_postgres_lost_during_a_batch_run_leaves_nothing_and_the_rerun_completes(
+    served, postgres_url
+):
+    """The connection drops in the middle of the run's COPY: a clear StoreError, no
+    partial run visible, and the rerun writes exactly one copy of every row."""
+    from urllib.parse import urlsplit
+
+    from framework.batch import predict_batch
+    from framework.errors import StoreError
+
+    from .test_batch import _runs
+
+    repo, _ = served
+    parts = urlsplit(postgres_url)
+    as_of = T + pd.Timedelta(microseconds=pd.Timestamp.now().value % 1_000_000 + 1)
+    later = as_of + pd.Timedelta(days=1)
+
+    def via(proxy: _CuttingProxy) -> str:
+        return postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
+
+    counting = _CuttingProxy((parts.hostname, parts.port or 5432))
+    first = predict_batch(repo, "churn", as_of, db=via(counting))  # the bytes of one run
+    counting.close()
+    full = counting.sent
+    earlier = _runs(postgres_url, as_of)
+    assert len(earlier) == first.rows
+
+    cutting = _CuttingProxy((parts.hostname, parts.port or 5432), cut_after=int(full * 0.7))
+    with pytest.raises(StoreError) as info:
+        predict_batch(repo, "churn", as_of, db=via(cutting))
+    cutting.close()
+    assert cutting.cut.is_set()  # the drop happened, in the middle of the run
+    message = str(info.value)
+    assert "Writing batch predictions" in message and "127.0.0.1" in message
+    assert "postgres@" not in message  # no credentials in the error
+    after = _runs(postgres_url, as_of)
+    assert set(after.run_id) == {first.run_id} and len(after) == first.rows  # nothing partial
+    # a new as-of lost midway leaves no rows at all
+    cutting = _CuttingProxy((parts.hostname, parts.port or 5432), cut_after=int(full * 0.7))
+    with pytest.raises(StoreError):
+        predict_batch(repo, "churn", later, db=via(cutting))
+    cutting.close()
+    assert _runs(postgres_url, later).empty
+    rerun = predict_batch(repo, "churn", later, db=postgres_url)
+    rows = _runs(postgres_url, later)
+    assert set(rows.run_id) == {rerun.run_id}
+    assert rows.entity_id.is_unique and len(rows) == rerun.rows == first.rows
+
+
+def test_the_prediction_log_survives_a_clean_shutdown_under_load(served, prediction_db, tmp_path):
+    """8 clients keep sending while the service gets SIGTERM: every answered prediction
+    is in the log afterwards, once."""
+    import sys
+    import threading
+    from collections import Counter
+
+    import sqlalchemy as sa
+
+    from framework.prediction_log import engine_url
+    from framework.repo import FeatureRepo
+
+    from .conftest import ROOT
+
+    repo = clone_repo(served[0], tmp_path / "repo")
+    materialize(FeatureRepo(repo.path), end=T)
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "--repo",
+            str(repo.path),
+            "serve",
+            "--port",
+            str(port),
+            "--log-db",
+            prediction_db,
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            assert time.monotonic() < deadline, "the service did not start"
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.2)
+        answered: list[tuple[int, float]] = []
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def client(seed: int) -> None:
+            session = requests.Session()
+            i = seed
+            while not stop.is_set():
+                users = [(i * 7 + k) % 300 + 1 for k in range(5)]
+                i += 8
+                try:
+                    response = session.post(
+                        f"{url}/predict",
+                        json={"problem": "churn", "entities": [{"user_id": u} for u in users]},
+                        timeout=30,
+                    )
+                except requests.ConnectionError:
+                    return  # the service has stopped listening
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code}: {response.text}")
+                    return
+                answered.extend((p["user_id"], p["score"]) for p in response.json()["predictions"])
+
+        threads = [threading.Thread(target=client, args=(s,)) for s in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        assert len(answered) > 100 and not errors, errors
+        server.send_signal(signal.SIGTERM)  # a clean shutdown, with requests in flight
+        server.wait(timeout=60)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    # uvicorn shuts down gracefully, then raises the signal again: it exits "by SIGTERM"
+    stderr = server.stderr.read()
+    assert server.returncode in (0, -signal.SIGTERM) and "Traceback" not in stderr, stderr
+    assert not errors, errors
+    engine = sa.create_engine(engine_url(prediction_db))
+    with engine.connect() as conn:
+        logged = conn.execute(sa.text("SELECT entity_id, score FROM prediction_log")).fetchall()
+    engine.dispose()
+    assert Counter((int(e), float(s)) for e, s in logged) == Counter(answered)

@@ -8,6 +8,10 @@ refused (4xx). Oversized bodies and batches get 413.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import requests
 import schemathesis
@@ -73,7 +77,11 @@ def test_thousands_of_generated_requests_get_no_5xx_and_conform(fuzzed):
     assert not [s for s in sent if s[2] >= 500]
     codes = {code for _, _, code in sent}
     assert {200, 404, 422} <= codes, codes  # the fuzzing reached answers and refusals both
-    print(f"fuzzed requests: {len(sent)} by path {by_path}, status codes {sorted(codes)}")
+    report = os.environ.get("LIFECYCLE_FUZZ_REPORT")  # benchmarks/reliability.py reads it
+    if report:
+        Path(report).write_text(
+            json.dumps({"requests": len(sent), "by_path": by_path, "codes": sorted(codes)})
+        )
 
 
 def test_oversized_bodies_and_batches_are_refused(fuzzed):

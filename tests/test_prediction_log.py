@@ -103,3 +103,48 @@ def test_every_served_prediction_is_logged_by_a_clean_shutdown(served, tmp_path)
     assert len(logged) == len(answered) == 150
     assert [(r[0], r[1]) for r in logged] == [(p["user_id"], p["score"]) for p in answered]
     assert "user_events_count_30d" in json.loads(logged[0][3])
+
+
+HOSTILE = ["churn' OR '1'='1", "x'; DROP TABLE prediction_log; --", 'a" OR 1=1 --', "v1' --"]
+
+
+def test_reads_bind_hostile_names_as_values(prediction_db):
+    """Names reach SQL only as bound parameters: a quote in them matches nothing and
+    runs nothing."""
+    from framework.monitoring import logged_predictions
+    from framework.performance import predictions_of
+    from framework.prediction_log import read_exposures
+
+    log = PredictionLog(prediction_db)
+    log.log(_rows("churn", 50))
+    assert log.close() == 50
+    for name in HOSTILE:
+        assert logged_predictions(prediction_db, name, "v1", None, None).empty
+        assert logged_predictions(prediction_db, "churn", name, None, None).empty
+        assert predictions_of(prediction_db, name).empty
+        assert read_exposures(prediction_db, name).empty
+    assert len(logged_predictions(prediction_db, "churn", "v1", None, None)) == 50
+
+
+def test_the_api_key_is_compared_in_constant_time_and_never_logged(served, caplog, monkeypatch):
+    import hmac
+    import logging
+
+    from framework.serving import background_server
+
+    repo, _ = served
+    key = "s3cret-" + uuid.uuid4().hex
+    compared = []
+    original = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append(1) or original(a, b))
+    caplog.set_level(logging.DEBUG)
+    body = {"problem": "churn", "entities": [{"user_id": 1}]}
+    with background_server(create_app(repo, api_key=key)) as url:
+        wrong = requests.post(
+            f"{url}/predict", json=body, headers={"X-API-Key": "nope"}, timeout=30
+        )
+        none = requests.post(f"{url}/predict", json=body, timeout=30)
+        right = requests.post(f"{url}/predict", json=body, headers={"X-API-Key": key}, timeout=30)
+    assert (wrong.status_code, none.status_code, right.status_code) == (401, 401, 200)
+    assert len(compared) == 3  # every check went through hmac.compare_digest
+    assert key not in caplog.text and key not in wrong.text + none.text + right.text

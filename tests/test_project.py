@@ -18,7 +18,8 @@ def _quickstart_lines() -> list[str]:
 
 def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
     demo, tests = _quickstart_lines()
-    assert demo.endswith("lifecycle demo") and tests.endswith("pytest")
+    assert demo.endswith("lifecycle demo")
+    assert tests.endswith(".venv/bin/pytest && .venv/bin/pytest --profile production")
     assert tests in (ROOT / ".ci" / "run").read_text()
 
 
