@@ -206,3 +206,53 @@ def test_inputs_failing_the_models_suite_are_refused_before_writing(
     assert "nothing was written" in message and column in message and expectation in message
     assert _runs(prediction_db, later).empty  # nothing of the refused run
     assert len(_runs(prediction_db, T)) == clean.rows  # the earlier run untouched
+
+
+def test_the_fast_check_never_passes_what_great_expectations_fails(served):
+    """Batch inputs pass through a vectorized check first, and GX judges (and reports)
+    only what it cannot settle: on clean and corrupted frames, nothing the fast check
+    passes fails in GX, and every corruption reaches GX."""
+    import numpy as np
+
+    from framework.modeling import registry_of
+    from framework.retrieval import get_historical_features
+    from framework.validation import _feature_expectations, _run, _surely_met
+
+    repo, _ = served
+    meta = registry_of(repo).get("churn").meta
+    spec = {**meta, **meta["validation"]}
+    users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(200).tolist()
+    clean = get_historical_features(
+        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), meta["feature_service"]
+    )
+    count = spec["zero_fill"][0]
+    short, long = spec["window_groups"][0][:2]
+    category = next(iter(meta["categories"]))
+    corrupted = {
+        "negative": clean.assign(**{count: clean[count].where(clean.index != 5, -1)}),
+        "null": clean.assign(**{count: clean[count].astype("float64").where(clean.index != 7)}),
+        "window order": clean.assign(**{short: clean[long] + 1}),
+        "dtype": clean.assign(**{count: clean[count].astype("float64")}),
+        "category": clean.assign(**{category: clean[category].where(clean.index != 3, "gold")}),
+        "object ints": clean.assign(
+            **{category: clean[category].astype(object).where(clean.index != 4, 7)}
+        ),
+    }
+
+    def key(kind, kw):
+        column = kw.get("column") or f"{kw['column_A']} >= {kw['column_B']}"
+        return kind, column
+
+    for name, frame in {"clean": clean, **corrupted}.items():
+        expectations = _feature_expectations(frame, meta["features"], spec, meta["categories"])
+        fast = {key(*e) for e in expectations if _surely_met(frame, e, spec["feature_dtypes"])}
+        judged = _run("churn", frame, expectations, "check", meta["features"])
+        failed = {(f.expectation, f.column) for f in judged.failures}
+        failed = {(k.replace("_", ""), c) for k, c in failed}
+        fast_norm = {(k.lower(), c) for k, c in fast}
+        assert not fast_norm & failed, name  # sound: the fast check never passes a failure
+        if name == "clean":
+            assert len(fast) == len(expectations) and not failed
+        else:
+            assert len(fast) < len(expectations) and failed, name  # GX gets it, and fails it
+    assert np.isfinite(clean[count]).all()
