@@ -234,8 +234,11 @@ def events_ingest(obj: Context, file: Path) -> None:
     \b
     Columns: user_id (int), event_timestamp (with a time zone, e.g.
     2025-06-01T12:00:00Z), event_type, source (strings), amount (number or empty).
-    Nothing is appended when any row is bad. Events identical to logged ones are
-    kept once. The next `lifecycle apply` or `lifecycle materialize` counts them.
+    Rows must also keep the repo's EventContract (known event types and sources,
+    no timestamps in the future, no amounts below the minimum, no missing keys).
+    Nothing is appended when any row is bad; the error lists every problem with
+    its row count and examples. Events identical to logged ones are kept once.
+    The next `lifecycle apply` or `lifecycle materialize` counts them.
     """
     from framework.events import read_table
     from framework.ingest import append, compact, event_log_path
@@ -527,8 +530,15 @@ def serve(
 
     \b
     POST /predict  {"problem": "churn", "entities": [{"user_id": 42}]}
+    POST /events   {"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}
     GET  /health   online store and models
     GET  /models   production versions and their test metrics
+    GET  /ui       model cards and monitoring reports
+
+    Errors are JSON naming the field (400/401/404/413/422); a failing store gets
+    503 within --store-timeout. Bodies over 4 MiB get 413. The API key is
+    compared in constant time and never logged. Production: see the README's
+    "Running in production" (LIFECYCLE_FS_YAML, LIFECYCLE_PREDICTION_DB).
     """
     import uvicorn
 
