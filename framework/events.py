@@ -38,8 +38,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "Column",
     "EventContract",
-    "Problem",
     "RefusedEvents",
+    "Violation",
     "check_events",
     "check_frame",
     "contract_problems",
@@ -203,7 +203,7 @@ class EventContract:
 
 
 @dataclass(frozen=True)
-class Problem:
+class Violation:
     """One failed check of an event table: how many rows fail it, and examples."""
 
     check: str
@@ -223,7 +223,7 @@ class Problem:
 class RefusedEvents(DataError):
     """An event table failed the repo's event contract; ``problems`` lists every failure."""
 
-    def __init__(self, source: str, total: int, problems: list[Problem]) -> None:
+    def __init__(self, source: str, total: int, problems: list[Violation]) -> None:
         self.source, self.total, self.problems = source, total, problems
         bad = f"{len(problems)} problem(s) in {total:,} row(s)"
         lines = [f"{source} is refused, nothing was written ({bad}):"]
@@ -244,15 +244,15 @@ def _examples(table: pa.Table, mask: pa.ChunkedArray, column: str, n: int = 3) -
 
 def contract_problems(
     table: pa.Table, contract: EventContract, *, now: datetime | None = None
-) -> list[Problem]:
+) -> list[Violation]:
     """Every way ``table`` (already of the event schema's types) breaks ``contract``."""
     now = now or datetime.now(UTC)
-    problems: list[Problem] = []
+    problems: list[Violation] = []
 
     def add(mask, column: str, check: str, fix: str) -> None:
         count = pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
         if count:
-            problems.append(Problem(check, count, _examples(table, mask, column), fix))
+            problems.append(Violation(check, count, _examples(table, mask, column), fix))
 
     for col in EVENT_COLUMNS:
         if not col.nullable and table.column(col.name).null_count:
