@@ -9,7 +9,7 @@ Profiles: ``pytest`` runs on the embedded profile (file registry, SQLite online
 store, SQLite prediction store). ``pytest --profile production`` runs the same
 store-touching tests on the production profile: every example repo a test makes
 uses ``feature_repo/feature_store.production.yaml`` (the Feast registry in
-PostgreSQL, in a schema of its own per run, and Redis as online store), and the
+PostgreSQL, in a schema of its own per repo, and Redis as online store), and the
 ``prediction_db`` fixture is a fresh PostgreSQL schema instead of a SQLite file.
 """
 
@@ -115,6 +115,17 @@ def set_project(text: str, project: str | None = None) -> str:
     return re.sub(r"(?m)^project: .*$", f"project: {project}", text)
 
 
+def set_registry(text: str) -> str:
+    """A production Feast config's text with its SQL registry in a new, empty schema.
+    Feast's SQL registry reads every project in its tables on each refresh, so a
+    registry shared by all the run's repos would slow every test down."""
+    url = "postgresql+psycopg://" + new_pg_schema("registry_").split("://", 1)[1]
+    pattern = r"(?m)^  path: (\$\{LIFECYCLE_REGISTRY_URL\}|postgresql\+psycopg://\S+)$"
+    out, n = re.subn(pattern, f"  path: {url}", text)
+    assert n == 1, text
+    return out
+
+
 def set_online_store(text: str, block: str) -> str:
     """A Feast config's text with its ``online_store:`` block replaced by ``block``."""
     out, n = re.subn(r"(?ms)^online_store:\n(?:[ #].*?\n)+", f"online_store:\n{block}\n", text)
@@ -138,7 +149,7 @@ def copy_example_repo(
             shutil.copy(item, dest / item.name)
     if production():
         text = (EXAMPLE_REPO / "feature_store.production.yaml").read_text()
-        (dest / "feature_store.yaml").write_text(set_project(text))
+        (dest / "feature_store.yaml").write_text(set_registry(set_project(text)))
     if users:
         from framework.example_data import write_example_data
 
@@ -218,9 +229,9 @@ def clone_repo(repo, dest: Path, fs_yaml=None):
     from framework.repo import FeatureRepo
 
     shutil.copytree(repo.path, dest)
-    if production():  # the registry is shared: the copy needs a project of its own
+    if production():  # the copy needs a registry of its own
         yaml = dest / "feature_store.yaml"
-        yaml.write_text(set_project(yaml.read_text()))
+        yaml.write_text(set_registry(set_project(yaml.read_text())))
     copy = FeatureRepo(dest, fs_yaml(dest) if fs_yaml else None)
     register(copy)
     return copy

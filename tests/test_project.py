@@ -56,3 +56,28 @@ def test_exported_members(module):
     mod = importlib.import_module(module)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which does not exist"
+
+
+def test_the_production_profile_is_configuration_only(tmp_path, monkeypatch, postgres_url):
+    """The shipped production config: environment variables select the SQL registry and
+    Redis; a missing one is an error naming it."""
+    import shutil
+
+    from framework.errors import ConfigError
+    from framework.repo import FeatureRepo
+
+    from .conftest import EXAMPLE_REPO, copy_example_repo, new_pg_schema
+
+    repo = copy_example_repo(tmp_path / "repo", users=None)
+    yaml = repo / "production.yaml"
+    shutil.copy(EXAMPLE_REPO / "feature_store.production.yaml", yaml)
+    monkeypatch.delenv("LIFECYCLE_REGISTRY_URL", raising=False)
+    monkeypatch.delenv("REDIS_CONNECTION_STRING", raising=False)
+    with pytest.raises(ConfigError, match="'LIFECYCLE_REGISTRY_URL', 'REDIS_CONNECTION_STRING'"):
+        _ = FeatureRepo(repo, yaml).store
+    url = "postgresql+psycopg://" + new_pg_schema("registry_").split("://", 1)[1]
+    monkeypatch.setenv("LIFECYCLE_REGISTRY_URL", url)
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", "127.0.0.1:6379,db=15")
+    config = FeatureRepo(repo, yaml).store.config
+    assert config.registry.registry_type == "sql" and config.registry.path == url
+    assert config.online_store.type == "redis" and config.offline_store.type == "duckdb"
