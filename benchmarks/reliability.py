@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import ROOT, WORK, _free_port, _prepare_online, _wait
@@ -82,8 +82,6 @@ def _production(repo, postgres: str, redis: str) -> tuple[Path, dict]:
     prod = FeatureRepo(repo.path, yaml)
     register(prod)
     events = repo.data_dir / "events.parquet"
-    import pandas as pd
-
     end = pd.read_parquet(events, columns=["event_timestamp"]).event_timestamp.max()
     materialize(prod, end=end)
     return yaml, env
@@ -114,7 +112,7 @@ def run_load(repo, clients: int, seconds: float, production: bool, postgres: str
         text=True,
     )
     _wait(port, "/health", server)
-    users = [int(u) for u in np.load(_users_file(repo))]
+    users = pd.read_parquet(repo.data_dir / "users.parquet", columns=["user_id"]).user_id.tolist()
     stop = threading.Event()
     results: list[list] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -192,16 +190,6 @@ def run_load(repo, clients: int, seconds: float, production: bool, postgres: str
         "memory_bounded": bool(half and growth < 0.05 * half[-1]),
         "shutdown_returncode": server.returncode,
     }
-
-
-def _users_file(repo) -> Path:
-    import pandas as pd
-
-    path = WORK / "reliability-users.npy"
-    if not path.exists():
-        users = pd.read_parquet(repo.data_dir / "users.parquet", columns=["user_id"])
-        np.save(path, users.user_id.to_numpy())
-    return path
 
 
 def run_tests() -> tuple[list[dict], dict]:
@@ -318,7 +306,6 @@ def main() -> None:
     )
     print(f"# reliability, {header}")
     repo, _ = _prepare_online(args.users)
-    shutil.rmtree(WORK / "reliability", ignore_errors=True)
     loads = [run_load(repo, args.clients, args.seconds, False, args.postgres, args.redis)]
     if args.production:
         loads.append(run_load(repo, args.clients, args.seconds, True, args.postgres, args.redis))

@@ -202,9 +202,9 @@ def materialize(obj: Context, start: str | None, end: str | None) -> None:
     )
 
 
-def _db_option(what: str):
+def _db_option(what: str, flag: str = "--db"):
     return click.option(
-        "--db",
+        flag,
         default=None,
         envvar="LIFECYCLE_PREDICTION_DB",
         help=f"{what}: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
@@ -502,13 +502,7 @@ def _comparison(result) -> str:
     default=None,
     help="Require this key in the X-API-Key header. Env: LIFECYCLE_API_KEY.",
 )
-@click.option(
-    "--log-db",
-    envvar="LIFECYCLE_PREDICTION_DB",
-    default=None,
-    help="Prediction log: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
-    "Env: LIFECYCLE_PREDICTION_DB.",
-)
+@_db_option("Prediction log", "--log-db")
 @click.option(
     "--store-timeout",
     type=click.FloatRange(min=0.1),

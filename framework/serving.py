@@ -244,6 +244,14 @@ def background_server(app, host: str = "127.0.0.1") -> Iterator[str]:
         thread.join(timeout=30)
 
 
+class _TooLarge(StarletteHTTPException):
+    """A body past the limit: an HTTP error, so that FastAPI's body parsing passes it on
+    (instead of answering 400) and the app's handler answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail={"error": f"the body is over {limit:,} bytes"})
+
+
 class BodyLimit:
     """ASGI middleware: a body over ``limit`` bytes gets 413 before it is read whole
     (by its Content-Length, or as it streams in when it has none)."""
@@ -257,10 +265,11 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await self._refuse(scope, receive, send)
+            refused = _TooLarge(self.limit)
+            response = JSONResponse(status_code=413, content={"detail": refused.detail})
+            await response(scope, receive, send)
             return
         seen = 0
-        started = False
 
         async def counted() -> dict:
             nonlocal seen
@@ -270,30 +279,7 @@ class BodyLimit:
                 raise _TooLarge(self.limit)
             return message
 
-        async def tracked(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
-        await JSONResponse(
-            status_code=413,
-            content={"detail": {"error": f"the body is over {self.limit:,} bytes"}},
-        )(scope, receive, send)
-
-
-class _TooLarge(StarletteHTTPException):
-    """Raised while a body streams in past the limit (an HTTP error, so that FastAPI's
-    body parsing passes it on instead of answering 400)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, detail={"error": f"the body is over {limit:,} bytes"})
+        await self.app(scope, counted, send)
 
 
 def create_app(
@@ -529,8 +515,8 @@ def create_app(
         try:
             accepted = append(repo, table, source="events")
         except RefusedEvents as exc:
-            detail = {"field": "events", "error": str(exc)}
-            detail["problems"] = [p.as_json() for p in exc.problems]
+            problems = [p.as_json() for p in exc.problems]
+            detail = {"field": "events", "error": str(exc), "problems": problems}
             raise HTTPException(422, detail=detail) from exc
         except DataError as exc:
             raise HTTPException(422, detail={"field": "events", "error": str(exc)}) from exc

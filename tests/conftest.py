@@ -36,7 +36,7 @@ PROFILE_REDIS_DB = 14  # the production profile's online store (flushed after th
 
 POSTGRES = os.environ.get("LIFECYCLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 PROFILES = ("embedded", "production")
-_profile = {"name": "embedded", "schema": None}
+_profile: dict = {"name": "embedded", "schemas": []}  # the schemas are dropped after the run
 
 
 def pytest_addoption(parser):
@@ -64,7 +64,7 @@ def new_pg_schema(prefix: str = "t") -> str:
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     engine.dispose()
-    _profile.setdefault("schemas", []).append(schema)
+    _profile["schemas"].append(schema)
     return f"{POSTGRES}?options=-csearch_path%3D{schema}"
 
 
@@ -89,7 +89,7 @@ def pytest_unconfigure(config):
 
         host, _, port = REDIS.partition(":")
         redis.Redis(host=host, port=int(port or 6379), db=PROFILE_REDIS_DB).flushdb()
-    schemas = _profile.get("schemas") or []
+    schemas = _profile["schemas"]
     if not schemas:
         return
     import sqlalchemy as sa
