@@ -36,7 +36,7 @@ EVENTS_PER_USER = 111  # the example generator's rate, measured
 
 def _repo(size: int) -> Path:
     """The example repo's declarations (always refreshed) with data for ``size`` events (made once)."""
-    from framework.example_data import write_example_data
+    from framework.collect.example_data import write_example_data
 
     path = WORK / f"e{size}" / "feature_repo"
     path.mkdir(parents=True, exist_ok=True)
@@ -60,8 +60,8 @@ def _best(fn, repeat=3):
 BUILD_CHILD = """
 import json, resource, sys, time
 import duckdb  # a one-time import (about 0.15 s), not build throughput: paid before the clock starts
-from framework.repo import FeatureRepo
-from framework.window_tables import build_window_table
+from framework.declare.repo import FeatureRepo
+from framework.prepare.window_tables import build_window_table
 repo = FeatureRepo(sys.argv[1])
 spec = repo.declared_window_specs[0]
 t0 = time.perf_counter()
@@ -127,9 +127,9 @@ def duckdb_windows(events_path: Path, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def bench_retrieval(path: Path, n: int) -> dict:
-    from framework import pit
-    from framework.repo import FeatureRepo
-    from framework.retrieval import get_historical_features
+    from framework.declare.repo import FeatureRepo
+    from framework.features import pit
+    from framework.features.retrieval import get_historical_features
 
     repo = FeatureRepo(path)
     rows = _entity_rows(path, n)
@@ -163,9 +163,9 @@ def bench_retrieval(path: Path, n: int) -> dict:
 
 def bench_materialize(path: Path) -> dict:
     """Ours, then stock Feast, into a fresh SQLite online store each."""
-    from framework.apply import register
-    from framework.materialize import materialize
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.features.materialize import materialize
+    from framework.prepare.apply import register
 
     end = datetime(2026, 1, 1, tzinfo=UTC)
     timings = {}
@@ -194,9 +194,9 @@ def bench_materialize_redis(path: Path, redis: str) -> dict:
     """The same comparison with Redis as online store (database 14, flushed before and after)."""
     import redis as redis_client
 
-    from framework.apply import register
-    from framework.materialize import materialize
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.features.materialize import materialize
+    from framework.prepare.apply import register
 
     host, _, port = redis.partition(":")
     client = redis_client.Redis(host=host, port=int(port or 6379), db=14)
@@ -275,8 +275,8 @@ def main() -> None:
 
     import feast  # noqa: F401 - Feast sets warning filters on import; ours go after
 
-    from framework.apply import apply
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.prepare.apply import apply
 
     warnings.filterwarnings("ignore")
     print(

@@ -1,6 +1,6 @@
 """Benchmark drift monitoring: 1M current rows x 50 features against a 20k-row reference.
 
-Ours: ``framework.drift.drift`` (PSI, exact KS or chi-square, Jensen-Shannon,
+Ours: ``framework.monitor.drift_stats.drift`` (PSI, exact KS or chi-square, Jensen-Shannon,
 missing and out-of-range rates per feature, then the scores). Baseline in the
 same run: the same tests computed with plain ``scipy.stats`` per column
 (``ks_2samp`` for numbers, ``chi2_contingency`` on a crosstab for categories),
@@ -9,7 +9,7 @@ and 10 categorical ones; the scores are one more numeric column.
 
     .venv/bin/python benchmarks/monitoring.py [--rows 1000000] [--features 50]
 
-Then the delayed-label join: ``framework.labels.labels_at`` for --rows predictions
+Then the delayed-label join: ``framework.training.labels.labels_at`` for --rows predictions
 (random users and times of the serving benchmark's 10k-user repo) against a
 pandas ``merge_asof`` computing the same churn labels.
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    from framework.drift import drift
+    from framework.monitor.drift_stats import drift
 
     print(
         f"# monitoring benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
@@ -107,8 +107,8 @@ def bench_label_join(predictions: int) -> None:
     warnings.filterwarnings("ignore")
     from pathlib import Path
 
-    from framework.labels import labels_at
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.training.labels import labels_at
 
     path = Path(__file__).resolve().parent / "_work" / "serving" / "feature_repo"
     if not (path / "data" / "events.parquet").exists():

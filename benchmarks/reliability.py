@@ -60,9 +60,9 @@ def _production(repo, postgres: str, redis: str) -> tuple[Path, dict]:
     import redis as redis_client
     import sqlalchemy as sa
 
-    from framework.apply import register
-    from framework.materialize import materialize
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.features.materialize import materialize
+    from framework.prepare.apply import register
 
     engine = sa.create_engine("postgresql+psycopg://" + postgres.split("://", 1)[1])
     with engine.begin() as conn:
@@ -90,7 +90,7 @@ def _production(repo, postgres: str, redis: str) -> tuple[Path, dict]:
 def run_load(repo, clients: int, seconds: float, production: bool, postgres: str, redis: str):
     import sqlalchemy as sa
 
-    from framework.prediction_log import engine_url
+    from framework.deploy.prediction_log import engine_url
 
     env = dict(os.environ)
     args = [sys.executable, "-m", "framework.cli", "--repo", str(repo.path)]

@@ -46,9 +46,9 @@ warnings.filterwarnings("ignore")
 
 def _repo(name: str, users: int, models_from: Path | None = None):
     """The example repo's declarations (no experiment), its data (made once), applied."""
-    from framework.apply import apply
-    from framework.example_data import write_example_data
-    from framework.repo import FeatureRepo
+    from framework.collect.example_data import write_example_data
+    from framework.declare.repo import FeatureRepo
+    from framework.prepare.apply import apply
 
     path = WORK / name / "feature_repo"
     path.mkdir(parents=True, exist_ok=True)
@@ -66,8 +66,8 @@ def _repo(name: str, users: int, models_from: Path | None = None):
 
 
 def _prepare_online(users: int):
-    from framework.materialize import materialize
-    from framework.modeling import registry_of, run_training
+    from framework.features.materialize import materialize
+    from framework.training.run import registry_of, run_training
 
     repo = _repo("serving", users)
     registry = registry_of(repo)
@@ -248,8 +248,8 @@ def bench_online(repo, end, requests: int, rounds: int) -> list[dict]:
 def bench_batch(repo, db: str, label: str) -> dict:
     import sqlalchemy as sa
 
-    from framework.batch import predict_batch
-    from framework.prediction_log import engine_url
+    from framework.deploy.batch import predict_batch
+    from framework.deploy.prediction_log import engine_url
 
     events = pd.read_parquet(repo.data_dir / "events.parquet", columns=["event_timestamp"])
     as_of = events.event_timestamp.max()

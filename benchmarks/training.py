@@ -76,11 +76,11 @@ def main() -> None:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    from framework.apply import apply
-    from framework.dataset import LABEL, TrainingSet, build_training_set
-    from framework.repo import FeatureRepo
-    from framework.scoring import to_model_frame
-    from framework.train import _preprocessor, split_by_time, train
+    from framework.declare.repo import FeatureRepo
+    from framework.models.scoring import to_model_frame
+    from framework.prepare.apply import apply
+    from framework.training.candidates import _preprocessor, split_by_time, train
+    from framework.training.dataset import LABEL, TrainingSet, build_training_set
 
     warnings.filterwarnings("ignore")
     print(

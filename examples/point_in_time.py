@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from framework.apply import apply
-from framework.example_data import write_example_data
-from framework.repo import FeatureRepo
-from framework.retrieval import get_historical_features
+from framework.collect.example_data import write_example_data
+from framework.declare.repo import FeatureRepo
+from framework.features.retrieval import get_historical_features
+from framework.prepare.apply import apply
 
 
 def main() -> None:

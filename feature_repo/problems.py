@@ -2,7 +2,7 @@
 
 from sources import events_source
 
-from framework.problems import NoEvents, Problem, Sum, WeeklyCutoffs
+from framework.declare.problems import NoEvents, Problem, Sum, WeeklyCutoffs
 
 # Categories the validation suite accepts (anything else fails validation).
 PROFILE_CATEGORIES = {

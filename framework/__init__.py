@@ -25,16 +25,16 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Aggregate": "framework.windows",
-    "WindowedFeatureView": "framework.windows",
-    "DateExpansions": "framework.dates",
-    "EventContract": "framework.events",
-    "Experiment": "framework.experiments",
-    "FeatureRepo": "framework.repo",
-    "NoEvents": "framework.problems",
-    "Problem": "framework.problems",
-    "Sum": "framework.problems",
-    "WeeklyCutoffs": "framework.problems",
+    "Aggregate": "framework.declare.windows",
+    "WindowedFeatureView": "framework.declare.windows",
+    "DateExpansions": "framework.declare.dates",
+    "EventContract": "framework.collect.checks",
+    "Experiment": "framework.declare.experiments",
+    "FeatureRepo": "framework.declare.repo",
+    "NoEvents": "framework.declare.problems",
+    "Problem": "framework.declare.problems",
+    "Sum": "framework.declare.problems",
+    "WeeklyCutoffs": "framework.declare.problems",
 }
 
 

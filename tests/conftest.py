@@ -151,7 +151,7 @@ def copy_example_repo(
         text = (EXAMPLE_REPO / "feature_store.production.yaml").read_text()
         (dest / "feature_store.yaml").write_text(set_registry(set_project(text)))
     if users:
-        from framework.example_data import write_example_data
+        from framework.collect.example_data import write_example_data
 
         write_example_data(dest / "data", users=users, seed=seed)
     return dest
@@ -208,8 +208,8 @@ def redis_server() -> str:
 @pytest.fixture(scope="session")
 def applied_repo(tmp_path_factory):
     """A small example repo (300 users), applied; read-only for tests that share it."""
-    from framework.apply import apply
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.prepare.apply import apply
 
     path = copy_example_repo(tmp_path_factory.mktemp("repo") / "feature_repo")
     repo = FeatureRepo(path)
@@ -225,8 +225,8 @@ def fresh_repo(tmp_path):
 
 def clone_repo(repo, dest: Path, fs_yaml=None):
     """A copy of an applied repo whose registry points at the copy's own tables."""
-    from framework.apply import register
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.prepare.apply import register
 
     shutil.copytree(repo.path, dest)
     if production():  # the copy needs a registry of its own
@@ -281,9 +281,9 @@ def serve_app(app):
 @pytest.fixture(scope="module")
 def served(applied_repo, tmp_path_factory):
     """A copy of the small repo with both problems trained and promoted, materialized at T, served."""
-    from framework.materialize import materialize
-    from framework.modeling import registry_of, run_training
-    from framework.serving import create_app
+    from framework.deploy.service import create_app
+    from framework.features.materialize import materialize
+    from framework.training.run import registry_of, run_training
 
     repo = clone_repo(applied_repo, tmp_path_factory.mktemp("serve") / "repo")
     for name in ("churn", "spend"):
@@ -310,7 +310,7 @@ def registry_state(repo_path: Path) -> bytes | None:
     if not production():
         path = repo_path / "data" / "registry.db"
         return path.read_bytes() if path.exists() else None
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
 
     store = FeatureRepo(repo_path).store
     registry, project = store.registry, store.config.project

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from framework.apply import apply
+from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
-from framework.repo import FeatureRepo
+from framework.prepare.apply import apply
 
 from .conftest import registry_state
 

@@ -8,17 +8,17 @@ import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from framework.batch import predict_batch
 from framework.cli import main
+from framework.deploy.batch import predict_batch
+from framework.deploy.prediction_log import engine_url
 from framework.errors import StoreError
-from framework.prediction_log import engine_url
 
 from .conftest import T
 
 
 def _runs(url: str, as_of) -> pd.DataFrame:
     """The rows of the run(s) at ``as_of``, read through the typed table (as the writer does)."""
-    from framework.batch import _table
+    from framework.deploy.batch import _table
 
     table = _table(sa)
     engine = sa.create_engine(engine_url(url))
@@ -59,7 +59,7 @@ def _check_idempotent_and_atomic(repo, url, monkeypatch, as_of):
     assert second.replaced == first.rows and len(rows) == first.rows
     assert set(rows.run_id) == {second.run_id}
     # A run that fails halfway (a row breaks NOT NULL) leaves the earlier run untouched.
-    from framework.bulk import BulkInsert
+    from framework.deploy.bulk import BulkInsert
 
     original = BulkInsert.columnar
 
@@ -115,9 +115,9 @@ def test_cli_predict(served, tmp_path, prediction_db):
 
 _KILLED_RUN = """
 import sys, time, pathlib
-from framework.batch import predict_batch
-from framework.bulk import BulkInsert
-from framework.repo import FeatureRepo
+from framework.deploy.batch import predict_batch
+from framework.deploy.bulk import BulkInsert
+from framework.declare.repo import FeatureRepo
 
 repo, db, marker, as_of = sys.argv[1:5]
 write = BulkInsert.write
@@ -186,16 +186,16 @@ def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact
 def test_inputs_failing_the_models_suite_are_refused_before_writing(
     served, prediction_db, monkeypatch, corrupt, expectation
 ):
-    import framework.retrieval
-    from framework.validation import ValidationError
+    import framework.features.retrieval
+    from framework.training.validation import ValidationError
 
     repo, _ = served
     users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(20).tolist()
     clean = predict_batch(repo, "churn", T, entities=users, db=prediction_db)
     column = "user_page_views_count_7d"
-    original = framework.retrieval.get_historical_features
+    original = framework.features.retrieval.get_historical_features
     monkeypatch.setattr(
-        framework.retrieval,
+        framework.features.retrieval,
         "get_historical_features",
         lambda *a, **k: corrupt(original(*a, **k), column),
     )
@@ -214,9 +214,9 @@ def test_the_fast_check_never_passes_what_great_expectations_fails(served):
     passes fails in GX, and every corruption reaches GX."""
     import numpy as np
 
-    from framework.modeling import registry_of
-    from framework.retrieval import get_historical_features
-    from framework.validation import _feature_expectations, _run, _surely_met
+    from framework.features.retrieval import get_historical_features
+    from framework.training.run import registry_of
+    from framework.training.validation import _feature_expectations, _run, _surely_met
 
     repo, _ = served
     meta = registry_of(repo).get("churn").meta

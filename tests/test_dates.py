@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from framework.dates import DATE_FEATURES, DateExpansions, expand_dates
+from framework.declare.dates import DATE_FEATURES, DateExpansions, expand_dates
 from framework.errors import DataError, FeatureRepoError
 
 

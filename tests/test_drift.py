@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from framework.drift import drift, feature_drift, ks_test, psi
 from framework.errors import DataError
+from framework.monitor.drift_stats import drift, feature_drift, ks_test, psi
 
 
 def test_psi_by_hand():
@@ -122,8 +122,8 @@ def test_a_shift_out_of_a_constant_reference_is_seen_by_psi():
 
 
 def test_the_declared_policy_recommends_retraining_on_a_performance_drop_or_new_labels():
-    from framework.monitoring import apply_policy
-    from framework.problems import Monitoring
+    from framework.declare.problems import Monitoring
+    from framework.monitor.drift import apply_policy
 
     reference = _population(2_000, np.random.default_rng(3))
     quiet = drift(reference, _population(2_000, np.random.default_rng(4)), FEATURES)

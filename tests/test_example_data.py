@@ -1,7 +1,7 @@
 import pandas as pd
 import pandas.testing as pdt
 
-from framework.example_data import EVENT_TYPES, SOURCES, generate, write_example_data
+from framework.collect.example_data import EVENT_TYPES, SOURCES, generate, write_example_data
 
 
 def test_same_seed_same_data_and_scales_with_users():

@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from framework.declare.experiments import (
+    Experiment,
+    assign,
+    report,
+    srm_p_value,
+    two_proportion_test,
+)
 from framework.errors import FeatureRepoError
-from framework.experiments import Experiment, assign, report, srm_p_value, two_proportion_test
 
 EXP = Experiment(name="offers", problem="churn", control="none", treatment="production")
 

@@ -1,8 +1,8 @@
 import duckdb
 import pytest
 
+from framework.declare.expressions import filter_columns, filter_to_sql
 from framework.errors import FeatureRepoError
-from framework.expressions import filter_columns, filter_to_sql
 
 ROWS = [
     ("page_view", "google", None),

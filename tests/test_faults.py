@@ -18,9 +18,9 @@ import pandas.testing as pdt
 import pytest
 import requests
 
-from framework.materialize import materialize
-from framework.repo import FeatureRepo
-from framework.serving import background_server, create_app
+from framework.declare.repo import FeatureRepo
+from framework.deploy.service import background_server, create_app
+from framework.features.materialize import materialize
 
 from .conftest import T, clone_repo, set_online_store, set_project
 
@@ -131,7 +131,7 @@ def _lifecycle(repo_path, *args) -> subprocess.Popen:
 
 
 def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo):
-    from framework.retrieval import get_historical_features, get_online_features
+    from framework.features.retrieval import get_historical_features, get_online_features
 
     first = [_lifecycle(fresh_repo, "apply"), _lifecycle(fresh_repo, "apply")]
     for proc in first:
@@ -158,8 +158,8 @@ def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo)
 
 _KILLED_MATERIALIZE = """
 import sys, time, pathlib
-import framework.materialize as m
-from framework.repo import FeatureRepo
+import framework.features.materialize as m
+from framework.declare.repo import FeatureRepo
 
 repo, marker, end = sys.argv[1:4]
 m.BATCH_ROWS = 40  # many batches, so that the kill lands between two of them
@@ -183,7 +183,7 @@ m.materialize(FeatureRepo(repo), end=end)
 def test_a_materialization_killed_midway_and_rerun_equals_a_clean_run(applied_repo, tmp_path):
     import sys
 
-    from framework.retrieval import get_historical_features, get_online_features
+    from framework.features.retrieval import get_historical_features, get_online_features
 
     from .conftest import ROOT
 
@@ -267,7 +267,7 @@ def test_postgres_lost_during_a_batch_run_leaves_nothing_and_the_rerun_completes
     partial run visible, and the rerun writes exactly one copy of every row."""
     from urllib.parse import urlsplit
 
-    from framework.batch import predict_batch
+    from framework.deploy.batch import predict_batch
     from framework.errors import StoreError
 
     from .test_batch import _runs
@@ -318,8 +318,8 @@ def test_the_prediction_log_survives_a_clean_shutdown_under_load(served, predict
 
     import sqlalchemy as sa
 
-    from framework.prediction_log import engine_url
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.deploy.prediction_log import engine_url
 
     from .conftest import ROOT
 

@@ -21,7 +21,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from framework.serving import MAX_BODY_BYTES, background_server, create_app
+from framework.deploy.service import MAX_BODY_BYTES, background_server, create_app
 
 from .conftest import T, clone_repo
 
@@ -30,7 +30,7 @@ EXAMPLES = 600  # per operation and mode (valid, invalid); the total is asserted
 
 @pytest.fixture(scope="module")
 def fuzzed(served, tmp_path_factory):
-    from framework.materialize import materialize
+    from framework.features.materialize import materialize
 
     repo = clone_repo(served[0], tmp_path_factory.mktemp("fuzz") / "repo")
     materialize(repo, end=T)

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from framework.apply import apply
 from framework.cli import main
+from framework.collect.ingest import append, compact, event_log_path, inbox_files, read_events
 from framework.errors import DataError
-from framework.ingest import append, compact, event_log_path, inbox_files, read_events
-from framework.materialize import materialize
-from framework.retrieval import get_historical_features, get_online_features
+from framework.features.materialize import materialize
+from framework.features.retrieval import get_historical_features, get_online_features
+from framework.prepare.apply import apply
 
 from .conftest import clone_repo
 from .test_apply import BAD_EVENTS
@@ -121,7 +121,7 @@ def test_bad_files_are_refused_and_nothing_is_appended(repo, tmp_path, change, m
 
 
 def test_a_corrupted_file_is_refused_with_a_report_of_every_problem(repo, tmp_path):
-    from framework.events import RefusedEvents
+    from framework.collect.checks import RefusedEvents
 
     good = _new_events([1, 2, 3, 4, 5, 6], T)
     bad = good.copy()
@@ -175,7 +175,7 @@ def test_naive_timestamps_in_a_csv_are_refused(repo, tmp_path):
         "user_id,event_timestamp,event_type,source,amount\n1,2025-09-01 10:00:00,page_view,google,\n"
     )
     with pytest.raises(DataError, match="timezone-naive"):
-        from framework.events import read_table
+        from framework.collect.checks import read_table
 
         append(repo, read_table(path))
     assert inbox_files(repo) == []

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from feast import FileSource
 
+from framework.declare.problems import NoEvents, Problem, Sum, WeeklyCutoffs
 from framework.errors import DataError, FeatureRepoError
-from framework.labels import build_observations
-from framework.problems import NoEvents, Problem, Sum, WeeklyCutoffs
+from framework.training.labels import build_observations
 
 D = pd.Timedelta(days=1)
 T0 = pd.Timestamp("2025-01-01", tz="UTC")

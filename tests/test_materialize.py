@@ -6,8 +6,8 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from framework.materialize import materialize
-from framework.retrieval import get_historical_features, get_online_features
+from framework.features.materialize import materialize
+from framework.features.retrieval import get_historical_features, get_online_features
 
 from .conftest import clone_repo, redis_yaml
 

@@ -11,13 +11,13 @@ import requests
 from click.testing import CliRunner
 
 from framework.cli import main
+from framework.deploy.service import background_server, create_app
 from framework.errors import DataError
-from framework.modeling import registry_of
-from framework.monitoring import monitor
-from framework.registry import ArtifactError, ModelArtifact
-from framework.retrieval import get_historical_features
-from framework.scoring import score
-from framework.serving import background_server, create_app
+from framework.features.retrieval import get_historical_features
+from framework.models.registry import ArtifactError, ModelArtifact
+from framework.models.scoring import score
+from framework.monitor.drift import monitor
+from framework.training.run import registry_of
 
 from .conftest import T
 
@@ -58,7 +58,7 @@ def test_monitor_reads_the_prediction_log(served, prediction_db):
                 ],
             }
             assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200
-    from framework.batch import predict_batch
+    from framework.deploy.batch import predict_batch
 
     predict_batch(repo, "churn", T - pd.Timedelta(days=7), entities=users[:50], db=db)
     report = monitor(repo, "churn", db=db)
@@ -120,7 +120,7 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
 ):
     import sqlite3
 
-    from framework.skew import skew
+    from framework.monitor.skew import skew
 
     repo, _ = served
     db = tmp_path / "skew.db"
@@ -160,8 +160,8 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
 
 
 def test_realized_performance_joins_the_labels_known_since(served, prediction_db):
-    from framework.batch import predict_batch
-    from framework.performance import realized_performance
+    from framework.deploy.batch import predict_batch
+    from framework.monitor.performance import realized_performance
 
     repo, _ = served
     db = prediction_db
@@ -188,7 +188,7 @@ def test_realized_performance_joins_the_labels_known_since(served, prediction_db
         truth[at] = np.array([0 if u in active else 1 for u in users])
     from sklearn.metrics import precision_score, recall_score
 
-    from framework.performance import predictions_of
+    from framework.monitor.performance import predictions_of
 
     preds = predictions_of(db, "churn")
 
@@ -214,9 +214,9 @@ def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
     from sklearn.dummy import DummyClassifier
     from sklearn.pipeline import Pipeline
 
-    from framework.retrain import retrain
-    from framework.scoring import to_model_frame
-    from framework.train import _preprocessor
+    from framework.models.scoring import to_model_frame
+    from framework.monitor.retrain import retrain
+    from framework.training.candidates import _preprocessor
 
     from .conftest import clone_repo
 

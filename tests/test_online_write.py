@@ -6,8 +6,8 @@ import sqlite3
 
 import pandas as pd
 
-from framework.materialize import latest_rows
-from framework.online_write import rows_to_write, write_rows
+from framework.features.materialize import latest_rows
+from framework.features.online_write import rows_to_write, write_rows
 
 from .conftest import clone_repo, sqlite_yaml
 
@@ -73,7 +73,7 @@ def test_key_order_is_the_byte_order_of_feasts_serialized_keys(applied_repo):
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from framework.online_write import in_key_order
+    from framework.features.online_write import in_key_order
 
     view = next(v for v in applied_repo.feature_views if v.name == "user_activity")
     ids = [1, 255, 256, 65536, -1, 2**40 + 7, 0, 17]

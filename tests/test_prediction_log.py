@@ -10,9 +10,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from framework.deploy.prediction_log import PredictionLog, engine_url
+from framework.deploy.service import create_app
 from framework.errors import ConfigError
-from framework.prediction_log import PredictionLog, engine_url
-from framework.serving import create_app
 
 from .conftest import serve_app
 
@@ -111,9 +111,9 @@ HOSTILE = ["churn' OR '1'='1", "x'; DROP TABLE prediction_log; --", 'a" OR 1=1 -
 def test_reads_bind_hostile_names_as_values(prediction_db):
     """Names reach SQL only as bound parameters: a quote in them matches nothing and
     runs nothing."""
-    from framework.monitoring import logged_predictions
-    from framework.performance import predictions_of
-    from framework.prediction_log import read_exposures
+    from framework.deploy.prediction_log import read_exposures
+    from framework.monitor.drift import logged_predictions
+    from framework.monitor.performance import predictions_of
 
     log = PredictionLog(prediction_db)
     log.log(_rows("churn", 50))
@@ -130,7 +130,7 @@ def test_the_api_key_is_compared_in_constant_time_and_never_logged(served, caplo
     import hmac
     import logging
 
-    from framework.serving import background_server
+    from framework.deploy.service import background_server
 
     repo, _ = served
     key = "s3cret-" + uuid.uuid4().hex

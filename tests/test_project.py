@@ -28,28 +28,28 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
     [
         "framework",
         "framework.errors",
-        "framework.windows",
-        "framework.window_tables",
-        "framework.retrieval",
-        "framework.materialize",
-        "framework.apply",
-        "framework.dates",
-        "framework.pit",
-        "framework.events",
-        "framework.problems",
-        "framework.labels",
-        "framework.dataset",
-        "framework.validation",
-        "framework.train",
-        "framework.registry",
-        "framework.card",
-        "framework.modeling",
-        "framework.online_write",
-        "framework.window_index",
-        "framework.serving",
-        "framework.prediction_log",
-        "framework.batch",
-        "framework.scoring",
+        "framework.declare.windows",
+        "framework.prepare.window_tables",
+        "framework.features.retrieval",
+        "framework.features.materialize",
+        "framework.prepare.apply",
+        "framework.declare.dates",
+        "framework.features.pit",
+        "framework.collect.checks",
+        "framework.declare.problems",
+        "framework.training.labels",
+        "framework.training.dataset",
+        "framework.training.validation",
+        "framework.training.candidates",
+        "framework.models.registry",
+        "framework.training.card",
+        "framework.training.run",
+        "framework.features.online_write",
+        "framework.prepare.window_index",
+        "framework.deploy.service",
+        "framework.deploy.prediction_log",
+        "framework.deploy.batch",
+        "framework.models.scoring",
     ],
 )
 def test_exported_members(module):
@@ -63,8 +63,8 @@ def test_the_production_profile_is_configuration_only(tmp_path, monkeypatch, pos
     Redis; a missing one is an error naming it."""
     import shutil
 
+    from framework.declare.repo import FeatureRepo
     from framework.errors import ConfigError
-    from framework.repo import FeatureRepo
 
     from .conftest import EXAMPLE_REPO, copy_example_repo, new_pg_schema
 

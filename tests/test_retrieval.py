@@ -8,7 +8,7 @@ import pandas.testing as pdt
 import pytest
 
 from framework.errors import DataError, FeatureRepoError
-from framework.retrieval import get_historical_features
+from framework.features.retrieval import get_historical_features
 
 
 def _entity_rows(repo, n=400, seed=0) -> pd.DataFrame:
@@ -72,8 +72,8 @@ def test_changing_events_after_t_changes_no_feature_at_t(applied_repo, tmp_path)
     """No leakage: features at t are the same whatever happens after t."""
     import shutil
 
-    from framework.apply import apply
-    from framework.repo import FeatureRepo
+    from framework.declare.repo import FeatureRepo
+    from framework.prepare.apply import apply
 
     clone = tmp_path / "repo"
     shutil.copytree(applied_repo.path, clone)

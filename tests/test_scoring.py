@@ -8,8 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from framework.scoring import CompiledPreprocess, score, to_model_frame
-from framework.train import _preprocessor
+from framework.models.scoring import CompiledPreprocess, score, to_model_frame
+from framework.training.candidates import _preprocessor
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:

@@ -12,13 +12,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from framework.cli import main
-from framework.experiments import assign, experiment_report
-from framework.ingest import inbox_files, read_events
-from framework.materialize import materialize
-from framework.modeling import registry_of, run_training
-from framework.prediction_log import engine_url
-from framework.repo import FeatureRepo
-from framework.serving import background_server, create_app
+from framework.collect.ingest import inbox_files, read_events
+from framework.declare.experiments import assign, experiment_report
+from framework.declare.repo import FeatureRepo
+from framework.deploy.prediction_log import engine_url
+from framework.deploy.service import background_server, create_app
+from framework.features.materialize import materialize
+from framework.training.run import registry_of, run_training
 
 from .conftest import EXAMPLE_REPO, T, clone_repo, redis_yaml
 

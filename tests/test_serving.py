@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import requests
 
-from framework.modeling import registry_of, run_training
-from framework.retrieval import get_historical_features
-from framework.serving import create_app
+from framework.deploy.service import create_app
+from framework.features.retrieval import get_historical_features
+from framework.training.run import registry_of, run_training
 
 from .conftest import T, serve_app
 
@@ -33,7 +33,7 @@ def test_online_scores_equal_scoring_the_offline_features(served):
     offline = get_historical_features(
         repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), "churn_model_v1"
     )
-    from framework.scoring import to_model_frame
+    from framework.models.scoring import to_model_frame
 
     expected = artifact.load_model().predict_proba(
         to_model_frame(offline, artifact.meta["features"])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pandas.testing as pdt
 
-from framework.materialize import materialize
-from framework.retrieval import get_online_features
+from framework.features.materialize import materialize
+from framework.features.retrieval import get_online_features
 
 from .conftest import clone_repo
 

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from framework.cli import main
 from framework.errors import DataError
-from framework.modeling import registry_of, run_training
-from framework.registry import ArtifactError
-from framework.scoring import to_model_frame
-from framework.train import split_by_time
+from framework.models.registry import ArtifactError
+from framework.models.scoring import to_model_frame
+from framework.training.candidates import split_by_time
+from framework.training.run import registry_of, run_training
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,9 @@ def test_cli_validate_and_dataset_build(applied_repo):
 def test_unknown_feature_service_and_single_class_are_clear_errors(applied_repo):
     import dataclasses
 
-    from framework.dataset import TrainingSet, build_training_set
     from framework.errors import FeatureRepoError
-    from framework.train import train
+    from framework.training.candidates import train
+    from framework.training.dataset import TrainingSet, build_training_set
 
     problem = applied_repo.problem("churn")
     with pytest.raises(FeatureRepoError, match="Unknown feature service 'nope'"):

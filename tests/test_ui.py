@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from framework.modeling import registry_of
+from framework.training.run import registry_of
 
 from .test_monitoring import _cli, _current
 
@@ -55,7 +55,7 @@ def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path, p
     page = (latest / "report.html").read_text()
     assert "Drift over time" in page  # two runs now: PSI per run
     db = prediction_db
-    from framework.batch import predict_batch
+    from framework.deploy.batch import predict_batch
 
     from .conftest import T
 

@@ -9,10 +9,10 @@ from feast import Entity, FileSource, ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework.pit import load_index
-from framework.window_index import load_window_index
-from framework.window_tables import build_window_table
-from framework.windows import Aggregate, WindowedFeatureView, WindowSpec
+from framework.declare.windows import Aggregate, WindowedFeatureView, WindowSpec
+from framework.features.pit import load_index
+from framework.prepare.window_index import load_window_index
+from framework.prepare.window_tables import build_window_table
 
 BASE = pd.Timestamp("2025-03-01", tz="UTC")
 WINDOWS = [1, 7, 30]
@@ -169,7 +169,7 @@ def test_same_timestamp_events_and_long_after_last_event(tmp_path):
 
 
 def test_the_example_log_matches_the_oracle_at_random_times(tmp_path):
-    from framework.example_data import generate
+    from framework.collect.example_data import generate
 
     events = generate(users=40, seed=11).events
     _check(tmp_path, events.head(400), chunk_events=97, seed=5)

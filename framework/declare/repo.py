@@ -1,0 +1,249 @@
+"""The feature repository: its declarations, its Feast store, and a lock for writers.
+
+``FeatureRepo`` is built once (by the CLI's group callback, or by a user) and
+handed to every stage. It imports the declarations the way ``feast apply`` does,
+but without changing the process's working directory for good and without
+reusing modules of another repo loaded earlier in the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sys
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from framework.errors import ConfigError, FeatureRepoError
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+    from feast.repo_contents import RepoContents
+
+    from framework.collect.checks import EventContract
+    from framework.declare.experiments import Experiment
+    from framework.declare.problems import Problem
+    from framework.declare.windows import WindowSpec
+
+__all__ = ["FeatureRepo"]
+
+
+@contextlib.contextmanager
+def _inside(repo: Path) -> Iterator[None]:
+    """Import the repo's modules fresh, with the repo as working directory and on sys.path."""
+    from feast.repo_operations import get_repo_files
+
+    names = {p.stem for p in get_repo_files(repo)}
+    for name in list(sys.modules):
+        if name.split(".")[0] in names:
+            del sys.modules[name]
+    cwd = os.getcwd()
+    sys.path.insert(0, str(repo))
+    os.chdir(repo)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(repo))
+
+
+class FeatureRepo:
+    """A Feast feature repository plus the framework's view of it."""
+
+    def __init__(self, path: str | Path = "feature_repo", fs_yaml: str | Path | None = None):
+        self.path = Path(path).resolve()
+        if not self.path.is_dir():
+            raise ConfigError(
+                f"Feature repository {self.path} does not exist; pass --repo PATH to a folder "
+                "with a feature_store.yaml."
+            )
+        self.fs_yaml = Path(fs_yaml).resolve() if fs_yaml else self.path / "feature_store.yaml"
+        if not self.fs_yaml.is_file():
+            raise ConfigError(
+                f"{self.fs_yaml} does not exist; a feature repository needs a feature_store.yaml."
+            )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def prediction_db(self) -> str:
+        """Where predictions go by default: ``LIFECYCLE_PREDICTION_DB`` (e.g. a
+        postgresql:// URL in production), else the SQLite file ``data/predictions.db``."""
+        return os.environ.get("LIFECYCLE_PREDICTION_DB") or str(self.data_dir / "predictions.db")
+
+    @cached_property
+    def store(self) -> FeatureStore:
+        from feast import FeatureStore
+
+        unset = sorted(
+            {
+                name
+                for line in self.fs_yaml.read_text().splitlines()
+                if not line.lstrip().startswith("#")
+                for name in re.findall(r"\$\{(\w+)\}", line)
+                if name not in os.environ
+            }
+        )
+        if unset:
+            raise ConfigError(
+                f"{self.fs_yaml} uses environment variable(s) {unset}, which are not set. "
+                "Set them (see the comments at the top of that file)."
+            )
+        try:
+            return FeatureStore(repo_path=str(self.path), fs_yaml_file=self.fs_yaml)
+        except Exception as exc:  # pydantic / yaml errors from Feast's config loader
+            raise ConfigError(f"{self.fs_yaml} is not a valid Feast configuration: {exc}") from exc
+
+    @cached_property
+    def contents(self) -> RepoContents:
+        """Every Feast object declared in the repo's Python files."""
+        from feast.repo_operations import parse_repo
+
+        with _inside(self.path):
+            try:
+                return parse_repo(self.path)
+            except FeatureRepoError:
+                raise
+            except Exception as exc:
+                raise FeatureRepoError(
+                    f"Importing the declarations in {self.path} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    @property
+    def declared_window_specs(self) -> list[WindowSpec]:
+        """Window specs of the declarations (what the next apply will build)."""
+        from framework.declare.windows import WindowSpec
+
+        specs = [WindowSpec.from_feature_view(fv) for fv in self.contents.feature_views]
+        return [s for s in specs if s is not None]
+
+    def _declared(self, cls: type, what: str) -> dict:
+        """Objects of ``cls`` declared in the repo's Python files, by name."""
+        import importlib
+
+        from feast.repo_operations import get_repo_files
+
+        found: dict = {}
+        with _inside(self.path):
+            for path in get_repo_files(self.path):
+                module = importlib.import_module(
+                    ".".join(path.relative_to(self.path).with_suffix("").parts)
+                )
+                for obj in vars(module).values():
+                    if isinstance(obj, cls):
+                        if obj.name in found and found[obj.name] is not obj:
+                            raise FeatureRepoError(f"Two {what} are named {obj.name!r}.")
+                        found[obj.name] = obj
+        return found
+
+    @cached_property
+    def problems(self) -> dict[str, Problem]:
+        """The problems declared in the repo's Python files, by name."""
+        from framework.declare.problems import Problem
+
+        return self._declared(Problem, "problems")
+
+    @cached_property
+    def event_contract(self) -> EventContract:
+        """The repo's declared ``EventContract`` (an empty one when none is declared)."""
+        from framework.collect.checks import EventContract
+
+        found = self._declared(EventContract, "event contracts")
+        if len(found) > 1:
+            raise FeatureRepoError(
+                f"The repo declares {len(found)} event contracts ({sorted(found)}); declare one."
+            )
+        return next(iter(found.values()), EventContract())
+
+    @cached_property
+    def experiments(self) -> dict[str, Experiment]:
+        """The experiments declared in the repo's Python files, by name (checked against
+        the problems: each names a declared one, and a problem has one active experiment)."""
+        from framework.declare.experiments import Experiment
+
+        found = self._declared(Experiment, "experiments")
+        active: dict[str, str] = {}
+        for exp in found.values():
+            if exp.problem not in self.problems:
+                raise FeatureRepoError(
+                    f"Experiment {exp.name!r} names unknown problem {exp.problem!r}; the repo "
+                    f"declares {sorted(self.problems)}."
+                )
+            if exp.active:
+                if exp.problem in active:
+                    raise FeatureRepoError(
+                        f"Experiments {active[exp.problem]!r} and {exp.name!r} are both active "
+                        f"on {exp.problem!r}; set active=False on one of them."
+                    )
+                active[exp.problem] = exp.name
+        return found
+
+    def experiment(self, name: str) -> Experiment:
+        if name not in self.experiments:
+            raise FeatureRepoError(
+                f"Unknown experiment {name!r}; the repo declares {sorted(self.experiments)}."
+            )
+        return self.experiments[name]
+
+    def active_experiment(self, problem: str) -> Experiment | None:
+        """The experiment running on ``problem``'s predictions, if any."""
+        return next(
+            (e for e in self.experiments.values() if e.active and e.problem == problem), None
+        )
+
+    def problem(self, name: str) -> Problem:
+        if name not in self.problems:
+            raise FeatureRepoError(
+                f"Unknown problem {name!r}; the repo declares {sorted(self.problems)}."
+            )
+        return self.problems[name]
+
+    # What was applied: every stage after `apply` reads the registry, as Feast does.
+
+    @property
+    def feature_views(self) -> list[FeatureView]:
+        views = self.store.list_feature_views()
+        if not views:
+            raise FeatureRepoError(
+                f"No feature views are registered for {self.path}; run `lifecycle apply` first."
+            )
+        return views
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self.store.list_on_demand_feature_views()
+
+    def feature_service(self, name: str) -> FeatureService:
+        services = {fs.name: fs for fs in self.store.list_feature_services()}
+        if name not in services:
+            raise FeatureRepoError(
+                f"Unknown feature service {name!r}; the registry has {sorted(services)}. "
+                "Declare it under feature_repo/ and run `lifecycle apply`."
+            )
+        return services[name]
+
+    def view(self, name: str) -> FeatureView | OnDemandFeatureView:
+        views = {v.name: v for v in [*self.feature_views, *self.on_demand_feature_views]}
+        if name not in views:
+            raise FeatureRepoError(
+                f"Unknown feature view {name!r}; the registry has {sorted(views)}."
+            )
+        return views[name]
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock for writers (apply, materialize) of this repo."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / ".lifecycle.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,244 @@
+"""The prediction log: every online prediction, written off the request path.
+
+``PredictionLog(url)`` appends rows to a table ``prediction_log`` in SQLite
+(``sqlite:///path``, the default under the repo) or PostgreSQL
+(``postgresql://user@host:port/db``), through SQLAlchemy. ``log(rows)`` only
+encodes the rows and puts them on a queue; a writer thread gathers them for a
+quarter of a second and inserts them in one transaction (the service calls
+``log`` after the response is sent). ``close()`` drains the queue
+before it returns, so a clean shutdown loses nothing.
+
+Columns: id, logged_at, problem, model_version, entity_key, entity_id,
+request_ts, features (JSON: the values served), feature_status, score (null
+for an experiment arm without a model), label, experiment, arm.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from framework.deploy.bulk import BulkInsert
+from framework.errors import ConfigError, StoreError
+
+__all__ = ["PredictionLog", "engine_url", "read_exposures"]
+
+
+def engine_url(url: str | Path) -> str:
+    """A SQLAlchemy URL: ``postgresql://`` uses psycopg 3; a bare path means SQLite."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    if text.startswith(("sqlite://", "postgresql+psycopg://")):
+        return text
+    if "://" in text:
+        raise ConfigError(
+            f"Unsupported database URL {text!r}: use sqlite:///PATH or postgresql://..."
+        )
+    return f"sqlite:///{Path(text).resolve()}"
+
+
+class PredictionLog:
+    """Batched, durable logging of predictions (see the module docstring)."""
+
+    def __init__(self, url: str | Path, *, batch: int = 5_000, interval: float = 0.25) -> None:
+        import sqlalchemy as sa
+
+        self.url = engine_url(url)
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            self.table = _table(sa)
+            self.table.metadata.create_all(self.engine)
+            _upgrade(sa, self.engine, self.table)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"The prediction log at {self.url.split('@')[-1]} is unavailable: {exc}"
+            ) from exc
+        self._insert = BulkInsert(self.engine, self.table)
+        self.batch = batch  # rows per transaction at most
+        self.interval = interval  # seconds a batch may wait to fill: fewer, larger commits
+        self.queue: queue.Queue = queue.Queue()
+        self.written = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self.thread.start()
+
+    def log(
+        self, rows: list[dict[str, Any]], features=None, columns: list[str] | None = None
+    ) -> None:
+        """Encode rows and queue them for writing (the insert happens on the writer thread).
+
+        ``features``, a pandas frame with a row per logged row, gives each row's
+        ``request_ts`` (its ``event_timestamp`` column) and ``features`` (its
+        ``columns``, default all). The service calls this after the response is sent.
+        """
+        expanded = _expand(rows, features, columns, datetime.now(UTC))
+        self.queue.put(self._insert.params(expanded))
+
+    def _run(self) -> None:
+        # Only driver calls here (executemany and commit, mostly outside the GIL): the
+        # Python work of encoding was done by ``log``, so requests are not held up.
+        done = False
+        while not done:
+            first = self.queue.get()
+            items = [first]
+            if first is not None:
+                time.sleep(self.interval)  # let a batch gather, without a wake-up per request
+            size = len(first or ())
+            while items[-1] is not None and size < self.batch:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(items[-1] or ())
+            if items[-1] is None:
+                items.pop()
+                done = True
+            params = [row for item in items for row in item]
+            if params:
+                self._write(params)
+
+    def _write(self, params: list[tuple]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self._insert.write(conn, params)
+            self.written += len(params)
+        except Exception as exc:  # keep serving; the error is reported by close()
+            self.error = exc
+
+    def close(self) -> int:
+        """Write everything queued, stop the writer, and return the rows written."""
+        self.queue.put(None)
+        self.thread.join()
+        self.engine.dispose()
+        if self.error is not None:
+            raise StoreError(f"Writing the prediction log failed: {self.error}") from self.error
+        return self.written
+
+
+def _missing_as_none(value: Any) -> Any:
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    return value
+
+
+def _expand(
+    rows: list[dict[str, Any]], features, columns, logged_at: datetime
+) -> list[dict[str, Any]]:
+    """The table rows of one ``log`` call (see ``PredictionLog.log``)."""
+    out = [{**row, "logged_at": logged_at} for row in rows]
+    if features is None:
+        for row in out:
+            row["features"] = json.dumps(row.get("features") or {}, default=str)
+        return out
+    names = [n for n in (columns or features.columns) if n != "event_timestamp"]
+    columns = [features[n].tolist() for n in names]
+    encoded = [
+        json.dumps(dict(zip(names, [_missing_as_none(v) for v in row], strict=True)), default=str)
+        for row in zip(*columns, strict=True)
+    ]
+    times = features["event_timestamp"].tolist() if "event_timestamp" in features else None
+    seen: dict[Any, datetime] = {}
+    for i, row in enumerate(out):
+        row["features"] = encoded[i]
+        if times is not None:
+            t = times[i]
+            if t not in seen:
+                seen[t] = t.to_pydatetime()
+            row["request_ts"] = seen[t]
+    return out
+
+
+def read_exposures(url: str | Path, experiment: str):
+    """Per entity and arm, the first logged exposure to ``experiment``: a pandas frame
+    (entity_id, arm, exposed_at) with exposed_at the request's feature time."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(engine_url(url))
+    query = sa.text(
+        "SELECT entity_id, arm, MIN(request_ts) AS exposed_at FROM prediction_log "
+        "WHERE experiment = :name GROUP BY entity_id, arm"
+    )
+    try:
+        if not sa.inspect(engine).has_table("prediction_log"):
+            frame = pd.DataFrame({"entity_id": [], "arm": [], "exposed_at": []})
+            return frame.astype(
+                {"entity_id": "int64", "arm": object, "exposed_at": "datetime64[us, UTC]"}
+            )
+        with engine.connect() as conn:
+            frame = pd.read_sql(query, conn, params={"name": experiment})
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"Reading the prediction log at {engine.url!r} failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    frame["exposed_at"] = pd.to_datetime(frame["exposed_at"], utc=True).astype(
+        "datetime64[us, UTC]"
+    )
+    return frame
+
+
+def _table(sa):
+    metadata = sa.MetaData()
+    return sa.Table(
+        "prediction_log",
+        metadata,
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("problem", sa.String(64), nullable=False),
+        sa.Column("model_version", sa.String(16), nullable=False),
+        sa.Column("entity_key", sa.String(64), nullable=False),
+        sa.Column("entity_id", sa.BigInteger, nullable=False),
+        sa.Column("request_ts", sa.DateTime(timezone=True)),
+        sa.Column("features", sa.Text),
+        sa.Column("feature_status", sa.String(16)),
+        sa.Column("score", sa.Float),  # null in an experiment arm without a model
+        sa.Column("label", sa.Integer),
+        sa.Column("experiment", sa.String(64)),
+        sa.Column("arm", sa.String(32)),
+        sa.Index("prediction_log_experiment", "experiment"),
+    )
+
+
+def _upgrade(sa, engine, table) -> None:
+    """Bring a table written by an earlier version up to this schema (columns are only added)."""
+    inspector = sa.inspect(engine)
+    have = {c["name"]: c for c in inspector.get_columns(table.name)}
+    with engine.begin() as conn:
+        if "experiment" not in have:
+            conn.execute(sa.text("ALTER TABLE prediction_log ADD COLUMN experiment VARCHAR(64)"))
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX IF NOT EXISTS prediction_log_experiment "
+                    "ON prediction_log (experiment)"
+                )
+            )
+        if have["score"]["nullable"]:
+            return
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("ALTER TABLE prediction_log ALTER COLUMN score DROP NOT NULL"))
+        else:  # SQLite cannot drop a constraint: copy into a new table, in this transaction
+            conn.execute(sa.text("DROP INDEX IF EXISTS prediction_log_experiment"))
+            conn.execute(sa.text("ALTER TABLE prediction_log RENAME TO prediction_log_old"))
+            table.create(conn)
+            names = ", ".join(c.name for c in table.columns)
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO prediction_log ({names}) SELECT {names} FROM prediction_log_old"
+                )
+            )
+            conn.execute(sa.text("DROP TABLE prediction_log_old"))

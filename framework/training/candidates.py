@@ -1,0 +1,348 @@
+"""Train, evaluate, improve: candidates compared on one time-based split.
+
+- **Split** by observation time: the earliest 70% of observation times train,
+  the next 15% validate, the last 15% test. Training rows whose label window
+  (t, t + horizon] reaches into the next split are purged, and so are
+  validation rows against the test split: no label sees the period it is
+  judged on.
+- **Preprocessing** (impute, one-hot encode, scale) is a scikit-learn
+  ``ColumnTransformer`` fitted on the training split only, inside each
+  candidate's pipeline, so serving applies exactly the same transform.
+- **Candidates**: a trivial baseline (majority class / mean), LightGBM tuned by
+  random search with time-series cross-validation on the training split (the
+  problem's ``tuning_budget`` configurations), and scikit-learn models.
+- **Choice**: the best candidate on validation by the problem's metric; its
+  decision threshold (binary) maximises F1 on validation; it is reported on test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework.declare.problems import Problem
+from framework.errors import DataError
+from framework.models.scoring import to_model_frame
+from framework.training.dataset import LABEL, TIMESTAMP, TrainingSet
+
+__all__ = ["Split", "TrainResult", "evaluate", "split_by_time", "train"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+    def ranges(self) -> dict[str, list[str]]:
+        return {
+            name: [part[TIMESTAMP].min().isoformat(), part[TIMESTAMP].max().isoformat(), len(part)]
+            for name, part in (
+                ("train", self.train),
+                ("validation", self.validation),
+                ("test", self.test),
+            )
+        }
+
+
+def split_by_time(frame: pd.DataFrame, horizon_days: int, fractions=(0.7, 0.15)) -> Split:
+    """Train / validation / test by observation time, purging rows whose labels overlap the next part."""
+    times = np.sort(frame[TIMESTAMP].unique())
+    if len(times) < 3:
+        raise DataError(
+            f"A time-based split needs at least 3 observation times; the training set has {len(times)}."
+        )
+    n_train = max(1, round(len(times) * fractions[0]))
+    n_val = max(1, round(len(times) * fractions[1]))
+    if n_train + n_val >= len(times):
+        n_train, n_val = len(times) - 2, 1
+    val_start, test_start = times[n_train], times[n_train + n_val]
+    horizon = pd.Timedelta(days=horizon_days)
+    ts = frame[TIMESTAMP]
+    train = frame[ts + horizon < val_start]
+    validation = frame[(ts >= val_start) & (ts + horizon < test_start)]
+    test = frame[ts >= test_start]
+    for name, part in (("train", train), ("validation", validation), ("test", test)):
+        if part.empty:
+            raise DataError(
+                f"The {name} split is empty after purging rows whose {horizon_days}-day label window "
+                "overlaps the next split: the training set spans too little time."
+            )
+    return Split(train, validation, test)
+
+
+def _preprocessor(frame: pd.DataFrame):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c in frame.columns if frame[c].dtype == "float64"]
+    categorical = [c for c in frame.columns if c not in numeric]
+    return ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+
+
+def _estimator(name: str, task: str, seed: int = 0):
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    binary = task == "binary"
+    if name == "baseline":
+        return DummyClassifier(strategy="prior") if binary else DummyRegressor(strategy="mean")
+    if name == "lightgbm":
+        import lightgbm as lgb
+
+        cls = lgb.LGBMClassifier if binary else lgb.LGBMRegressor
+        return cls(
+            n_estimators=200,
+            learning_rate=0.05,
+            num_leaves=31,
+            n_jobs=2,
+            random_state=seed,
+            importance_type="gain",
+            verbose=-1,
+        )
+    if name == "logistic_regression":
+        return LogisticRegression(max_iter=500, C=1.0)
+    if name == "ridge":
+        return Ridge(alpha=1.0)
+    if name == "random_forest":
+        cls = RandomForestClassifier if binary else RandomForestRegressor
+        return cls(
+            n_estimators=60,
+            max_depth=12,
+            min_samples_leaf=20,
+            max_samples=0.5,
+            n_jobs=2,
+            random_state=seed,
+        )
+    raise ValueError(f"unknown candidate {name!r}")
+
+
+LGBM_SPACE = {
+    "model__num_leaves": [15, 31, 63],
+    "model__learning_rate": [0.03, 0.05, 0.1],
+    "model__n_estimators": [100, 200, 300],
+    "model__min_child_samples": [20, 50, 100],
+    "model__subsample": [0.7, 1.0],
+    "model__subsample_freq": [1],
+    "model__colsample_bytree": [0.7, 1.0],
+}
+SCORING = {
+    "pr_auc": "average_precision",
+    "roc_auc": "roc_auc",
+    "f1": "f1",
+    "precision": "precision",
+    "recall": "recall",
+    "mae": "neg_mean_absolute_error",
+    "rmse": "neg_root_mean_squared_error",
+    "r2": "r2",
+}
+
+
+def _pipeline(name: str, task: str, x: pd.DataFrame, seed: int):
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("preprocess", _preprocessor(x)), ("model", _estimator(name, task, seed))])
+
+
+def _fit(
+    name: str, problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int
+) -> tuple[Any, dict]:
+    pipe = _pipeline(name, problem.task, x, seed)
+    if name != "lightgbm" or problem.tuning_budget <= 1:
+        return pipe.fit(x, y), {}
+    best, score = _search(problem, x, y, seed)
+    pipe.set_params(**{f"model__{k}": v for k, v in best.items()})
+    tuning = {"best_params": best, "cv_score": score, "configurations": problem.tuning_budget}
+    return pipe.fit(x, y), tuning
+
+
+def _search(problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[dict, float]:
+    """Random search with time-series cross-validation (rows are in time order).
+
+    The preprocessing does not depend on the searched parameters, so each fold
+    is prepared once and every configuration is fitted on the prepared matrices.
+    """
+    from sklearn.base import clone
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import ParameterSampler, TimeSeriesSplit
+
+    scorer = get_scorer(SCORING[problem.metric])
+    folds = []
+    for train_idx, test_idx in TimeSeriesSplit(n_splits=3).split(x):
+        prep = _preprocessor(x).fit(x.iloc[train_idx])
+        prepared = (prep.transform(x.iloc[train_idx]), prep.transform(x.iloc[test_idx]))
+        folds.append((prepared[0], y[train_idx], prepared[1], y[test_idx]))
+    space = {k.removeprefix("model__"): v for k, v in LGBM_SPACE.items()}
+    model = _estimator("lightgbm", problem.task, seed)
+    results = []
+    for params in ParameterSampler(space, n_iter=problem.tuning_budget, random_state=seed):
+        fold_scores = []
+        for xt, yt, xv, yv in folds:
+            fitted = clone(model).set_params(**params).fit(xt, yt)
+            fold_scores.append(scorer(fitted, xv, yv))
+        results.append((float(np.mean(fold_scores)), params))
+    score, best = max(results, key=lambda r: r[0])
+    return best, score
+
+
+def scores(model: Any, task: str, x: pd.DataFrame) -> np.ndarray:
+    return model.predict_proba(x)[:, 1] if task == "binary" else model.predict(x)
+
+
+def best_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The decision threshold that maximises F1 (ties: the higher threshold)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y, score)
+    if len(thresholds) == 0:
+        return 0.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0)[:-1]
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def evaluate(
+    task: str, y: np.ndarray, score: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    if task == "binary":
+        label = (score >= threshold).astype(int)
+        both = len(np.unique(y)) > 1
+        return {
+            "precision": float(m.precision_score(y, label, zero_division=0)),
+            "recall": float(m.recall_score(y, label, zero_division=0)),
+            "f1": float(m.f1_score(y, label, zero_division=0)),
+            "roc_auc": float(m.roc_auc_score(y, score)) if both else float("nan"),
+            "pr_auc": float(m.average_precision_score(y, score)) if both else float("nan"),
+            "threshold": float(threshold),
+            "positive_rate": float(np.mean(y)),
+        }
+    return {
+        "mae": float(m.mean_absolute_error(y, score)),
+        "rmse": float(np.sqrt(m.mean_squared_error(y, score))),
+        "r2": float(m.r2_score(y, score)),
+    }
+
+
+@dataclass
+class Candidate:
+    name: str
+    model: Any
+    validation: dict[str, float]
+    fit_seconds: float
+    tuning: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """The winner and every candidate, with their metrics on validation and test."""
+
+    problem: Problem
+    split: Split
+    candidates: list[Candidate]
+    winner: Candidate
+    test: dict[str, float]
+    baseline_test: dict[str, float]
+    threshold: float | None
+    test_scores: np.ndarray
+    seconds: dict[str, float]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem.name,
+            "task": self.problem.task,
+            "winner": self.winner.name,
+            "metrics": {"validation": self.winner.validation, "test": self.test},
+            "baseline": {"test": self.baseline_test},
+            "candidates": [
+                {
+                    "name": c.name,
+                    "validation": c.validation,
+                    "fit_seconds": c.fit_seconds,
+                    **({"tuning": c.tuning} if c.tuning else {}),
+                }
+                for c in self.candidates
+            ],
+            "threshold": self.threshold,
+            "success": bool(self.problem.succeeded(self.test[self.problem.metric])),
+            "split": self.split.ranges(),
+        }
+
+
+def train(
+    ts: TrainingSet, problem: Problem, *, progress: Progress | None = None, seed: int = 0
+) -> TrainResult:
+    """Fit every candidate on the training split, pick on validation, report on test."""
+    say = progress or (lambda _m: None)
+    frame = ts.frame.sort_values(TIMESTAMP, kind="stable")
+    split = split_by_time(frame, problem.horizon_days)
+    xs = {
+        k: to_model_frame(getattr(split, k), ts.features) for k in ("train", "validation", "test")
+    }
+    ys = {k: getattr(split, k)[LABEL].to_numpy() for k in ("train", "validation", "test")}
+    if problem.task == "binary" and len(np.unique(ys["train"])) < 2:
+        raise DataError(
+            f"Problem {problem.name!r}: the training split has a single class; a classifier needs two."
+        )
+    candidates, seconds = [], {}
+    for name in problem.models:
+        say(
+            f"fitting {name}"
+            + (
+                f" (random search, {problem.tuning_budget} configurations x 3 time folds)"
+                if name == "lightgbm"
+                else ""
+            )
+        )
+        t0 = time.perf_counter()
+        model, tuning = _fit(name, problem, xs["train"], ys["train"], seed)
+        seconds[name] = time.perf_counter() - t0
+        val_score = scores(model, problem.task, xs["validation"])
+        threshold = best_threshold(ys["validation"], val_score) if problem.task == "binary" else 0.5
+        metrics = evaluate(problem.task, ys["validation"], val_score, threshold)
+        candidates.append(Candidate(name, model, metrics, seconds[name], tuning))
+        say(
+            f"  {name}: validation {problem.metric} = {metrics[problem.metric]:.4f} ({seconds[name]:.1f}s)"
+        )
+    sign = 1 if problem.higher_is_better else -1
+    winner = max(
+        candidates,
+        key=lambda c: sign * np.nan_to_num(c.validation[problem.metric], nan=-np.inf * sign),
+    )
+    threshold = winner.validation.get("threshold") if problem.task == "binary" else None
+    test_scores = scores(winner.model, problem.task, xs["test"])
+    test = evaluate(problem.task, ys["test"], test_scores, threshold or 0.5)
+    base = candidates[0]
+    baseline_test = evaluate(
+        problem.task,
+        ys["test"],
+        scores(base.model, problem.task, xs["test"]),
+        base.validation.get("threshold", 0.5),
+    )
+    return TrainResult(
+        problem, split, candidates, winner, test, baseline_test, threshold, test_scores, seconds
+    )

@@ -1,0 +1,178 @@
+"""Training sets: point-in-time features at each observation, plus its label.
+
+``build_training_set(repo, problem)`` joins the problem's observations (entity,
+t, label) with the features of its feature service at t (``get_historical_features``)
+and returns a ``TrainingSet``: the frame, the spec that made it, and a content
+hash. ``save`` writes it under ``data/datasets/<problem>/<hash>/``; building
+twice from the same data gives the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from framework.declare.problems import Problem
+from framework.declare.repo import FeatureRepo
+from framework.errors import DataError, FeatureRepoError
+from framework.training.labels import build_observations
+
+__all__ = ["TrainingSet", "build_training_set", "check_no_leakage", "load_training_set"]
+
+LABEL = "label"
+TIMESTAMP = "event_timestamp"
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """A hash of the values, column names and types, in row order."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A frame of (entity, event_timestamp, features..., label) and how it was made."""
+
+    problem: str
+    frame: pd.DataFrame
+    features: list[str]
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.frame)
+
+    def summary(self) -> dict[str, Any]:
+        ts = self.frame[TIMESTAMP]
+        label = self.frame[LABEL]
+        out = {
+            "problem": self.problem,
+            "hash": self.hash,
+            "rows": len(self.frame),
+            "entities": int(self.frame[self.spec.get("entity", "user_id")].nunique()),
+            "features": len(self.features),
+            "time_range": [ts.min().isoformat(), ts.max().isoformat()],
+            "observation_times": int(ts.nunique()),
+        }
+        if self.spec.get("task") == "binary":
+            out["label_balance"] = {
+                str(k): int(v) for k, v in label.value_counts().sort_index().items()
+            }
+        else:
+            out["label_mean"] = float(label.mean())
+        return out
+
+    def save(self, root: str | Path) -> Path:
+        """Write data.parquet and dataset.json under root/<problem>/<hash>/ (atomically)."""
+        final = Path(root) / self.problem / self.hash
+        if (final / "dataset.json").exists():
+            return final
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.frame.to_parquet(tmp / "data.parquet", index=False)
+        meta = {**self.summary(), "feature_names": self.features, "spec": self.spec}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, default=str))
+        os.replace(tmp, final)
+        return final
+
+
+def load_training_set(path: str | Path) -> TrainingSet:
+    path = Path(path)
+    meta = json.loads((path / "dataset.json").read_text())
+    frame = pd.read_parquet(path / "data.parquet")
+    ts = TrainingSet(meta["problem"], frame, meta["feature_names"], meta["spec"])
+    if ts.hash != meta["hash"]:
+        raise DataError(
+            f"Dataset {path} does not match its recorded hash {meta['hash']}: it was changed."
+        )
+    return ts
+
+
+def check_no_leakage(problem: Problem, views: list) -> None:
+    """Refuse a problem whose features could see its label window.
+
+    Stored views are read with a point-in-time join (rows at or before t) and
+    windows look back, so they cannot. What could: a feature named like the
+    label or the entity key, and an on-demand view that reads request fields
+    other than the observation time, because in training those come from the
+    entity rows, where the label lives.
+    """
+    features = [n for vf in views for n in vf.features]
+    clash = sorted({LABEL, problem.entity} & set(features))
+    if clash:
+        raise FeatureRepoError(
+            f"Problem {problem.name!r}: feature service {problem.feature_service!r} has feature(s) "
+            f"named {clash}, like the label or the entity key; rename them."
+        )
+    for vf in views:
+        if not vf.on_demand:
+            continue
+        fields = sorted(
+            f.name for src in vf.view.source_request_sources.values() for f in src.schema
+        )
+        extra = [f for f in fields if f != TIMESTAMP]
+        if extra:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: on-demand view {vf.view.name!r} reads request field(s) "
+                f"{extra} besides {TIMESTAMP!r}. In training they would come from the entity rows, "
+                "next to the label: features may only use data up to the observation time. "
+                "Store those values in a feature view with a timestamp instead."
+            )
+
+
+def _window_facts(views: list) -> dict[str, list]:
+    """From the declarations: the zero-filled windowed features (counts and sums), and for
+    each aggregate its features ordered by window (shortest first), for the validation suite."""
+    from framework.declare.windows import WindowSpec
+
+    zero_fill: list[str] = []
+    groups: list[list[str]] = []
+    for vf in views:
+        spec = None if vf.on_demand else WindowSpec.from_feature_view(vf.view)
+        if spec is None:
+            continue
+        zero_fill += [f for f in vf.features if f in vf.zero_fill]
+        for agg in spec.aggregates:
+            group = [spec.feature_name(agg, w) for w in spec.windows]
+            group = [f for f in group if f in vf.features and f in vf.zero_fill]
+            if len(group) > 1:
+                groups.append(group)
+    return {"zero_fill": zero_fill, "window_groups": groups}
+
+
+def build_training_set(
+    repo: FeatureRepo, problem: Problem | str, *, engine: str = "auto"
+) -> TrainingSet:
+    """Observations with labels, joined with the feature service's values at t."""
+    from framework.features.retrieval import get_historical_features, resolve_features
+
+    if isinstance(problem, str):
+        problem = repo.problem(problem)
+    views = resolve_features(repo, problem.feature_service)
+    features = [n for vf in views for n in vf.features]
+    check_no_leakage(problem, views)
+    observations = build_observations(problem)
+    frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
+    frame = frame[[problem.entity, TIMESTAMP, *features, LABEL]]
+    if problem.task == "binary" and frame[LABEL].nunique() < 2:
+        raise DataError(
+            f"Problem {problem.name!r}: every observation has label {frame[LABEL].iloc[0]}; "
+            "a classifier needs both classes. Check the label horizon and the data."
+        )
+    spec = {
+        **problem.spec(),
+        "engine": engine,
+        "feature_dtypes": {f: str(frame[f].dtype) for f in features},
+        **_window_facts(views),
+    }
+    return TrainingSet(problem.name, frame, features, spec)

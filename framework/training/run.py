@@ -1,0 +1,95 @@
+"""The training run: dataset -> validation -> training -> registry -> model card.
+
+``run_training(repo, "churn")`` builds and saves the training set, validates it
+(a failing suite stops the run with its report), trains the candidates,
+registers the winner as a new candidate version with everything needed to
+trace and monitor it, and writes its model card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from framework.declare.repo import FeatureRepo
+from framework.models import scoring
+from framework.models.registry import ModelArtifact, Registry
+from framework.training.candidates import TrainResult, train
+from framework.training.card import write_card
+from framework.training.dataset import LABEL, TrainingSet, build_training_set
+from framework.training.validation import ValidationResult, profile, validate
+
+__all__ = ["TrainingRun", "registry_of", "run_training"]
+
+Progress = Callable[[str], None]
+REFERENCE_ROWS = 20_000  # training rows kept beside the model for drift monitoring
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training run made: the dataset, its validation, the result and the artifact."""
+
+    training_set: TrainingSet
+    validation: ValidationResult
+    result: TrainResult
+    artifact: ModelArtifact
+
+
+def registry_of(repo: FeatureRepo) -> Registry:
+    return Registry(repo.data_dir / "models")
+
+
+def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = None) -> TrainingRun:
+    say = progress or (lambda _m: None)
+    problem = repo.problem(name)
+    say(f"building the training set of {name!r} (labels, then features at each observation)")
+    ts = build_training_set(repo, problem)
+    dataset_path = ts.save(repo.data_dir / "datasets")
+    say(f"dataset {ts.hash}: {len(ts.frame):,} rows -> {dataset_path}")
+    say("validating it with Great Expectations")
+    checked = validate(ts, categories=dict(problem.categories))
+    checked.raise_for_failure()
+    result = train(ts, problem, progress=say)
+    summary = ts.summary()
+    out = result.as_json()
+    scores = result.test_scores
+    meta = {
+        **problem.spec(),
+        "success_threshold": problem.threshold,
+        "features": ts.features,
+        "feature_dtypes": ts.spec["feature_dtypes"],
+        # the validation suite's facts, checked again on every batch scoring input
+        "validation": {k: ts.spec[k] for k in ("zero_fill", "window_groups")},
+        "dataset": {**summary, "path": str(dataset_path)},
+        "winner": out["winner"],
+        "metrics": out["metrics"],
+        "baseline": out["baseline"],
+        "candidates": out["candidates"],
+        "threshold": out["threshold"],
+        "success": out["success"],
+        "split": out["split"],
+        "reference": {
+            "features": profile(result.split.train, ts.features),
+            "label": profile(result.split.train, [LABEL])[LABEL],
+            "scores": [float(q) for q in np.quantile(scores, np.linspace(0, 1, 21))],
+        },
+    }
+    sample = result.split.train.sample(
+        n=min(REFERENCE_ROWS, len(result.split.train)), random_state=0
+    ).sort_index()
+    reference = sample[[*ts.features, LABEL]].reset_index(drop=True)
+    reference["score"] = scoring.score(meta, result.winner.model, reference)[0]
+    artifact = registry_of(repo).register(
+        problem.name, result.winner.model, meta, reference=reference
+    )
+    say(f"registered {problem.name} {artifact.version} (candidate)")
+    write_card(
+        artifact.path,
+        artifact.meta,
+        result.winner.model,
+        result.split.test[LABEL].to_numpy(),
+        scores,
+    )
+    return TrainingRun(ts, checked, result, artifact)
