@@ -129,15 +129,17 @@ def duckdb_windows(events_path: Path, rows: pd.DataFrame) -> pd.DataFrame:
 def bench_retrieval(path: Path, n: int) -> dict:
     from framework.declare.repo import FeatureRepo
     from framework.features import pit
-    from framework.features.retrieval import get_historical_features
+    from framework.features.historical import get_historical_features
 
     repo = FeatureRepo(path)
     rows = _entity_rows(path, n)
     pit._CACHE.clear()
     t0 = time.perf_counter()
-    ours = get_historical_features(repo, rows, "churn_model_v1", engine="fast")
+    ours = get_historical_features(repo, rows, "churn_model_v1", engine="direct")
     cold = time.perf_counter() - t0
-    warm, ours = _best(lambda: get_historical_features(repo, rows, "churn_model_v1", engine="fast"))
+    warm, ours = _best(
+        lambda: get_historical_features(repo, rows, "churn_model_v1", engine="direct")
+    )
     ddb, base = _best(lambda: duckdb_windows(path / "data" / "events.parquet", rows), repeat=2)
     windowed = [c for c in base.columns if c != "row"]
     mismatch = int(

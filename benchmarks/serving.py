@@ -67,7 +67,8 @@ def _repo(name: str, users: int, models_from: Path | None = None):
 
 def _prepare_online(users: int):
     from framework.features.materialize import materialize
-    from framework.training.run import registry_of, run_training
+    from framework.models.registry import registry_of
+    from framework.training.run import run_training
 
     repo = _repo("serving", users)
     registry = registry_of(repo)

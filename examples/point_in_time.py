@@ -7,7 +7,7 @@ import pandas as pd
 
 from framework.collect.example_data import write_example_data
 from framework.declare.repo import FeatureRepo
-from framework.features.retrieval import get_historical_features
+from framework.features.historical import get_historical_features
 from framework.prepare.apply import apply
 
 

@@ -18,7 +18,7 @@ churn = Problem(
     spine=WeeklyCutoffs(active_within_days=30, every_days=7, warmup_days=90),
     feature_service="churn_model_v1",
     metric="pr_auc",
-    threshold=0.5,  # success: test PR-AUC >= 0.5
+    success_threshold=0.5,  # success: test PR-AUC >= 0.5
     categories=PROFILE_CATEGORIES,
     description="Will an active user have no event in the next 30 days?",
 )
@@ -31,7 +31,7 @@ spend = Problem(
     spine=WeeklyCutoffs(active_within_days=30, every_days=7, warmup_days=90),
     feature_service="spend_model_v1",
     metric="mae",
-    threshold=60.0,  # success: test MAE <= 60
+    success_threshold=60.0,  # success: test MAE <= 60
     categories=PROFILE_CATEGORIES,
     description="How much will an active user spend in the next 30 days?",
 )

@@ -28,7 +28,7 @@ _LAZY = {
     "Aggregate": "framework.declare.windows",
     "WindowedFeatureView": "framework.declare.windows",
     "DateExpansions": "framework.declare.dates",
-    "EventContract": "framework.collect.checks",
+    "EventContract": "framework.declare.contracts",
     "Experiment": "framework.declare.experiments",
     "FeatureRepo": "framework.declare.repo",
     "NoEvents": "framework.declare.problems",

@@ -4,10 +4,16 @@ Every error the framework raises on purpose derives from ``LifecycleError``;
 the CLI turns them into a one-line message and exit code 1::
 
     LifecycleError
-     +-- ConfigError          feature_store.yaml, profiles, options
+     +-- ConfigError          feature_store.yaml, profiles, options, environment
      +-- FeatureRepoError     declarations under feature_repo/ (unknown names, bad specs)
-     +-- DataError            input files: schema, dtypes, duplicates, empty files
-     +-- StoreError           the offline or online store failed underneath us
+     +-- DataError            input files and frames: schema, dtypes, duplicates, empty files
+     |    +-- RefusedEvents   an event table broke its contract (every Violation listed)
+     |    +-- ValidationError a training set or scoring input failed its validation suite
+     +-- ArtifactError        a model artifact is missing, changed, foreign or misnamed
+     +-- StoreError           the offline or online store, or a database, failed underneath us
+
+The prediction service maps them to HTTP statuses in one table
+(``framework.deploy.service.errors.STATUS``).
 
 Subclasses of ``DataError`` and ``FeatureRepoError`` also subclass ``ValueError``,
 so callers that catch the built-in keep working (the scikit-learn convention).
@@ -15,7 +21,19 @@ so callers that catch the built-in keep working (the scikit-learn convention).
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "FeatureRepoError", "LifecycleError", "StoreError"]
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "DataError",
+    "FeatureRepoError",
+    "LifecycleError",
+    "RefusedEvents",
+    "StoreError",
+    "ValidationError",
+    "Violation",
+]
 
 
 class LifecycleError(Exception):
@@ -34,5 +52,42 @@ class DataError(LifecycleError, ValueError):
     """An input file or frame does not match the schema it must follow."""
 
 
+class ArtifactError(LifecycleError, ValueError):
+    """A model artifact is missing, changed, foreign or named wrongly."""
+
+
+class ValidationError(DataError):
+    """A training set (or a batch's scoring input) failed its validation suite."""
+
+
 class StoreError(LifecycleError, RuntimeError):
     """The offline or online store failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One failed check of an event table: how many rows fail it, and examples."""
+
+    check: str
+    rows: int
+    examples: list[dict] = field(default_factory=list)
+    fix: str = ""
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"row {e['row']} ({e['column']}={e['value']!r})" for e in self.examples)
+        text = f"{self.check}: {self.rows:,} row(s), e.g. {shown}"
+        return f"{text}. {self.fix}" if self.fix else text
+
+    def as_json(self) -> dict:
+        return {"check": self.check, "rows": self.rows, "examples": self.examples, "fix": self.fix}
+
+
+class RefusedEvents(DataError):
+    """An event table failed the repo's event contract; ``violations`` lists every failure."""
+
+    def __init__(self, source: str, total: int, violations: list[Violation]) -> None:
+        self.source, self.total, self.violations = source, total, violations
+        bad = f"{len(violations)} violation(s) in {total:,} row(s)"
+        lines = [f"{source} is refused, nothing was written ({bad}):"]
+        lines += [f"  - {v}" for v in violations]
+        super().__init__("\n".join(lines))

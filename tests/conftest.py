@@ -283,7 +283,8 @@ def served(applied_repo, tmp_path_factory):
     """A copy of the small repo with both problems trained and promoted, materialized at T, served."""
     from framework.deploy.service import create_app
     from framework.features.materialize import materialize
-    from framework.training.run import registry_of, run_training
+    from framework.models.registry import registry_of
+    from framework.training.run import run_training
 
     repo = clone_repo(applied_repo, tmp_path_factory.mktemp("serve") / "repo")
     for name in ("churn", "spend"):

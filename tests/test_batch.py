@@ -186,16 +186,16 @@ def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact
 def test_inputs_failing_the_models_suite_are_refused_before_writing(
     served, prediction_db, monkeypatch, corrupt, expectation
 ):
-    import framework.features.retrieval
-    from framework.training.validation import ValidationError
+    import framework.features.historical
+    from framework.errors import ValidationError
 
     repo, _ = served
     users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(20).tolist()
     clean = predict_batch(repo, "churn", T, entities=users, db=prediction_db)
     column = "user_page_views_count_7d"
-    original = framework.features.retrieval.get_historical_features
+    original = framework.features.historical.get_historical_features
     monkeypatch.setattr(
-        framework.features.retrieval,
+        framework.features.historical,
         "get_historical_features",
         lambda *a, **k: corrupt(original(*a, **k), column),
     )
@@ -214,20 +214,20 @@ def test_the_fast_check_never_passes_what_great_expectations_fails(served):
     passes fails in GX, and every corruption reaches GX."""
     import numpy as np
 
-    from framework.features.retrieval import get_historical_features
-    from framework.training.run import registry_of
+    from framework.features.historical import get_historical_features
+    from framework.models.registry import registry_of
     from framework.training.validation import _feature_expectations, _run, _surely_met
 
     repo, _ = served
     meta = registry_of(repo).get("churn").meta
-    spec = {**meta, **meta["validation"]}
+    spec = {"feature_dtypes": meta.feature_dtypes, **meta.validation}
     users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(200).tolist()
     clean = get_historical_features(
-        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), meta["feature_service"]
+        repo, pd.DataFrame({"user_id": users, "event_timestamp": T}), meta.feature_service
     )
     count = spec["zero_fill"][0]
     short, long = spec["window_groups"][0][:2]
-    category = next(iter(meta["categories"]))
+    category = next(iter(meta.categories))
     corrupted = {
         "negative": clean.assign(**{count: clean[count].where(clean.index != 5, -1)}),
         "null": clean.assign(**{count: clean[count].astype("float64").where(clean.index != 7)}),
@@ -244,9 +244,9 @@ def test_the_fast_check_never_passes_what_great_expectations_fails(served):
         return kind, column
 
     for name, frame in {"clean": clean, **corrupted}.items():
-        expectations = _feature_expectations(frame, meta["features"], spec, meta["categories"])
+        expectations = _feature_expectations(frame, meta.features, spec, meta.categories)
         fast = {key(*e) for e in expectations if _surely_met(frame, e, spec["feature_dtypes"])}
-        judged = _run("churn", frame, expectations, "check", meta["features"])
+        judged = _run("churn", frame, expectations, "check", meta.features)
         failed = {(f.expectation, f.column) for f in judged.failures}
         failed = {(k.replace("_", ""), c) for k, c in failed}
         fast_norm = {(k.lower(), c) for k, c in fast}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from framework.errors import DataError, FeatureRepoError
+from framework.errors import DataError, FeatureRepoError, ValidationError
 from framework.training.dataset import (
     TrainingSet,
     build_training_set,
     check_no_leakage,
     load_training_set,
 )
-from framework.training.validation import ValidationError, validate
+from framework.training.validation import validate
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_a_changed_saved_dataset_is_refused(churn_set, tmp_path):
 
 
 def test_rows_are_labels_joined_with_point_in_time_features(applied_repo, churn_set):
-    from framework.features.retrieval import get_historical_features
+    from framework.features.historical import get_historical_features
     from framework.training.labels import build_observations
 
     obs = build_observations(applied_repo.problem("churn"))
@@ -127,7 +127,7 @@ def test_features_that_could_see_the_label_are_refused(applied_repo):
     from feast import Field, OnDemandFeatureView, RequestSource
     from feast.types import Int64, UnixTimestamp
 
-    from framework.features.retrieval import ViewFeatures, resolve_features
+    from framework.features.resolve import ViewFeatures, resolve_features
 
     problem = applied_repo.problem("churn")
     views = resolve_features(applied_repo, "churn_model_v1")

@@ -10,13 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from framework.declare.experiments import (
-    Experiment,
-    assign,
-    report,
-    srm_p_value,
-    two_proportion_test,
-)
+from framework.declare.experiments import Experiment, assign
+from framework.deploy.experiment_report import report, srm_p_value, two_proportion_test
 from framework.errors import FeatureRepoError
 
 EXP = Experiment(name="offers", problem="churn", control="none", treatment="production")

@@ -131,7 +131,8 @@ def _lifecycle(repo_path, *args) -> subprocess.Popen:
 
 
 def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo):
-    from framework.features.retrieval import get_historical_features, get_online_features
+    from framework.features.historical import get_historical_features
+    from framework.features.online import get_online_features
 
     first = [_lifecycle(fresh_repo, "apply"), _lifecycle(fresh_repo, "apply")]
     for proc in first:
@@ -183,7 +184,8 @@ m.materialize(FeatureRepo(repo), end=end)
 def test_a_materialization_killed_midway_and_rerun_equals_a_clean_run(applied_repo, tmp_path):
     import sys
 
-    from framework.features.retrieval import get_historical_features, get_online_features
+    from framework.features.historical import get_historical_features
+    from framework.features.online import get_online_features
 
     from .conftest import ROOT
 

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from framework.cli import main
 from framework.collect.ingest import append, compact, event_log_path, inbox_files, read_events
 from framework.errors import DataError
+from framework.features.historical import get_historical_features
 from framework.features.materialize import materialize
-from framework.features.retrieval import get_historical_features, get_online_features
+from framework.features.online import get_online_features
 from framework.prepare.apply import apply
 
 from .conftest import clone_repo
@@ -121,7 +122,7 @@ def test_bad_files_are_refused_and_nothing_is_appended(repo, tmp_path, change, m
 
 
 def test_a_corrupted_file_is_refused_with_a_report_of_every_problem(repo, tmp_path):
-    from framework.collect.checks import RefusedEvents
+    from framework.errors import RefusedEvents
 
     good = _new_events([1, 2, 3, 4, 5, 6], T)
     bad = good.copy()
@@ -133,7 +134,7 @@ def test_a_corrupted_file_is_refused_with_a_report_of_every_problem(repo, tmp_pa
     bad.loc[5, "user_id"] = pd.NA
     with pytest.raises(RefusedEvents) as info:
         append(repo, pa.Table.from_pandas(bad, preserve_index=False), source="bad.parquet")
-    found = {p.check.split(" (")[0]: p for p in info.value.problems}
+    found = {p.check.split(" (")[0]: p for p in info.value.violations}
     assert set(found) == {
         "user_id is missing",
         "amount below 0",

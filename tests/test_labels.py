@@ -32,7 +32,7 @@ def _problem(tmp_path, events, task="binary", **kw):
         "spine": WeeklyCutoffs(active_within_days=7, every_days=7, warmup_days=7),
         "feature_service": "fs",
         "metric": "pr_auc" if task == "binary" else "mae",
-        "threshold": 0.5,
+        "success_threshold": 0.5,
     }
     return Problem(**{**args, **kw})
 

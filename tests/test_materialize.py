@@ -6,8 +6,9 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
+from framework.features.historical import get_historical_features
 from framework.features.materialize import materialize
-from framework.features.retrieval import get_historical_features, get_online_features
+from framework.features.online import get_online_features
 
 from .conftest import clone_repo, redis_yaml
 
@@ -78,12 +79,12 @@ def test_fast_online_reads_equal_feasts_own(store_repo):
     materialize(store_repo, end=T)
     rows = [{"user_id": u, "event_timestamp": T} for u in _all_users(store_repo)]
     for service in ("churn_model_v1", "spend_model_v1"):
-        fast = get_online_features(store_repo, rows, service, engine="fast")
+        fast = get_online_features(store_repo, rows, service, engine="direct")
         feast = get_online_features(store_repo, rows, service, engine="feast")
         pdt.assert_frame_equal(fast, feast, check_exact=True)
     some = ["user_events_count_7d", "plan", "event_day_of_week"]
     pdt.assert_frame_equal(
-        get_online_features(store_repo, rows[:5], features=some, engine="fast"),
+        get_online_features(store_repo, rows[:5], features=some, engine="direct"),
         get_online_features(store_repo, rows[:5], features=some, engine="feast"),
         check_exact=True,
     )

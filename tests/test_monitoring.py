@@ -12,12 +12,11 @@ from click.testing import CliRunner
 
 from framework.cli import main
 from framework.deploy.service import background_server, create_app
-from framework.errors import DataError
-from framework.features.retrieval import get_historical_features
-from framework.models.registry import ArtifactError, ModelArtifact
+from framework.errors import ArtifactError, DataError
+from framework.features.historical import get_historical_features
+from framework.models.registry import ModelArtifact, registry_of
 from framework.models.scoring import score
 from framework.monitor.drift import monitor
-from framework.training.run import registry_of
 
 from .conftest import T
 
@@ -34,12 +33,12 @@ def test_the_reference_sample_is_kept_with_the_model(served):
     repo, _ = served
     artifact = registry_of(repo).get("churn")
     reference = artifact.load_reference()
-    features = artifact.meta["features"]
+    features = artifact.meta.features
     assert list(reference.columns) == [*features, "label", "score"]
     assert 0 < len(reference) <= 20_000
     again, _ = score(artifact.meta, artifact.load_model(), reference)
     np.testing.assert_allclose(reference["score"].to_numpy(), again, rtol=0, atol=1e-12)
-    bare = ModelArtifact(artifact.path, {**artifact.meta, "reference": {}})
+    bare = ModelArtifact(artifact.path, artifact.meta.with_(reference={}))
     with pytest.raises(ArtifactError, match="no reference statistics"):
         bare.load_reference()
 
@@ -62,7 +61,7 @@ def test_monitor_reads_the_prediction_log(served, prediction_db):
 
     predict_batch(repo, "churn", T - pd.Timedelta(days=7), entities=users[:50], db=db)
     report = monitor(repo, "churn", db=db)
-    features = registry_of(repo).get("churn").meta["features"]
+    features = registry_of(repo).get("churn").meta.features
     assert report.rows == len(users) + 50  # the logged predictions and the batch run
     # their labels are known (30 days after T is inside the data): the label is compared too
     assert report.target_drift is not None and report.target_drift.test == "chi2"
@@ -135,7 +134,7 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
             assert response.status_code == 200
     clean = skew(repo, "churn", db=f"sqlite:///{db}")
     assert clean.rows == len(users) and clean.skewed == []
-    assert len(clean.features) == len(registry_of(repo).get("churn").meta["features"])
+    assert len(clean.features) == len(registry_of(repo).get("churn").meta.features)
     assert _cli(repo, "skew", "spend", "--db", f"sqlite:///{db}").exit_code == 0
     # Corrupt what was logged for one entity: the report names the feature and the row.
     con = sqlite3.connect(db)
@@ -229,11 +228,11 @@ def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
     assert registry.get("churn").version == champion.version
     # A weak champion (always the base rate) loses to the challenger.
     reference = champion.load_reference()
-    x = to_model_frame(reference, champion.meta["features"])
+    x = to_model_frame(reference, champion.meta.features)
     weak = Pipeline([("preprocess", _preprocessor(x)), ("model", DummyClassifier())])
     weak.fit(x, reference["label"].astype(int))
-    meta = {k: v for k, v in champion.meta.items() if k not in ("version", "sha256", "reference")}
-    weak_version = registry.register("churn", weak, meta).version
+    meta = champion.meta.with_(version="", sha256="", reference={})
+    weak_version = registry.register(weak, meta).version
     registry.promote("churn", weak_version)
     result = _cli(repo, "retrain", "churn", "--json")
     assert result.exit_code == 0, result.output

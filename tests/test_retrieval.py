@@ -8,7 +8,7 @@ import pandas.testing as pdt
 import pytest
 
 from framework.errors import DataError, FeatureRepoError
-from framework.features.retrieval import get_historical_features
+from framework.features.historical import get_historical_features
 
 
 def _entity_rows(repo, n=400, seed=0) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def _entity_rows(repo, n=400, seed=0) -> pd.DataFrame:
 
 def test_fast_engine_equals_feast_get_historical_features(applied_repo):
     rows = _entity_rows(applied_repo)
-    fast = get_historical_features(applied_repo, rows, "churn_model_v1", engine="fast")
+    fast = get_historical_features(applied_repo, rows, "churn_model_v1", engine="direct")
     feast = get_historical_features(applied_repo, rows, "churn_model_v1", engine="feast")
     pdt.assert_frame_equal(fast, feast, check_exact=True)
     assert list(fast.label) == list(range(len(rows)))  # input order kept

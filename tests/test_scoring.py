@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
@@ -50,7 +52,7 @@ def test_compiled_matrix_equals_sklearns_including_missing_and_unseen_values():
     assert got.shape == expected.shape
     assert np.array_equal(got, expected)  # bit for bit
     assert got[0, -6:-3].sum() == 0  # the unseen plan is all zeros, as handle_unknown="ignore"
-    meta = {"task": "binary", "threshold": 0.5, "features": list(new.columns)}
+    meta = SimpleNamespace(task="binary", decision_threshold=0.5, features=list(new.columns))
     scores, labels = score(meta, model, new)
     assert np.array_equal(scores, model.predict_proba(to_model_frame(new, list(new.columns)))[:, 1])
     assert np.array_equal(labels, (scores >= 0.5).astype(int))
@@ -63,6 +65,6 @@ def test_an_unknown_pipeline_shape_falls_back_to_sklearn():
         x, (train["count_7d"] > 9).astype(int)
     )
     assert CompiledPreprocess.compile(model) is None
-    meta = {"task": "binary", "threshold": 0.5, "features": list(train.columns)}
+    meta = SimpleNamespace(task="binary", decision_threshold=0.5, features=list(train.columns))
     scores, _ = score(meta, model, train)
     assert np.array_equal(scores, model.predict_proba(x)[:, 1])

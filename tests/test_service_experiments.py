@@ -13,12 +13,14 @@ from click.testing import CliRunner
 
 from framework.cli import main
 from framework.collect.ingest import inbox_files, read_events
-from framework.declare.experiments import assign, experiment_report
+from framework.declare.experiments import assign
 from framework.declare.repo import FeatureRepo
+from framework.deploy.experiment_report import experiment_report
 from framework.deploy.prediction_log import engine_url
 from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
-from framework.training.run import registry_of, run_training
+from framework.models.registry import registry_of
+from framework.training.run import run_training
 
 from .conftest import EXAMPLE_REPO, T, clone_repo, redis_yaml
 
@@ -194,7 +196,7 @@ def test_events_breaking_the_contract_are_422_with_a_report(served):
     }
     response = requests.post(f"{url}/events", json=body, timeout=30)
     assert response.status_code == 422, response.text
-    problems = {p["check"].split(" (")[0]: p for p in response.json()["detail"]["problems"]}
+    problems = {p["check"].split(" (")[0]: p for p in response.json()["detail"]["violations"]}
     assert set(problems) == {
         "amount below 0",
         "unknown event_type",

@@ -8,8 +8,9 @@ import pytest
 import requests
 
 from framework.deploy.service import create_app
-from framework.features.retrieval import get_historical_features
-from framework.training.run import registry_of, run_training
+from framework.features.historical import get_historical_features
+from framework.models.registry import registry_of
+from framework.training.run import run_training
 
 from .conftest import T, serve_app
 
@@ -35,14 +36,15 @@ def test_online_scores_equal_scoring_the_offline_features(served):
     )
     from framework.models.scoring import to_model_frame
 
-    expected = artifact.load_model().predict_proba(
-        to_model_frame(offline, artifact.meta["features"])
-    )[:, 1]
+    expected = artifact.load_model().predict_proba(to_model_frame(offline, artifact.meta.features))[
+        :, 1
+    ]
     got = np.array([p["score"] for p in out["predictions"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     assert [p["user_id"] for p in out["predictions"]] == users
     assert all(
-        p["label"] == int(p["score"] >= artifact.meta["threshold"]) for p in out["predictions"]
+        p["label"] == int(p["score"] >= artifact.meta.decision_threshold)
+        for p in out["predictions"]
     )
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pandas.testing as pdt
 
 from framework.features.materialize import materialize
-from framework.features.retrieval import get_online_features
+from framework.features.online import get_online_features
 
 from .conftest import clone_repo
 

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from framework.cli import main
-from framework.errors import DataError
-from framework.models.registry import ArtifactError
+from framework.errors import ArtifactError, DataError
+from framework.models.registry import registry_of
 from framework.models.scoring import to_model_frame
 from framework.training.candidates import split_by_time
-from framework.training.run import registry_of, run_training
+from framework.training.run import run_training
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +45,19 @@ def test_winner_beats_the_baseline_on_test(trained):
     assert names == {"baseline", "lightgbm", "logistic_regression", "random_forest"}
     tuned = next(c for c in churn.candidates if c.name == "lightgbm")
     assert tuned.tuning["configurations"] == 8 and "num_leaves" in tuned.tuning["best_params"]
-    assert 0 < churn.threshold < 1
+    assert 0 < churn.decision_threshold < 1
 
 
 def test_artifact_carries_what_serving_and_monitoring_need(trained):
     artifact = trained["churn"].artifact
     meta = artifact.meta
-    assert meta["feature_service"] == "churn_model_v1" and len(meta["features"]) == 31
-    assert meta["dataset"]["hash"] == trained["churn"].training_set.hash
-    assert meta["reference"]["features"]["user_events_count_30d"]["quantiles"]
-    assert meta["libraries"]["lightgbm"] == "4.7.0" and meta["stage"] == "candidate"
+    assert meta.feature_service == "churn_model_v1" and len(meta.features) == 31
+    assert meta.dataset["hash"] == trained["churn"].training_set.hash
+    assert meta.reference["features"]["user_events_count_30d"]["quantiles"]
+    assert meta.libraries["lightgbm"] == "4.7.0" and meta.stage == "candidate"
     model = artifact.load_model()
     frame = trained["churn"].result.split.test
-    scores = model.predict_proba(to_model_frame(frame, meta["features"]))[:, 1]
+    scores = model.predict_proba(to_model_frame(frame, meta.features))[:, 1]
     np.testing.assert_allclose(scores, trained["churn"].result.test_scores)
     card = json.loads((artifact.path / "card.json").read_text())
     assert card["curves"]["roc"]["fpr"] and card["feature_importance"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from framework.training.run import registry_of
+from framework.models.registry import registry_of
 
 from .test_monitoring import _cli, _current
 
@@ -45,11 +45,8 @@ def test_index_lists_cards_and_reports_and_pages_have_plots(pages):
 
 
 def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path, prediction_db):
-    import time
-
     repo, url, _ = pages
     path, _ = _current(repo, tmp_path, shift="user_page_views_facebook_count_30d")
-    time.sleep(1.1)  # report folders are named by the second
     assert _cli(repo, "monitor", "churn", "--current", path).exit_code == 3
     latest = sorted((repo.data_dir / "reports" / "churn").glob("*-drift-*"))[-1]
     page = (latest / "report.html").read_text()

@@ -17,52 +17,25 @@ with an offset, e.g. ``2025-06-01T12:00:00Z``. Duplicate rows are refused.
 
 Beyond the types, a repo declares what its events may hold with an
 ``EventContract`` (event types, sources, how far in the future a timestamp may
-be, the smallest amount). ``contract_problems`` checks a table against it and
+be, the smallest amount). ``contract_violations`` checks a table against it and
 ``check_events`` refuses the whole table with a report naming every problem: the
 check, how many rows fail it and examples (row number and value).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from framework.errors import ConfigError, DataError
+from framework.declare.contracts import EVENT_COLUMNS, Column, EventContract
+from framework.errors import DataError, RefusedEvents, Violation
 
-__all__ = [
-    "EVENT_COLUMNS",
-    "Column",
-    "EventContract",
-    "RefusedEvents",
-    "Violation",
-    "check_events",
-    "check_frame",
-    "contract_problems",
-    "read_table",
-]
+__all__ = ["check_events", "check_frame", "contract_violations", "read_table"]
 
-
-@dataclass(frozen=True)
-class Column:
-    """An expected column: its kind (int, float, string, timestamp, bool) and nullability."""
-
-    name: str
-    kind: str
-    nullable: bool = False
-
-
-EVENT_COLUMNS = (
-    Column("user_id", "int"),
-    Column("event_timestamp", "timestamp"),
-    Column("event_type", "string"),
-    Column("source", "string"),
-    Column("amount", "float", nullable=True),
-)
 
 _KIND_CHECK = {
     "int": pa.types.is_integer,
@@ -167,70 +140,6 @@ def _check_unique(table: pa.Table, keys: tuple[str, ...], source: str, rows: boo
         )
 
 
-@dataclass(frozen=True)
-class EventContract:
-    """What the repo's events may hold, beyond the column types.
-
-    Declare one in the feature repo (e.g. in ``sources.py``); without one, any event
-    type and source is accepted and only the timestamp and amount rules apply.
-
-    - ``event_types`` / ``sources``: the accepted values (None: any value);
-    - ``max_future``: how far past the current time a timestamp may be (clock skew);
-    - ``min_amount``: the smallest amount (None: no bound); a missing amount is fine.
-    """
-
-    event_types: tuple[str, ...] | None = None
-    sources: tuple[str, ...] | None = None
-    max_future: timedelta = timedelta(minutes=5)
-    min_amount: float | None = 0.0
-    name: str = "events"
-
-    def __post_init__(self) -> None:
-        for attr in ("event_types", "sources"):
-            values = getattr(self, attr)
-            if values is None:
-                continue
-            if isinstance(values, str) or not all(isinstance(v, str) and v for v in values):
-                raise ConfigError(
-                    f"EventContract({attr}=...) must be a list of non-empty strings, "
-                    f"got {values!r}."
-                )
-            object.__setattr__(self, attr, tuple(values))
-        if not isinstance(self.max_future, timedelta) or self.max_future < timedelta(0):
-            raise ConfigError(
-                f"EventContract(max_future=...) must be a timedelta >= 0, got {self.max_future!r}."
-            )
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One failed check of an event table: how many rows fail it, and examples."""
-
-    check: str
-    rows: int
-    examples: list[dict] = field(default_factory=list)
-    fix: str = ""
-
-    def __str__(self) -> str:
-        shown = ", ".join(f"row {e['row']} ({e['column']}={e['value']!r})" for e in self.examples)
-        text = f"{self.check}: {self.rows:,} row(s), e.g. {shown}"
-        return f"{text}. {self.fix}" if self.fix else text
-
-    def as_json(self) -> dict:
-        return {"check": self.check, "rows": self.rows, "examples": self.examples, "fix": self.fix}
-
-
-class RefusedEvents(DataError):
-    """An event table failed the repo's event contract; ``problems`` lists every failure."""
-
-    def __init__(self, source: str, total: int, problems: list[Violation]) -> None:
-        self.source, self.total, self.problems = source, total, problems
-        bad = f"{len(problems)} problem(s) in {total:,} row(s)"
-        lines = [f"{source} is refused, nothing was written ({bad}):"]
-        lines += [f"  - {p}" for p in problems]
-        super().__init__("\n".join(lines))
-
-
 def _examples(table: pa.Table, mask: pa.ChunkedArray, column: str, n: int = 3) -> list[dict]:
     rows = pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()[:n]
     values = table.column(column).take(rows).to_pylist()
@@ -242,17 +151,17 @@ def _examples(table: pa.Table, mask: pa.ChunkedArray, column: str, n: int = 3) -
     return out
 
 
-def contract_problems(
+def contract_violations(
     table: pa.Table, contract: EventContract, *, now: datetime | None = None
 ) -> list[Violation]:
     """Every way ``table`` (already of the event schema's types) breaks ``contract``."""
     now = now or datetime.now(UTC)
-    problems: list[Violation] = []
+    violations: list[Violation] = []
 
     def add(mask, column: str, check: str, fix: str) -> None:
         count = pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
         if count:
-            problems.append(Violation(check, count, _examples(table, mask, column), fix))
+            violations.append(Violation(check, count, _examples(table, mask, column), fix))
 
     for col in EVENT_COLUMNS:
         if not col.nullable and table.column(col.name).null_count:
@@ -288,13 +197,13 @@ def contract_problems(
             f"unknown {column}",
             f"Known: {list(allowed)}; declare new ones in the repo's EventContract.",
         )
-    return problems
+    return violations
 
 
 def check_events(
     table: pa.Table, contract: EventContract, *, source: str, now: datetime | None = None
 ) -> None:
     """Refuse ``table`` with a ``RefusedEvents`` report when it breaks ``contract``."""
-    problems = contract_problems(table, contract, now=now)
-    if problems:
-        raise RefusedEvents(source, table.num_rows, problems)
+    violations = contract_violations(table, contract, now=now)
+    if violations:
+        raise RefusedEvents(source, table.num_rows, violations)

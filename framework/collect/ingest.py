@@ -4,7 +4,7 @@ The event log is the parquet file of the repo's event source (for the example
 product ``feature_repo/data/events.parquet``). New events reach it in two steps:
 
 1. ``append(repo, table)`` checks the rows against the event schema
-   (``framework.collect.checks.EVENT_COLUMNS``) and the repo's ``EventContract`` (known
+   (``framework.declare.contracts.EVENT_COLUMNS``) and the repo's ``EventContract`` (known
    event types and sources, no future timestamps, no negative amounts, no missing
    keys; a bad table is refused whole, with a report of every problem), then
    writes them as one new file in the
@@ -32,7 +32,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from framework.collect.checks import EVENT_COLUMNS, EventContract, check_events, check_frame
+from framework.collect.checks import check_events, check_frame
+from framework.declare.contracts import EVENT_COLUMNS, EventContract
 from framework.declare.repo import FeatureRepo
 from framework.errors import ConfigError, DataError
 

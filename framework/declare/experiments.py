@@ -19,41 +19,24 @@ the experiment's salt and the entity id: the same user always gets the same
 arm), answers with that arm's policy, and logs the exposure in the prediction
 log. Outcome events arrive through event logging (``POST /events``).
 
-``report(experiment, exposures, events)`` counts, per arm, the exposed
-entities and those with an outcome event in (first exposure, first exposure +
-window]; the rate is conversions / exposures. It gives the absolute lift with
-a 95% Wald interval, the relative lift with the Katz interval of the rate ratio
-(``scipy.stats.contingency.relative_risk``), the pooled two-proportion z-test,
-and a chi-square sample-ratio-mismatch test against the declared split.
+The report (counts, lift, tests, verdict) is :mod:`framework.deploy.experiment_report`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from framework.errors import DataError, FeatureRepoError
+from framework.errors import FeatureRepoError
 
-__all__ = [
-    "ARMS",
-    "Experiment",
-    "ExperimentReport",
-    "assign",
-    "experiment_report",
-    "report",
-    "two_proportion_test",
-]
+__all__ = ["ARMS", "Experiment", "assign"]
 
 ARMS = ("control", "treatment")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _POLICY = re.compile(r"^(production|none|v\d+)$")
-ALPHA = 0.05  # significance level of the verdict
-SRM_ALPHA = 0.001  # a sample-ratio mismatch below this invalidates the experiment
-MIN_EXPOSURES = 100  # per arm, before a verdict is given
 
 
 @dataclass(frozen=True)
@@ -121,224 +104,3 @@ def assign(salt: str, entity_ids: list[int] | np.ndarray, split: float = 0.5) ->
         digest = hashlib.sha256(prefix + str(int(entity_id)).encode()).digest()
         out.append(ARMS[1] if int.from_bytes(digest[:8], "big") < bound else ARMS[0])
     return out
-
-
-@dataclass(frozen=True)
-class TwoProportionTest:
-    rate_control: float
-    rate_treatment: float
-    lift_abs: float
-    ci95: tuple[float, float]
-    lift_rel: float | None
-    ci95_rel: tuple[float, float] | None
-    z: float
-    p_value: float
-
-
-def two_proportion_test(
-    conversions_control: int,
-    exposures_control: int,
-    conversions_treatment: int,
-    exposures_treatment: int,
-) -> TwoProportionTest:
-    """Lift of treatment over control with 95% intervals and the pooled z-test p-value."""
-    from scipy import stats
-
-    x_c, n_c, x_t, n_t = (
-        conversions_control,
-        exposures_control,
-        conversions_treatment,
-        exposures_treatment,
-    )
-    if min(n_c, n_t) <= 0:
-        raise DataError("Both arms need at least one exposure to compare rates.")
-    p_c, p_t = x_c / n_c, x_t / n_t
-    lift = p_t - p_c
-    z975 = stats.norm.ppf(0.975)
-    se = np.sqrt(p_c * (1 - p_c) / n_c + p_t * (1 - p_t) / n_t)
-    ci = (lift - z975 * se, lift + z975 * se)
-    pooled = (x_c + x_t) / (n_c + n_t)
-    se0 = np.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
-    z = lift / se0 if se0 > 0 else 0.0
-    p_value = float(2 * stats.norm.sf(abs(z)))
-    lift_rel = ci_rel = None
-    if x_c > 0:
-        lift_rel = p_t / p_c - 1
-        if x_t > 0:
-            rr = stats.contingency.relative_risk(x_t, n_t, x_c, n_c)
-            low, high = rr.confidence_interval(confidence_level=0.95)
-            ci_rel = (float(low) - 1, float(high) - 1)
-    return TwoProportionTest(
-        rate_control=p_c,
-        rate_treatment=p_t,
-        lift_abs=float(lift),
-        ci95=(float(ci[0]), float(ci[1])),
-        lift_rel=None if lift_rel is None else float(lift_rel),
-        ci95_rel=ci_rel,
-        z=float(z),
-        p_value=p_value,
-    )
-
-
-def srm_p_value(exposures_control: int, exposures_treatment: int, split: float) -> float:
-    """Chi-square goodness of fit of the arm sizes to the declared split."""
-    from scipy import stats
-
-    total = exposures_control + exposures_treatment
-    if total == 0:
-        return 1.0
-    expected = [total * (1 - split), total * split]
-    return float(stats.chisquare([exposures_control, exposures_treatment], expected).pvalue)
-
-
-@dataclass(frozen=True)
-class ExperimentReport:
-    """What ``lifecycle experiment report`` prints (``to_json`` gives the --json keys)."""
-
-    experiment: str
-    problem: str
-    outcome: str
-    window_days: int
-    arms: dict[str, dict[str, Any]]
-    lift_abs: float | None
-    lift_rel: float | None
-    ci95: tuple[float, float] | None
-    ci95_rel: tuple[float, float] | None
-    p_value: float | None
-    srm_p_value: float
-    verdict: str
-    pending: int  # exposures whose outcome window has not ended yet (not counted)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_text(self) -> str:
-        lines = [
-            f"Experiment {self.experiment} on {self.problem}: outcome {self.outcome!r} within "
-            f"{self.window_days}d of the first exposure",
-            f"  {'arm':<10} {'policy':<11} {'exposures':>10} {'conversions':>12} {'rate':>8}",
-        ]
-        for arm, a in self.arms.items():
-            lines.append(
-                f"  {arm:<10} {a['policy']:<11} {a['exposures']:>10,} {a['conversions']:>12,} "
-                f"{_pct(a['rate']):>8}"
-            )
-        if self.lift_abs is not None and self.ci95 is not None:
-            lines.append(
-                f"  lift: {_pct(self.lift_abs, sign=True)} absolute "
-                f"(95% CI {_pct(self.ci95[0], sign=True)} to {_pct(self.ci95[1], sign=True)})"
-            )
-        if self.lift_rel is not None:
-            rel = f"  lift: {_pct(self.lift_rel, sign=True)} relative"
-            if self.ci95_rel is not None:
-                rel += f" (95% CI {_pct(self.ci95_rel[0], sign=True)} to {_pct(self.ci95_rel[1], sign=True)})"
-            lines.append(rel)
-        if self.p_value is not None:
-            lines.append(f"  two-proportion z-test p = {self.p_value:.3g}")
-        lines.append(f"  sample ratio check p = {self.srm_p_value:.3g}")
-        if self.pending:
-            lines.append(
-                f"  {self.pending:,} exposures are still inside their outcome window (not counted)"
-            )
-        lines.append(f"Verdict: {self.verdict}")
-        return "\n".join(lines)
-
-
-def _pct(value: float | None, sign: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:{'+' if sign else ''}.2f}%"
-
-
-def report(experiment: Experiment, exposures, events, now=None) -> ExperimentReport:
-    """The report of ``experiment`` from its exposures (entity_id, arm, exposed_at) and the
-    event log (user_id, event_timestamp, event_type), both pandas frames.
-
-    An entity counts in the arm of its first exposure; one still inside its outcome
-    window at ``now`` (default: the current time) is left out as pending.
-    """
-    import pandas as pd
-
-    ex = exposures.sort_values("exposed_at", kind="stable").drop_duplicates("entity_id")
-    ends = ex["exposed_at"] + pd.Timedelta(days=experiment.window_days)
-    ev = events[events["event_type"] == experiment.outcome]
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    done = ex[ends <= now]
-    pending = len(ex) - len(done)
-    joined = done.merge(
-        ev[["user_id", "event_timestamp"]], left_on="entity_id", right_on="user_id", how="left"
-    )
-    hit = (joined["event_timestamp"] > joined["exposed_at"]) & (
-        joined["event_timestamp"]
-        <= joined["exposed_at"] + pd.Timedelta(days=experiment.window_days)
-    )
-    converted = set(joined.loc[hit, "entity_id"])
-    arms: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-        ids = done.loc[done["arm"] == arm, "entity_id"]
-        n = len(ids)
-        x = int(ids.isin(converted).sum())
-        arms[arm] = {
-            "policy": experiment.policy(arm),
-            "exposures": n,
-            "conversions": x,
-            "rate": x / n if n else None,
-        }
-    n_c, n_t = arms["control"]["exposures"], arms["treatment"]["exposures"]
-    srm = srm_p_value(n_c, n_t, experiment.split)
-    test = None
-    if n_c and n_t:
-        test = two_proportion_test(
-            arms["control"]["conversions"], n_c, arms["treatment"]["conversions"], n_t
-        )
-    return ExperimentReport(
-        experiment=experiment.name,
-        problem=experiment.problem,
-        outcome=experiment.outcome,
-        window_days=experiment.window_days,
-        arms=arms,
-        lift_abs=test.lift_abs if test else None,
-        lift_rel=test.lift_rel if test else None,
-        ci95=test.ci95 if test else None,
-        ci95_rel=test.ci95_rel if test else None,
-        p_value=test.p_value if test else None,
-        srm_p_value=srm,
-        verdict=_verdict(experiment, n_c, n_t, srm, test),
-        pending=pending,
-    )
-
-
-def experiment_report(repo, name: str, *, db: str | None = None, now=None) -> ExperimentReport:
-    """``report`` for the experiment ``name`` of ``repo``: exposures from the prediction log
-    at ``db`` (default ``<repo>/data/predictions.db``), outcomes from the event log."""
-    from framework.collect.ingest import read_events
-    from framework.deploy.prediction_log import read_exposures
-
-    experiment = repo.experiment(name)
-    exposures = read_exposures(db or repo.prediction_db, experiment.name)
-    events = read_events(repo, ["user_id", "event_timestamp", "event_type"])
-    return report(experiment, exposures, events, now=now)
-
-
-def _verdict(experiment: Experiment, n_c: int, n_t: int, srm: float, test) -> str:
-    if srm < SRM_ALPHA:
-        return (
-            f"do not trust the result: the arms hold {n_c:,} and {n_t:,} exposures, a sample "
-            f"ratio mismatch against the declared {1 - experiment.split:.0%}/{experiment.split:.0%} "
-            f"split (p = {srm:.2g}). Check the assignment and the logging."
-        )
-    if test is None or min(n_c, n_t) < MIN_EXPOSURES:
-        return (
-            f"not enough data yet: at least {MIN_EXPOSURES} completed exposures per arm are "
-            f"needed (control {n_c:,}, treatment {n_t:,})."
-        )
-    if test.p_value < ALPHA:
-        better = "better" if test.lift_abs > 0 else "worse"
-        return (
-            f"treatment is {better} than control: {test.rate_treatment:.2%} vs "
-            f"{test.rate_control:.2%} (p = {test.p_value:.2g} < {ALPHA})."
-        )
-    return (
-        f"no significant difference (p = {test.p_value:.2g} >= {ALPHA}); the 95% interval of "
-        f"the lift ({test.ci95[0]:+.2%} to {test.ci95[1]:+.2%}) includes 0. Keep running or stop."
-    )

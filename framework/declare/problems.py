@@ -11,7 +11,7 @@ A ``Problem`` is declared in Python inside the feature repo (for example
         spine=WeeklyCutoffs(active_within_days=90),
         feature_service="churn_model_v1",
         metric="pr_auc",
-        threshold=0.5,
+        success_threshold=0.5,
     )
 
 Labels look forward from each observation time t, over (t, t + horizon];
@@ -153,7 +153,7 @@ class Problem:
     spine: WeeklyCutoffs
     feature_service: str
     metric: str
-    threshold: float
+    success_threshold: float
     entity: str = "user_id"
     candidates: tuple[str, ...] = ()
     tuning_budget: int = 8
@@ -213,7 +213,9 @@ class Problem:
 
     def succeeded(self, value: float) -> bool:
         """Whether a test metric value counts as success for this problem."""
-        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+        if self.higher_is_better:
+            return value >= self.success_threshold
+        return value <= self.success_threshold
 
     def spec(self) -> dict[str, Any]:
         """Plain data describing the problem, stored with datasets and models."""
@@ -227,8 +229,8 @@ class Problem:
             "spine": {"type": type(self.spine).__name__, **self.spine.__dict__},
             "feature_service": self.feature_service,
             "metric": self.metric,
-            "threshold": self.threshold,
-            "candidates": list(self.models),
+            "success_threshold": self.success_threshold,
+            "models": list(self.models),
             "tuning_budget": self.tuning_budget,
             "categories": {k: list(v) for k, v in self.categories.items()},
             "description": self.description,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
     from feast.repo_contents import RepoContents
 
-    from framework.collect.checks import EventContract
+    from framework.declare.contracts import EventContract
     from framework.declare.experiments import Experiment
     from framework.declare.problems import Problem
     from framework.declare.windows import WindowSpec
@@ -68,9 +68,44 @@ class FeatureRepo:
                 f"{self.fs_yaml} does not exist; a feature repository needs a feature_store.yaml."
             )
 
+    # The catalog: every location the framework reads or writes, named here once.
+
     @property
     def data_dir(self) -> Path:
+        """What the framework makes for this repo (tables, models, reports) lives here."""
         return self.path / "data"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Saved training sets, ``<problem>/<hash>/``."""
+        return self.data_dir / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry's root, ``<problem>/v<N>/``."""
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Monitoring reports, ``<problem>/<time>-<kind>-<version>/``."""
+        return self.data_dir / "reports"
+
+    def new_report_folder(self, problem: str, kind: str, version: str) -> Path:
+        """A new, empty report folder named by the current time (to the microsecond);
+        two runs never share one: a taken name gets a numbered suffix."""
+        from datetime import UTC, datetime
+
+        parent = self.reports_dir / problem
+        parent.mkdir(parents=True, exist_ok=True)
+        stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{kind}-{version}"
+        for attempt in range(1, 1000):
+            folder = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+        raise ConfigError(f"Cannot create a report folder under {parent}: every name is taken.")
 
     @property
     def prediction_db(self) -> str:
@@ -153,7 +188,7 @@ class FeatureRepo:
     @cached_property
     def event_contract(self) -> EventContract:
         """The repo's declared ``EventContract`` (an empty one when none is declared)."""
-        from framework.collect.checks import EventContract
+        from framework.declare.contracts import EventContract
 
         found = self._declared(EventContract, "event contracts")
         if len(found) > 1:

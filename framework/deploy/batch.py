@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from framework.common.times import to_utc
 from framework.declare.repo import FeatureRepo
 from framework.deploy.bulk import BulkInsert
-from framework.errors import ConfigError, DataError, StoreError
+from framework.errors import DataError, StoreError
 from framework.models import scoring
 
 __all__ = ["BatchRun", "predict_batch"]
@@ -66,7 +67,7 @@ def _all_entities(repo: FeatureRepo, service: str) -> np.ndarray:
     """Every entity key the service's stored views know."""
     from framework.declare.windows import WindowSpec
     from framework.features.pit import load_index
-    from framework.features.retrieval import resolve_features
+    from framework.features.resolve import resolve_features
     from framework.prepare.window_index import load_window_index
 
     keys = []
@@ -96,26 +97,24 @@ def predict_batch(
     import sqlalchemy as sa
 
     from framework.deploy.prediction_log import engine_url
-    from framework.features.retrieval import get_historical_features
-    from framework.training.run import registry_of
-    from framework.training.validation import ValidationError, validate_features
+    from framework.errors import ValidationError
+    from framework.features.historical import get_historical_features
+    from framework.models.registry import registry_of
+    from framework.training.validation import validate_features
 
     declared = repo.problem(problem)
-    ts = pd.Timestamp(as_of)
-    if ts.tzinfo is None:
-        raise ConfigError(f"--as-of {as_of!s} has no time zone; write e.g. 2025-10-01T00:00:00Z.")
-    ts = ts.tz_convert("UTC")
+    ts = to_utc(as_of, "as-of time")
     artifact = registry_of(repo).get(declared.name)
     meta = artifact.meta
     ids = (
         np.asarray(entities, dtype=np.int64)
         if entities is not None
-        else _all_entities(repo, meta["feature_service"])
+        else _all_entities(repo, meta.feature_service)
     )
     if len(ids) == 0:
         raise DataError(f"No entities to score for {problem!r}.")
     rows = pd.DataFrame({declared.entity: ids, "event_timestamp": ts})
-    frame = get_historical_features(repo, rows, meta["feature_service"])
+    frame = get_historical_features(repo, rows, meta.feature_service)
     checked = validate_features(declared.name, frame, meta)
     if checked.failures:
         raise ValidationError(

@@ -39,7 +39,7 @@ from framework.common.jsonable import finite
 from framework.declare.experiments import assign
 from framework.declare.repo import FeatureRepo
 from framework.deploy import ui
-from framework.errors import LifecycleError, StoreError
+from framework.errors import LifecycleError, RefusedEvents, StoreError
 from framework.models.registry import ModelArtifact, Registry
 from framework.models.scoring import score
 
@@ -72,7 +72,7 @@ class PredictRequest(BaseModel):
 class ErrorDetail(BaseModel):
     field: str | None = Field(default=None, description="The request field at fault, if one.")
     error: str
-    problems: list[dict[str, Any]] | None = Field(
+    violations: list[dict[str, Any]] | None = Field(
         default=None, description="For refused events: every failed check of the contract."
     )
 
@@ -211,7 +211,7 @@ def _warm_up(repo: FeatureRepo, models: ModelCache) -> None:
     for name in repo.problems:
         try:
             loaded = models.get(name)
-            reader(repo, loaded.artifact.meta["feature_service"])
+            reader(repo, loaded.artifact.meta.feature_service)
         except LifecycleError:
             continue  # reported by /health and by requests for this problem
     _settle()
@@ -303,8 +303,8 @@ def create_app(
     from contextlib import asynccontextmanager
 
     from framework.deploy.prediction_log import PredictionLog
-    from framework.features.retrieval import get_online_features
-    from framework.training.run import registry_of
+    from framework.features.online import get_online_features
+    from framework.models.registry import registry_of
 
     models = ModelCache(registry_of(repo))
     log = PredictionLog(log_url or repo.prediction_db)
@@ -432,7 +432,7 @@ def create_app(
         # Features once per feature service; a no-model arm logs the production model's.
         frames: dict[str, Any] = {}
         for model in {id(m): m for m in [loaded, *policies.values()] if m}.values():
-            service = model.artifact.meta["feature_service"]
+            service = model.artifact.meta.feature_service
             if service not in frames:
                 try:
                     frames[service] = await _with_deadline(get_online_features, repo, rows, service)
@@ -447,7 +447,7 @@ def create_app(
         for arm, model in policies.items():
             idx = [i for i, a in enumerate(arms) if a == arm]
             used = model or loaded
-            full = frames[used.artifact.meta["feature_service"]]
+            full = frames[used.artifact.meta.feature_service]
             frame = full if len(idx) == len(rows) else full.iloc[idx]
             scores, labels = score(used.artifact.meta, used.model, frame) if model else (None, None)
             status = frame["feature_status"].tolist()
@@ -477,7 +477,7 @@ def create_app(
                 }
                 for i in idx
             ]
-            pending.append((logged, frame, used.artifact.meta["features"]))
+            pending.append((logged, frame, used.artifact.meta.features))
         # Built here and returned as is (the response model documents it): FastAPI's
         # validation and encoding of the answer cost more than the model's scoring.
         return JSONResponse(
@@ -503,7 +503,6 @@ def create_app(
         materialize). Answered only once the events are on disk."""
         import pyarrow as pa
 
-        from framework.collect.checks import RefusedEvents
         from framework.collect.ingest import EVENT_SCHEMA, append
         from framework.errors import DataError
 
@@ -515,8 +514,8 @@ def create_app(
         try:
             accepted = append(repo, table, source="events")
         except RefusedEvents as exc:
-            problems = [p.as_json() for p in exc.problems]
-            detail = {"field": "events", "error": str(exc), "problems": problems}
+            violations = [v.as_json() for v in exc.violations]
+            detail = {"field": "events", "error": str(exc), "violations": violations}
             raise HTTPException(422, detail=detail) from exc
         except DataError as exc:
             raise HTTPException(422, detail={"field": "events", "error": str(exc)}) from exc
@@ -534,11 +533,11 @@ def create_app(
                 out[name] = {"error": str(exc)}
                 continue
             out[name] = {
-                "version": meta["version"],
-                "winner": meta["winner"],
-                "feature_service": meta["feature_service"],
-                "metric": meta["metric"],
-                "test": meta["metrics"]["test"],
+                "version": meta.version,
+                "winner": meta.winner,
+                "feature_service": meta.feature_service,
+                "metric": meta.metric,
+                "test": meta.metrics["test"],
             }
             experiment = repo.active_experiment(name)
             if experiment is not None:

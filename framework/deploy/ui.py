@@ -22,7 +22,7 @@ __all__ = ["card_path", "file_page", "index_page", "report_path"]
 
 _PROBLEM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VERSION = re.compile(r"^v[0-9]{1,9}$")
-_REPORT = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z]+-(v[0-9]{1,9}|all)$")
+_REPORT = re.compile(r"^[0-9]{8}T[0-9]{6}([0-9]{6})?Z-[a-z]+-(v[0-9]{1,9}|all)(-[0-9]{1,3})?$")
 
 
 def _check(value: str, pattern: re.Pattern, what: str) -> str:
@@ -32,7 +32,7 @@ def _check(value: str, pattern: re.Pattern, what: str) -> str:
 
 
 def card_path(repo: FeatureRepo, problem: str, version: str) -> Path:
-    from framework.training.run import registry_of
+    from framework.models.registry import registry_of
 
     root = registry_of(repo).root
     return (
@@ -44,7 +44,7 @@ def card_path(repo: FeatureRepo, problem: str, version: str) -> Path:
 
 
 def report_path(repo: FeatureRepo, problem: str, name: str) -> Path:
-    folder = repo.data_dir / "reports" / _check(problem, _PROBLEM, "problem")
+    folder = repo.reports_dir / _check(problem, _PROBLEM, "problem")
     return folder / _check(name, _REPORT, "report") / "report.html"
 
 
@@ -55,7 +55,7 @@ def file_page(path: Path) -> HTMLResponse:
 
 
 def _reports(repo: FeatureRepo) -> list[tuple[str, str]]:
-    root = repo.data_dir / "reports"
+    root = repo.reports_dir
     found = []
     if root.is_dir():
         for problem in sorted(p.name for p in root.iterdir() if _PROBLEM.match(p.name)):
@@ -66,21 +66,21 @@ def _reports(repo: FeatureRepo) -> list[tuple[str, str]]:
 
 
 def index_page(repo: FeatureRepo) -> str:
-    from framework.training.run import registry_of
+    from framework.models.registry import registry_of
 
     registry = registry_of(repo)
     rows = []
     for problem in registry.problems():
         for version in reversed(registry.versions(problem)):
             meta = registry.get(problem, version).meta
-            metric = meta["metric"]
+            metric = meta.metric
             rows.append(
                 f"<tr><td style='text-align:left'>{html.escape(problem)}</td>"
                 f"<td><a href='/ui/models/{problem}/{version}'>{version}</a></td>"
                 f"<td>{html.escape(registry.stage_of(problem, version))}</td>"
-                f"<td>{html.escape(meta['winner'])}</td>"
-                f"<td>{metric} {meta['metrics']['test'][metric]:.4f}</td>"
-                f"<td>{html.escape(meta['created_at'][:19])}</td></tr>"
+                f"<td>{html.escape(meta.winner)}</td>"
+                f"<td>{metric} {meta.metrics['test'][metric]:.4f}</td>"
+                f"<td>{html.escape(meta.created_at[:19])}</td></tr>"
             )
     reports = "".join(
         f"<li><a href='/ui/reports/{p}/{n}'>{html.escape(p)}: {html.escape(n)}</a></li>"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from framework.common.times import to_utc
 from framework.declare.repo import FeatureRepo
 from framework.errors import ConfigError, StoreError
 from framework.features.online_write import (
@@ -50,12 +51,7 @@ class MaterializeResult:
 def _utc(ts: datetime | str | None) -> datetime | None:
     if ts is None:
         return None
-    out = pd.Timestamp(ts)
-    if out.tzinfo is None:
-        raise ConfigError(
-            f"Timestamp {ts!s} has no time zone; give one, e.g. 2025-06-01T00:00:00Z."
-        )
-    return out.tz_convert("UTC").to_pydatetime()
+    return to_utc(ts, "materialization time").to_pydatetime()
 
 
 def _us(ts: datetime) -> int:

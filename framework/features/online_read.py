@@ -123,7 +123,7 @@ def _registry_stamp(repo: FeatureRepo) -> Any:
 
 def reader(repo: FeatureRepo, service: str | None, features: list[str] | None = None):
     """The cached reader of ``service`` (None when the views need Feast's general path)."""
-    from framework.features.retrieval import resolve_features
+    from framework.features.resolve import resolve_features
 
     key = (str(repo.fs_yaml), service or "", ",".join(features) if features else None)
     stamp = _registry_stamp(repo)

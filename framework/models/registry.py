@@ -23,11 +23,15 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from framework.errors import LifecycleError
+from framework.errors import ArtifactError
+from framework.models.metadata import ModelMeta
 
-__all__ = ["ArtifactError", "ModelArtifact", "Registry"]
+if TYPE_CHECKING:
+    from framework.declare.repo import FeatureRepo
+
+__all__ = ["ModelArtifact", "Registry", "registry_of"]
 
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 _PROBLEM = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -40,10 +44,6 @@ LIBRARIES = (
     "great-expectations",
     "lifecycle-framework",
 )
-
-
-class ArtifactError(LifecycleError, ValueError):
-    """A model artifact is missing, changed, foreign or named wrongly."""
 
 
 def _sha256(path: Path) -> str:
@@ -77,21 +77,21 @@ class ModelArtifact:
     """A registered model version: its metadata, and the fitted pipeline on demand."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: ModelMeta
 
     @property
     def version(self) -> str:
-        return self.meta["version"]
+        return self.meta.version
 
     @property
     def problem(self) -> str:
-        return self.meta["problem"]
+        return self.meta.problem
 
     def load_reference(self):
         """The training reference sample (features, label, score), checked by sha256."""
         import pandas as pd
 
-        info = self.meta.get("reference", {})
+        info = self.meta.reference
         if "file" not in info:
             raise ArtifactError(
                 f"{self.problem} {self.version} has no reference statistics (it was trained "
@@ -111,13 +111,18 @@ class ModelArtifact:
         if not file.exists():
             raise ArtifactError(f"{file} is missing.")
         actual = _sha256(file)
-        if actual != self.meta.get("sha256"):
+        if actual != self.meta.sha256:
             raise ArtifactError(
                 f"{file} does not match the checksum recorded for {self.problem} {self.version} "
-                f"(recorded {self.meta.get('sha256')}, found {actual}): refusing to load a changed "
+                f"(recorded {self.meta.sha256}, found {actual}): refusing to load a changed "
                 "or foreign file. Retrain, or restore the original artifact."
             )
         return joblib.load(file)
+
+
+def registry_of(repo: FeatureRepo) -> Registry:
+    """The registry of ``repo`` (at its catalog's models folder)."""
+    return Registry(repo.models_dir)
 
 
 class Registry:
@@ -181,17 +186,18 @@ class Registry:
         if not meta_file.exists():
             known = self.versions(problem) if self._problem_dir(problem).exists() else []
             raise ArtifactError(f"Problem {problem!r} has no model {version}; it has {known}.")
-        return ModelArtifact(path, json.loads(meta_file.read_text()))
+        return ModelArtifact(
+            path, ModelMeta.from_json(json.loads(meta_file.read_text()), str(meta_file))
+        )
 
-    def register(
-        self, problem: str, model: Any, meta: dict[str, Any], reference: Any = None
-    ) -> ModelArtifact:
+    def register(self, model: Any, meta: ModelMeta, reference: Any = None) -> ModelArtifact:
         """Save a new candidate version (the next number) and return it.
 
         ``reference`` (a pandas frame: a sample of the training rows with their
         label and score) is kept as ``reference.parquet`` for drift monitoring."""
         import joblib
 
+        problem = meta.problem
         folder = self._problem_dir(problem)
         folder.mkdir(parents=True, exist_ok=True)
         existing = [int(v[1:]) for v in self.versions(problem)]
@@ -204,26 +210,23 @@ class Registry:
             except FileExistsError:
                 number += 1
         joblib.dump(model, path / "model.joblib")
-        extra: dict[str, Any] = {}
+        info = dict(meta.reference)
         if reference is not None:
             reference.to_parquet(path / "reference.parquet", index=False)
-            extra["reference"] = {
-                **meta.get("reference", {}),
-                "file": "reference.parquet",
-                "rows": len(reference),
-                "sha256": _sha256(path / "reference.parquet"),
-            }
-        full = {
-            **meta,
-            "problem": problem,
-            "version": f"v{number}",
-            "stage": "candidate",
-            "created_at": datetime.now(UTC).isoformat(),
-            "sha256": _sha256(path / "model.joblib"),
-            "libraries": library_versions(),
-            **extra,
-        }
-        _write_json(path / "model.json", full)
+            info.update(
+                file="reference.parquet",
+                rows=len(reference),
+                sha256=_sha256(path / "reference.parquet"),
+            )
+        full = meta.with_(
+            version=f"v{number}",
+            stage="candidate",
+            created_at=datetime.now(UTC).isoformat(),
+            sha256=_sha256(path / "model.joblib"),
+            libraries=library_versions(),
+            reference=info,
+        )
+        _write_json(path / "model.json", full.to_json())
         return ModelArtifact(path, full)
 
     def promote(self, problem: str, version: str) -> ModelArtifact:

@@ -8,7 +8,7 @@ threshold. Serving and batch prediction read only the artifact and this module.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -172,11 +172,21 @@ def _threads(estimator: Any, rows: int) -> dict[str, Any]:
     return {}
 
 
+class ScoringSpec(Protocol):
+    """What scoring needs to know of a model (a ``ModelMeta`` has it)."""
+
+    task: str
+    features: list[str]
+    decision_threshold: float | None
+
+
 def score(
-    meta: dict[str, Any], model: Any, frame: pd.DataFrame
+    meta: ScoringSpec, model: Any, frame: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores of ``frame``'s rows, and labels at the threshold for a binary task (else None)."""
-    scores = _predict(model, meta["task"], frame, meta["features"])
-    if meta["task"] == "binary":
-        return scores, (scores >= meta["threshold"]).astype(int)
+    """Scores of ``frame``'s rows, and labels at the decision threshold for a binary task
+    (else None)."""
+    scores = _predict(model, meta.task, frame, meta.features)
+    if meta.task == "binary":
+        cut = 0.5 if meta.decision_threshold is None else meta.decision_threshold
+        return scores, (scores >= cut).astype(int)
     return scores, None

@@ -87,7 +87,7 @@ def current_from_batch(
     """Batch predictions of the version with as-of in [since, until): their point-in-time
     features (fetched again: batch runs store scores, not features) and scores; a seeded
     sample of ``limit`` rows at most."""
-    from framework.features.retrieval import get_historical_features
+    from framework.features.historical import get_historical_features
     from framework.monitor.performance import predictions_of
 
     preds = predictions_of(db, artifact.problem, sources=("batch",))
@@ -100,12 +100,12 @@ def current_from_batch(
         return pd.DataFrame()
     if len(preds) > limit:
         preds = preds.sample(n=limit, random_state=0)
-    key = artifact.meta.get("entity", "user_id")
+    key = artifact.meta.entity
     rows = pd.DataFrame(
         {key: preds["entity_id"].astype("int64").to_numpy(), "event_timestamp": preds["at"].array}
     )
-    frame = get_historical_features(repo, rows, artifact.meta["feature_service"])
-    frame = frame[artifact.meta["features"]].copy()
+    frame = get_historical_features(repo, rows, artifact.meta.feature_service)
+    frame = frame[artifact.meta.features].copy()
     frame["score"] = preds["score"].to_numpy(dtype=float)
     frame["entity_id"] = rows[key].to_numpy()
     frame["at"] = rows["event_timestamp"].array
@@ -150,12 +150,12 @@ def monitor(
     db: str | Path | None = None,
 ) -> DriftReport:
     """Drift of ``problem``'s model (default: the production version); see the module docstring."""
-    from framework.training.run import registry_of
+    from framework.models.registry import registry_of
 
     declared = repo.problem(problem)
     artifact = registry_of(repo).get(declared.name, version)
     reference = artifact.load_reference()
-    features = artifact.meta["features"]
+    features = artifact.meta.features
     if current is not None:
         frame = _read_current(Path(current), features)
         if "score" not in frame:

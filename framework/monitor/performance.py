@@ -135,8 +135,8 @@ def realized_performance(
     repo: FeatureRepo, problem: str, *, db: str | Path | None = None
 ) -> PerformanceReport:
     """See the module docstring."""
+    from framework.models.registry import registry_of
     from framework.training.labels import labels_at
-    from framework.training.run import registry_of
 
     declared = repo.problem(problem)
     preds = predictions_of(db or repo.prediction_db, declared.name)
@@ -172,7 +172,7 @@ def realized_performance(
                 }
             )
         try:
-            test = registry.get(declared.name, version).meta["metrics"]["test"]
+            test = registry.get(declared.name, version).meta.metrics["test"]
         except Exception:  # a version no longer in the registry: realized only
             test = {}
         versions[version] = {

@@ -63,7 +63,7 @@ def _history(folder: Path) -> list[tuple[str, dict]]:
     for sibling in sorted(folder.parent.iterdir()):
         path = sibling / "report.json"
         if "-drift-" in sibling.name and path.is_file():
-            runs.append((sibling.name[:16], json.loads(path.read_text())))
+            runs.append((sibling.name[:15], json.loads(path.read_text())))
     return runs
 
 

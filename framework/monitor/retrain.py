@@ -59,11 +59,12 @@ def retrain(
 ) -> RetrainDecision:
     """Train a challenger, compare it with the champion, promote only a better one."""
     from framework.errors import LifecycleError
-    from framework.features.retrieval import get_historical_features
+    from framework.features.historical import get_historical_features
+    from framework.models.registry import registry_of
     from framework.models.scoring import score
     from framework.training.candidates import evaluate
     from framework.training.dataset import LABEL, TIMESTAMP
-    from framework.training.run import registry_of, run_training
+    from framework.training.run import run_training
 
     say = progress or (lambda _m: None)
     declared = repo.problem(problem)
@@ -86,11 +87,11 @@ def retrain(
     if champion is not None:
         say(f"scoring champion {champion.version} on the same window")
         rows = window[[declared.entity, TIMESTAMP]].reset_index(drop=True)
-        features = get_historical_features(repo, rows, champion.meta["feature_service"])
+        features = get_historical_features(repo, rows, champion.meta.feature_service)
         scores, _ = score(champion.meta, champion.load_model(), features)
         y = window[LABEL].to_numpy()
         champion_score = float(
-            evaluate(declared.task, y, scores, champion.meta.get("threshold") or 0.5)[metric]
+            evaluate(declared.task, y, scores, champion.meta.decision_threshold or 0.5)[metric]
         )
     margin = float(declared.margin)
     if champion_score is None:

@@ -98,13 +98,13 @@ def skew(
     db: str | Path | None = None,
 ) -> SkewReport:
     """The skew report of ``problem``'s logged predictions (see the module docstring)."""
-    from framework.features.retrieval import get_historical_features
+    from framework.features.historical import get_historical_features
+    from framework.models.registry import registry_of
     from framework.monitor.drift import logged_predictions
-    from framework.training.run import registry_of
 
     declared = repo.problem(problem)
     artifact = registry_of(repo).get(declared.name, version)
-    features = artifact.meta["features"]
+    features = artifact.meta.features
     log = logged_predictions(
         db or repo.prediction_db, declared.name, artifact.version, since, until
     )
@@ -122,7 +122,7 @@ def skew(
             ),
         }
     )
-    offline = get_historical_features(repo, rows, artifact.meta["feature_service"])
+    offline = get_historical_features(repo, rows, artifact.meta.feature_service)
     out = []
     for name in features:
         if name not in served:

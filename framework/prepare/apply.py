@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from framework.collect.checks import EVENT_COLUMNS, Column, check_events, check_frame, read_table
+from framework.collect.checks import check_events, check_frame, read_table
+from framework.declare.contracts import EVENT_COLUMNS, Column
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, StoreError
 from framework.prepare.window_tables import TableStats, build_window_table

@@ -30,20 +30,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from framework.common.times import US_PER_DAY
 from framework.declare.windows import WindowSpec
 
 if TYPE_CHECKING:
-    from framework.prepare.window_tables import Chunk
+    import pyarrow as pa
 
-__all__ = ["WindowIndex", "WindowIndexWriter", "load_window_index"]
+__all__ = ["Chunk", "WindowIndex", "WindowIndexWriter", "load_window_index"]
 
-US_PER_DAY = 86_400 * 1_000_000
 _DTYPES = {"c": np.int32, "s": np.float64}
 
 
 def index_path(table_path: str | Path) -> Path:
     table_path = Path(table_path)
     return table_path.with_name(table_path.name + ".win")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of entities: its table rows, and the event prefix sums that made them."""
+
+    table: pa.Table
+    keys: np.ndarray  # the chunk's entity keys, sorted
+    starts: np.ndarray  # first event of each entity, chunk-local
+    times: np.ndarray  # event times (us), sorted by (entity, time)
+    prefixes: dict[str, np.ndarray]  # column -> exclusive chunk-local prefix sum (n + 1)
 
 
 class WindowIndexWriter:

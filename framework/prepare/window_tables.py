@@ -30,14 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from framework.common.times import US_PER_DAY
 from framework.declare.expressions import filter_to_sql
 from framework.declare.windows import Aggregate, WindowSpec
 from framework.errors import DataError
-from framework.prepare.window_index import WindowIndexWriter
+from framework.prepare.window_index import Chunk, WindowIndexWriter
 
-__all__ = ["Chunk", "TableStats", "build_window_table", "compute_change_points"]
+__all__ = ["TableStats", "build_window_table", "compute_change_points"]
 
-US_PER_DAY = 86_400 * 1_000_000
 _CHUNK_EVENTS = 1 << 16  # small chunks reuse heap memory: 1.3x faster than 1 << 18
 
 Progress = Callable[[int, int], None]
@@ -132,17 +132,6 @@ def _merge_positions(
     leaves = [np.cumsum(kind == j, dtype=np.intp)[last] for j in range(1, m + 1)]
     point = point[last]
     return point >> tbits, (point & ((1 << tbits) - 1)) + tmin, enters, leaves
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One chunk of entities: its table rows, and the event prefix sums that made them."""
-
-    table: pa.Table
-    keys: np.ndarray  # the chunk's entity keys, sorted
-    starts: np.ndarray  # first event of each entity, chunk-local
-    times: np.ndarray  # event times (us), sorted by (entity, time)
-    prefixes: dict[str, np.ndarray]  # column -> exclusive chunk-local prefix sum (n + 1)
 
 
 def _chunk_table(

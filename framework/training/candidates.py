@@ -238,7 +238,7 @@ def evaluate(
             "f1": float(m.f1_score(y, label, zero_division=0)),
             "roc_auc": float(m.roc_auc_score(y, score)) if both else float("nan"),
             "pr_auc": float(m.average_precision_score(y, score)) if both else float("nan"),
-            "threshold": float(threshold),
+            "decision_threshold": float(threshold),
             "positive_rate": float(np.mean(y)),
         }
     return {
@@ -267,9 +267,36 @@ class TrainResult:
     winner: Candidate
     test: dict[str, float]
     baseline_test: dict[str, float]
-    threshold: float | None
+    decision_threshold: float | None
     test_scores: np.ndarray
     seconds: dict[str, float]
+
+    def to_text(self) -> str:
+        """The comparison table: every candidate on validation, the winner and the
+        baseline on test, and whether the problem's success threshold is met."""
+        problem = self.problem
+        cols = (
+            ["precision", "recall", "f1", "roc_auc", "pr_auc"]
+            if problem.task == "binary"
+            else ["mae", "rmse", "r2"]
+        )
+        lines = [
+            f"{problem.name}: candidates on validation ({problem.metric} chooses), winner on test",
+            f"  {'model':<22}" + "".join(f"{c:>10}" for c in cols),
+        ]
+        for c in self.candidates:
+            mark = " *" if c is self.winner else ""
+            lines.append(
+                f"  {c.name + mark:<22}" + "".join(f"{c.validation[k]:>10.4f}" for k in cols)
+            )
+        lines.append(f"  {'winner on test':<22}" + "".join(f"{self.test[k]:>10.4f}" for k in cols))
+        lines.append(
+            f"  {'baseline on test':<22}" + "".join(f"{self.baseline_test[k]:>10.4f}" for k in cols)
+        )
+        ok = problem.succeeded(self.test[problem.metric])
+        bar = f"{problem.metric} {'>=' if problem.higher_is_better else '<='} {problem.success_threshold}"
+        lines.append(f"  success ({bar}): {'yes' if ok else 'no'}")
+        return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -287,7 +314,7 @@ class TrainResult:
                 }
                 for c in self.candidates
             ],
-            "threshold": self.threshold,
+            "decision_threshold": self.decision_threshold,
             "success": bool(self.problem.succeeded(self.test[self.problem.metric])),
             "split": self.split.ranges(),
         }
@@ -333,7 +360,7 @@ def train(
         candidates,
         key=lambda c: sign * np.nan_to_num(c.validation[problem.metric], nan=-np.inf * sign),
     )
-    threshold = winner.validation.get("threshold") if problem.task == "binary" else None
+    threshold = winner.validation.get("decision_threshold") if problem.task == "binary" else None
     test_scores = scores(winner.model, problem.task, xs["test"])
     test = evaluate(problem.task, ys["test"], test_scores, threshold or 0.5)
     base = candidates[0]
@@ -341,7 +368,7 @@ def train(
         problem.task,
         ys["test"],
         scores(base.model, problem.task, xs["test"]),
-        base.validation.get("threshold", 0.5),
+        base.validation.get("decision_threshold", 0.5),
     )
     return TrainResult(
         problem, split, candidates, winner, test, baseline_test, threshold, test_scores, seconds

@@ -14,9 +14,12 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from framework.models.metadata import ModelMeta
 
 __all__ = ["STYLE", "feature_importance", "png", "write_card"]
 
@@ -123,31 +126,32 @@ def _fmt(value: Any) -> str:
 
 def write_card(
     folder: str | Path,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     model: Any,
     y_test: np.ndarray,
     test_scores: np.ndarray,
 ) -> dict[str, Any]:
     """Write card.json and card.html into a model version's folder; return the card."""
     folder = Path(folder)
-    task = meta["task"]
+    task = meta.task
     curves, plots = _curves(
         task, np.asarray(y_test, dtype=float), np.asarray(test_scores, dtype=float)
     )
     importance = feature_importance(model)
     card = {
-        "problem": meta["problem"],
-        "version": meta["version"],
+        "problem": meta.problem,
+        "version": meta.version,
         "task": task,
-        "winner": meta["winner"],
-        "metric": meta["metric"],
-        "threshold": meta.get("threshold"),
-        "success": meta.get("success"),
-        "metrics": meta["metrics"],
-        "baseline": meta["baseline"],
-        "candidates": meta["candidates"],
-        "data": meta["dataset"],
-        "split": meta["split"],
+        "winner": meta.winner,
+        "metric": meta.metric,
+        "decision_threshold": meta.decision_threshold,
+        "success_threshold": meta.success_threshold,
+        "success": meta.success,
+        "metrics": meta.metrics,
+        "baseline": meta.baseline,
+        "candidates": meta.candidates,
+        "data": meta.dataset,
+        "split": meta.split,
         "feature_importance": importance,
         "curves": curves,
     }
@@ -159,13 +163,13 @@ def write_card(
     )
     candidates = [
         {"candidate": c["name"], **c["validation"], "fit seconds": c["fit_seconds"]}
-        for c in meta["candidates"]
+        for c in meta.candidates
     ]
     test_rows = [
-        {"model": f"{meta['winner']} (winner)", **meta["metrics"]["test"]},
-        {"model": "baseline", **meta["baseline"]["test"]},
+        {"model": f"{meta.winner} (winner)", **meta.metrics["test"]},
+        {"model": "baseline", **meta.baseline["test"]},
     ]
-    data = meta["dataset"]
+    data = meta.dataset
     images = "".join(
         f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"><figcaption>{html.escape(t)}</figcaption></figure>'
         for t, b in plots
@@ -173,21 +177,21 @@ def write_card(
     if importance:
         images += f'<figure><img alt="Feature importance" src="data:image/png;base64,{_importance_plot(importance)}"><figcaption>Feature importance</figcaption></figure>'
     page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Model card: {html.escape(meta["problem"])} {html.escape(meta["version"])}</title>
+<title>Model card: {html.escape(meta.problem)} {html.escape(meta.version)}</title>
 {STYLE}</head><body>
-<h1>{html.escape(meta["problem"])} {html.escape(meta["version"])}</h1>
-<p>{html.escape(meta.get("description") or "")}</p>
-<p>Task: {task}. Label: {html.escape(meta["label_description"])}. Feature service: {html.escape(meta["feature_service"])}
-({len(meta["features"])} features). Winner: <b>{html.escape(meta["winner"])}</b>, chosen on validation {html.escape(meta["metric"])};
-success threshold {meta["success_threshold"]}: <b>{"met" if meta.get("success") else "not met"}</b> on test.</p>
+<h1>{html.escape(meta.problem)} {html.escape(meta.version)}</h1>
+<p>{html.escape(meta.description)}</p>
+<p>Task: {task}. Label: {html.escape(meta.label_description)}. Feature service: {html.escape(meta.feature_service)}
+({len(meta.features)} features). Winner: <b>{html.escape(meta.winner)}</b>, chosen on validation {html.escape(meta.metric)};
+success threshold {meta.success_threshold}: <b>{"met" if meta.success else "not met"}</b> on test.</p>
 <h2>Test</h2>{_table(test_rows, ["model", *metric_cols])}
 <h2>Candidates (validation)</h2>{_table(candidates, ["candidate", *metric_cols, "fit seconds"])}
 <h2>Plots</h2>{images}
 <h2>Data</h2><p>Dataset {html.escape(data["hash"])}: {data["rows"]:,} rows, {data["entities"]:,} entities,
 observations from {html.escape(data["time_range"][0])} to {html.escape(data["time_range"][1])}.
 {html.escape(json.dumps(data.get("label_balance") or {"label_mean": data.get("label_mean")}))}</p>
-{_table([{"split": k, "from": v[0], "to": v[1], "rows": v[2]} for k, v in meta["split"].items()], ["split", "from", "to", "rows"])}
-<p>Libraries: {html.escape(json.dumps(meta.get("libraries", {})))}</p>
+{_table([{"split": k, "from": v[0], "to": v[1], "rows": v[2]} for k, v in meta.split.items()], ["split", "from", "to", "rows"])}
+<p>Libraries: {html.escape(json.dumps(meta.libraries))}</p>
 </body></html>"""
     (folder / "card.html").write_text(page)
     return card

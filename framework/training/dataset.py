@@ -154,7 +154,8 @@ def build_training_set(
     repo: FeatureRepo, problem: Problem | str, *, engine: str = "auto"
 ) -> TrainingSet:
     """Observations with labels, joined with the feature service's values at t."""
-    from framework.features.retrieval import get_historical_features, resolve_features
+    from framework.features.historical import get_historical_features
+    from framework.features.resolve import resolve_features
 
     if isinstance(problem, str):
         problem = repo.problem(problem)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from framework.common.times import US_PER_DAY
 from framework.declare.expressions import filter_to_sql
 from framework.declare.problems import NoEvents, Problem
 from framework.errors import DataError
 
 __all__ = ["build_observations", "cutoff_times", "labels_at"]
-
-US_PER_DAY = 86_400 * 1_000_000
 
 
 def cutoff_times(problem: Problem, first_us: int, last_us: int) -> np.ndarray:

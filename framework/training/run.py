@@ -15,13 +15,14 @@ import numpy as np
 
 from framework.declare.repo import FeatureRepo
 from framework.models import scoring
-from framework.models.registry import ModelArtifact, Registry
+from framework.models.metadata import ModelMeta
+from framework.models.registry import ModelArtifact, registry_of
 from framework.training.candidates import TrainResult, train
 from framework.training.card import write_card
 from framework.training.dataset import LABEL, TrainingSet, build_training_set
 from framework.training.validation import ValidationResult, profile, validate
 
-__all__ = ["TrainingRun", "registry_of", "run_training"]
+__all__ = ["TrainingRun", "run_training"]
 
 Progress = Callable[[str], None]
 REFERENCE_ROWS = 20_000  # training rows kept beside the model for drift monitoring
@@ -37,16 +38,12 @@ class TrainingRun:
     artifact: ModelArtifact
 
 
-def registry_of(repo: FeatureRepo) -> Registry:
-    return Registry(repo.data_dir / "models")
-
-
 def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = None) -> TrainingRun:
     say = progress or (lambda _m: None)
     problem = repo.problem(name)
     say(f"building the training set of {name!r} (labels, then features at each observation)")
     ts = build_training_set(repo, problem)
-    dataset_path = ts.save(repo.data_dir / "datasets")
+    dataset_path = ts.save(repo.datasets_dir)
     say(f"dataset {ts.hash}: {len(ts.frame):,} rows -> {dataset_path}")
     say("validating it with Great Expectations")
     checked = validate(ts, categories=dict(problem.categories))
@@ -55,35 +52,45 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
     summary = ts.summary()
     out = result.as_json()
     scores = result.test_scores
-    meta = {
-        **problem.spec(),
-        "success_threshold": problem.threshold,
-        "features": ts.features,
-        "feature_dtypes": ts.spec["feature_dtypes"],
+    declared = problem.spec()
+    meta = ModelMeta(
+        problem=problem.name,
+        task=problem.task,
+        entity=problem.entity,
+        feature_service=problem.feature_service,
+        features=ts.features,
+        feature_dtypes=ts.spec["feature_dtypes"],
+        metric=problem.metric,
+        success_threshold=problem.success_threshold,
+        decision_threshold=out["decision_threshold"],
+        success=out["success"],
+        winner=out["winner"],
+        metrics=out["metrics"],
+        baseline=out["baseline"],
+        candidates=out["candidates"],
+        split=out["split"],
+        dataset={**summary, "path": str(dataset_path)},
         # the validation suite's facts, checked again on every batch scoring input
-        "validation": {k: ts.spec[k] for k in ("zero_fill", "window_groups")},
-        "dataset": {**summary, "path": str(dataset_path)},
-        "winner": out["winner"],
-        "metrics": out["metrics"],
-        "baseline": out["baseline"],
-        "candidates": out["candidates"],
-        "threshold": out["threshold"],
-        "success": out["success"],
-        "split": out["split"],
-        "reference": {
+        validation={k: ts.spec[k] for k in ("zero_fill", "window_groups")},
+        categories=declared["categories"],
+        reference={
             "features": profile(result.split.train, ts.features),
             "label": profile(result.split.train, [LABEL])[LABEL],
             "scores": [float(q) for q in np.quantile(scores, np.linspace(0, 1, 21))],
         },
-    }
+        label=declared["label"],
+        label_description=declared["label_description"],
+        spine=declared["spine"],
+        events=declared["events"],
+        tuning_budget=problem.tuning_budget,
+        description=problem.description or "",
+    )
     sample = result.split.train.sample(
         n=min(REFERENCE_ROWS, len(result.split.train)), random_state=0
     ).sort_index()
     reference = sample[[*ts.features, LABEL]].reset_index(drop=True)
     reference["score"] = scoring.score(meta, result.winner.model, reference)[0]
-    artifact = registry_of(repo).register(
-        problem.name, result.winner.model, meta, reference=reference
-    )
+    artifact = registry_of(repo).register(result.winner.model, meta, reference=reference)
     say(f"registered {problem.name} {artifact.version} (candidate)")
     write_card(
         artifact.path,

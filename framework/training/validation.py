@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from framework.errors import DataError
+from framework.errors import ValidationError
 from framework.training.dataset import LABEL, TrainingSet
 
-__all__ = ["ValidationError", "ValidationResult", "profile", "validate", "validate_features"]
+if TYPE_CHECKING:
+    from framework.models.metadata import ModelMeta
 
-
-class ValidationError(DataError):
-    """A training set failed its validation suite."""
+__all__ = ["ValidationResult", "profile", "validate", "validate_features"]
 
 
 @dataclass(frozen=True)
@@ -162,20 +161,18 @@ def validate(ts: TrainingSet, categories: dict[str, list] | None = None) -> Vali
     return _run(ts.problem, ts.frame, expectations, "training_set", [*ts.features, LABEL])
 
 
-def validate_features(problem: str, frame: pd.DataFrame, meta: dict[str, Any]) -> ValidationResult:
+def validate_features(problem: str, frame: pd.DataFrame, meta: ModelMeta) -> ValidationResult:
     """Run a model's suite, without its label expectations, on the features it is about to
     score (batch prediction): the types, the non-null and non-negative windowed counts,
     the window order and the declared categories it was trained and validated with."""
-    missing = [f for f in meta["features"] if f not in frame.columns]
+    missing = [f for f in meta.features if f not in frame.columns]
     if missing:
         raise ValidationError(f"Validation of {problem!r}: feature(s) {missing} are missing.")
-    spec = {**meta, **meta.get("validation", {})}
-    expectations = _feature_expectations(
-        frame, meta["features"], spec, meta.get("categories") or {}
-    )
-    if all(_surely_met(frame, e, spec.get("feature_dtypes", {})) for e in expectations):
+    spec = {"feature_dtypes": meta.feature_dtypes, **meta.validation}
+    expectations = _feature_expectations(frame, meta.features, spec, meta.categories)
+    if all(_surely_met(frame, e, meta.feature_dtypes) for e in expectations):
         return ValidationResult(problem, len(expectations), [], {})
-    return _run(problem, frame, expectations, "scoring_input", meta["features"])
+    return _run(problem, frame, expectations, "scoring_input", meta.features)
 
 
 def _surely_met(frame: pd.DataFrame, expectation: Expectation, dtypes: dict[str, str]) -> bool:

@@ -1,0 +1,197 @@
+"""The example product's end-to-end demo: what ``lifecycle demo`` runs.
+
+Every stage on the example product (users, their events, the churn and spend
+problems, the retention experiment), in the order data flows. The framework's
+``lifecycle demo`` command loads this file and calls ``run(repo, users=...)``;
+it is the example's code, so it names the example's columns and features.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+
+from framework.declare.repo import FeatureRepo
+
+
+def run(repo: FeatureRepo, users: int = 10_000) -> None:
+    """Run every lifecycle stage on the example product in ``repo``."""
+
+    from framework.collect.example_data import write_example_data
+    from framework.features.historical import get_historical_features
+    from framework.features.materialize import materialize as run_materialize
+    from framework.features.online import get_online_features
+    from framework.prepare.apply import apply as run_apply
+
+    data = repo.data_dir
+    click.echo("== 1. Collect data: the example product")
+    if (data / "events.parquet").exists() and (data / "users.parquet").exists():
+        click.echo(f"   using {data}/events.parquet and users.parquet")
+    else:
+        d = write_example_data(data, users=users)
+        click.echo(f"   generated {len(d.users):,} users and {len(d.events):,} events")
+    click.echo("== 2. Prepare data: check inputs, build window tables, feast apply")
+    t0 = time.perf_counter()
+    result = run_apply(repo)
+    for t in result.tables:
+        click.echo(
+            f"   {t.view}: {t.events:,} events -> {t.rows:,} change points ({time.perf_counter() - t0:.1f}s)"
+        )
+    events = pd.read_parquet(data / "events.parquet", columns=["event_timestamp"])
+    end = events["event_timestamp"].max()
+    click.echo(f"== 3. Materialize the online store as of {end.isoformat()}")
+    t0 = time.perf_counter()
+    mat = run_materialize(repo, end=end.to_pydatetime())
+    click.echo(f"   {sum(mat.rows.values()):,} entity rows in {time.perf_counter() - t0:.1f}s")
+    click.echo("== 4. Point-in-time training features (weekly cutoffs, 500 users)")
+    rng = np.random.default_rng(0)
+    cutoffs = pd.date_range(end - pd.Timedelta(days=84), end, freq="7D")
+    rows = pd.DataFrame(
+        {
+            "user_id": rng.choice(np.arange(1, users + 1), 500 * len(cutoffs)),
+            "event_timestamp": np.repeat(cutoffs, 500),
+        }
+    )
+    t0 = time.perf_counter()
+    hist = get_historical_features(repo, rows, "churn_model_v1")
+    click.echo(
+        f"   {len(hist):,} rows x {hist.shape[1] - 2} features in {time.perf_counter() - t0:.2f}s"
+    )
+    cols = [
+        "user_events_count_7d",
+        "user_events_count_30d",
+        "user_events_count_90d",
+        "user_page_views_google_count_30d",
+        "user_amount_sum_30d",
+    ]
+    click.echo(hist[cols].describe().loc[["mean", "50%", "max"]].round(2).to_string())
+    click.echo("== 5. Online lookup (same values as offline at the materialization time)")
+    online = get_online_features(
+        repo,
+        [{"user_id": 1, "event_timestamp": end}, {"user_id": 10_000_000, "event_timestamp": end}],
+        "churn_model_v1",
+    )
+    show = [
+        "user_id",
+        "feature_status",
+        "user_events_count_7d",
+        "user_events_count_90d",
+        "plan",
+        "event_day_of_week",
+        "event_days_until_holiday",
+    ]
+    click.echo(online[show].to_string(index=False))
+    from framework.models.registry import registry_of
+    from framework.training.run import run_training
+
+    for step, name in enumerate(sorted(repo.problems), start=6):
+        click.echo(f"== {step}. Train, evaluate, register and promote: {name}")
+        run = run_training(repo, name, progress=lambda m: click.echo(f"   {m}"))
+        click.echo(run.result.to_text())
+        registry_of(repo).promote(name, run.artifact.version)
+        click.echo(
+            f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
+        )
+    if repo.experiments:
+        step += 1
+        click.echo(f"== {step}. Deploy and experiment: serve, split traffic 50/50, report")
+        _demo_experiment(repo, end)
+    click.echo(f"== {step + 1}. Monitor: a marketing change moves traffic from facebook to google")
+    _demo_shift(repo, end)
+    click.echo(
+        "\nDone. Next: `lifecycle serve`, `lifecycle models list`, `lifecycle monitor churn`, "
+        "`lifecycle experiment report NAME`, `lifecycle features online --entity user_id=42`."
+    )
+
+
+def _demo_shift(repo: FeatureRepo, end: pd.Timestamp) -> None:
+    """Monitor the churn model on traffic like its training data except for a simulated
+    marketing change (facebook page views become google ones), then run the
+    champion/challenger retraining gate."""
+    from framework.models.registry import registry_of
+    from framework.monitor.drift import monitor
+    from framework.monitor.retrain import retrain
+    from framework.training.dataset import load_training_set
+
+    artifact = registry_of(repo).get("churn")
+    frame = load_training_set(artifact.meta.dataset["path"]).frame
+    train_end = artifact.meta.split["train"][1]
+    pool = frame[frame["event_timestamp"] <= train_end]
+    current = pool.sample(n=min(20_000, len(pool)), random_state=1).reset_index(drop=True)
+    for window in (7, 30, 90):
+        google = f"user_page_views_google_count_{window}d"
+        facebook = f"user_page_views_facebook_count_{window}d"
+        current[google] = current[google] + current[facebook]
+        current[facebook] = current[facebook] * 0
+    path = repo.data_dir / "shifted_current.parquet"
+    current.drop(columns=["label"]).to_parquet(path)
+    report = monitor(repo, "churn", current=path)
+    click.echo(
+        f"   {len(current):,} observations like the training period, facebook views moved to "
+        f"google -> {path.name}"
+    )
+    for f in [*report.features, report.prediction_drift]:
+        if f is not None and f.drifted:
+            click.echo(f"   drifted: {f.name:<38} PSI {f.psi:6.2f}  p {f.p_value:.2g}")
+    click.echo(f"   action: {report.action} ({'; '.join(report.reasons) or 'no drift'})")
+    click.echo("   retraining gate (challenger on the latest data against the champion):")
+    decision = retrain(repo, "churn")
+    click.echo("   " + decision.to_text().replace("\n", "\n   "))
+
+
+def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
+    """Serve the models on loopback, send every user through /predict in the active
+    experiment, post simulated outcomes (the treatment truly helps) to /events, report."""
+    import requests
+
+    from framework.collect.example_data import simulate_outcomes
+    from framework.deploy.experiment_report import experiment_report
+    from framework.deploy.service import background_server, create_app
+
+    exp = next((e for e in repo.experiments.values() if e.active), None)
+    if exp is None:
+        click.echo("   no active experiment is declared; skipped")
+        return
+    at = pd.Timestamp(int(end.timestamp()), unit="s", tz="UTC")
+    profiles = pd.read_parquet(repo.data_dir / "users.parquet", columns=["user_id", "signup_date"])
+    # The retention campaign scores the whole user base at `at` (at-risk users have
+    # often stopped visiting, which is why they are at risk).
+    users = profiles.loc[profiles["signup_date"] <= at, "user_id"].sort_values()
+    answers: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with background_server(create_app(repo)) as url, requests.Session() as http:
+        for lo in range(0, len(users), 100):
+            rows = [
+                {"user_id": int(u), "event_timestamp": int(at.timestamp())}
+                for u in users[lo : lo + 100]
+            ]
+            answer = http.post(
+                f"{url}/predict", json={"problem": exp.problem, "entities": rows}, timeout=60
+            )
+            answer.raise_for_status()
+            answers += answer.json()["predictions"]
+        served = time.perf_counter() - t0
+        predictions = pd.DataFrame(answers)
+        if "label" not in predictions:
+            predictions["label"] = None
+        outcomes = simulate_outcomes(
+            predictions, at, window_days=exp.window_days, outcome=exp.outcome
+        )
+        for lo in range(0, len(outcomes), 5_000):
+            chunk = outcomes.iloc[lo : lo + 5_000].astype({"event_timestamp": str})
+            records = chunk.astype(object).where(chunk.notna(), None).to_dict("records")
+            http.post(f"{url}/events", json={"events": records}, timeout=60).raise_for_status()
+    arms = predictions["arm"].value_counts()
+    click.echo(
+        f"   /predict: {len(predictions):,} users in {len(predictions) // 100 + 1} requests "
+        f"({served:.1f}s): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
+    )
+    click.echo(
+        f"   /events: {len(outcomes):,} simulated {exp.outcome!r} events (treatment users "
+        "the model flags get an offer and convert at 15%, everyone else at 6%)"
+    )
+    click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))

@@ -1,0 +1,151 @@
+"""What every CLI module shares: the context object, options, parameter types, progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from framework.declare.repo import FeatureRepo
+
+__all__ = [
+    "AwareTime",
+    "Context",
+    "db_option",
+    "feature_option",
+    "parse_entities",
+    "pass_ctx",
+    "progress_bar",
+    "read_entities",
+    "say",
+]
+
+
+class AwareTime(click.ParamType):
+    """A time with a zone (ISO 8601), converted to UTC; anything else is a usage error
+    (exit 2) naming the option and an example."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        from framework.common.times import to_utc
+        from framework.errors import ConfigError
+
+        try:
+            return to_utc(value, "it")
+        except ConfigError as exc:
+            self.fail(str(exc).removeprefix("it "), param, ctx)
+
+
+class Context:
+    """Built once in the group callback and handed to every command."""
+
+    def __init__(self, repo_path: Path, fs_yaml: Path | None) -> None:
+        self.repo_path = repo_path
+        self.fs_yaml = fs_yaml
+        self._repo: FeatureRepo | None = None
+
+    @property
+    def repo(self) -> FeatureRepo:
+        if self._repo is None:
+            import warnings
+
+            import feast  # noqa: F401 - Feast sets warning filters on import; ours go after
+
+            from framework.declare.repo import FeatureRepo
+
+            # Feast warns on every on-demand view and about its own deprecations.
+            warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            self._repo = FeatureRepo(self.repo_path, self.fs_yaml)
+        return self._repo
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def progress_bar(label: str) -> Callable[[int, int], None]:
+    """A progress callback (done, total) on stderr: redrawn in place on a terminal,
+    a line every 25% otherwise; at most five updates a second."""
+    start = time.perf_counter()
+    tty = sys.stderr.isatty()
+    state = {"shown": -1.0, "step": -1}
+
+    def update(done: int, total: int) -> None:
+        now = time.perf_counter()
+        finished = done >= total
+        step = int(4 * done / max(total, 1))
+        if not finished and (now - state["shown"] < 0.2 or (not tty and step == state["step"])):
+            return
+        state["shown"], state["step"] = now, step
+        rate = done / max(now - start, 1e-9)
+        line = f"  {label}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%, {rate:,.0f}/s)"
+        click.echo(("\r" if tty else "") + line, err=True, nl=finished or not tty)
+
+    return update
+
+
+def db_option(what: str, flag: str = "--db") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        flag,
+        default=None,
+        envvar="LIFECYCLE_PREDICTION_DB",
+        help=f"{what}: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
+        "Env: LIFECYCLE_PREDICTION_DB.",
+    )
+
+
+feature_option = click.option(
+    "--feature",
+    "feature_names",
+    multiple=True,
+    help="Only this feature (name as declared); repeat for more.",
+)
+
+
+def read_entities(path: Path) -> pd.DataFrame:
+    from framework.collect.checks import read_table
+    from framework.errors import DataError
+
+    table = read_table(path, "Entity")
+    df = table.to_pandas()
+    if "event_timestamp" in df.columns and df["event_timestamp"].dtype == object:
+        raise DataError(
+            f"{path}: column 'event_timestamp' could not be read as timestamps; "
+            "write ISO 8601 times with a zone, e.g. 2025-06-01T12:00:00Z."
+        )
+    return df
+
+
+def parse_entities(values: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for text in values:
+        row: dict[str, Any] = {}
+        for part in text.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(
+                    f"{text!r}: write KEY=VALUE, e.g. user_id=42", param_hint="--entity"
+                )
+            try:
+                row[key.strip()] = int(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{text!r}: {key} must be an integer", param_hint="--entity"
+                ) from None
+        rows.append(row)
+    return rows

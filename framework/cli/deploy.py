@@ -1,0 +1,169 @@
+"""CLI, deploy: the prediction service, batch prediction, experiments."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from framework.cli._shared import (
+    AwareTime,
+    Context,
+    db_option,
+    pass_ctx,
+    say,
+)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--api-key",
+    envvar="LIFECYCLE_API_KEY",
+    default=None,
+    help="Require this key in the X-API-Key header. Env: LIFECYCLE_API_KEY.",
+)
+@db_option("Prediction log", "--log-db")
+@click.option(
+    "--store-timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    envvar="LIFECYCLE_STORE_TIMEOUT",
+    help="Seconds an online-store read may take before /predict answers 503.",
+)
+@pass_ctx
+def serve(
+    obj: Context,
+    host: str,
+    port: int,
+    api_key: str | None,
+    log_db: str | None,
+    store_timeout: float,
+) -> None:
+    """Serve the production models over HTTP (OpenAPI at /docs).
+
+    \b
+    POST /predict  {"problem": "churn", "entities": [{"user_id": 42}]}
+    POST /events   {"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}
+    GET  /health   online store and models
+    GET  /models   production versions and their test metrics
+    GET  /ui       model cards and monitoring reports
+
+    Errors are JSON naming the field (400/401/404/413/422); a failing store gets
+    503 within --store-timeout. Bodies over 4 MiB get 413. The API key is
+    compared in constant time and never logged. Production: see the README's
+    "Running in production" (LIFECYCLE_FS_YAML, LIFECYCLE_PREDICTION_DB).
+    """
+    import uvicorn
+
+    from framework.deploy.service import create_app
+
+    app = create_app(obj.repo, api_key=api_key, log_url=log_db, store_timeout=store_timeout)
+    say(f"Serving {sorted(obj.repo.problems)} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@click.command()
+@click.argument("problem")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=AwareTime(),
+    required=True,
+    help="Score with the features as of this time (ISO 8601 with zone).",
+)
+@click.option(
+    "--entities",
+    "entities_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Parquet or CSV with the entity key column (default: every known entity).",
+)
+@db_option("Where to write the run")
+@pass_ctx
+def predict(
+    obj: Context, problem: str, as_of: datetime, entities_path: Path | None, db: str | None
+) -> None:
+    """Batch-score PROBLEM as of a time and write the run to the table `predictions`.
+
+    A run is one transaction; rerunning the same problem, model version and
+    as-of replaces the earlier run.
+    """
+    from framework.collect.checks import read_table
+    from framework.deploy.batch import predict_batch
+    from framework.errors import DataError
+
+    entities = None
+    if entities_path is not None:
+        key = obj.repo.problem(problem).entity
+        table = read_table(entities_path, "Entity")
+        if key not in table.column_names:
+            raise DataError(f"{entities_path} has no {key!r} column; it has {table.column_names}.")
+        entities = [int(v) for v in table.column(key).to_pylist()]
+    t0 = time.perf_counter()
+    run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db)
+    elapsed = time.perf_counter() - t0
+    replaced = f", replacing {run.replaced:,} rows of the earlier run" if run.replaced else ""
+    click.echo(
+        f"Wrote {run.rows:,} predictions of {run.problem} {run.model_version} as of "
+        f"{run.as_of.isoformat()} (run {run.run_id}{replaced}) in {elapsed:.1f}s."
+    )
+
+
+@click.group()
+def experiment() -> None:
+    """A/B experiments declared in the feature repo (framework.Experiment)."""
+
+
+@experiment.command("list")
+@pass_ctx
+def experiment_list(obj: Context) -> None:
+    """The declared experiments: problem, arms, split, outcome, and whether they run."""
+    found = obj.repo.experiments
+    if not found:
+        click.echo("No experiments declared: add a framework.Experiment under the repo.")
+        return
+    for e in found.values():
+        state = "active" if e.active else "stopped"
+        click.echo(
+            f"  {e.name:<20} {e.problem:<8} {state:<8} control={e.control} "
+            f"treatment={e.treatment} split={1 - e.split:.0%}/{e.split:.0%} "
+            f"outcome={e.outcome!r} within {e.window_days}d"
+        )
+
+
+@experiment.command("report")
+@click.argument("name")
+@db_option("The prediction log holding the exposures")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=AwareTime(),
+    default=None,
+    help="Count outcomes known at this time (ISO 8601 with zone; default: now). Exposures "
+    "whose window is still open are left out.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def experiment_report(
+    obj: Context, name: str, db: str | None, as_of: datetime | None, as_json: bool
+) -> None:
+    """Exposures, conversions and rate per arm; lift with 95% CI; p-value; verdict.
+
+    \b
+    Exposures come from the prediction log (every /predict answer in the
+    experiment's problem while it is active), outcomes from the event log
+    (events of the experiment's outcome type, e.g. POST /events).
+    """
+    from framework.deploy.experiment_report import experiment_report as run
+
+    result = run(obj.repo, name, db=db, now=as_of)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.to_text())

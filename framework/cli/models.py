@@ -1,0 +1,52 @@
+"""CLI, models: the registry's versions and promotions."""
+
+from __future__ import annotations
+
+import click
+
+from framework.cli._shared import (
+    Context,
+    pass_ctx,
+)
+
+
+@click.group()
+def models() -> None:
+    """The model registry: list versions, promote one to production."""
+
+
+@models.command("list")
+@click.argument("problem", required=False)
+@pass_ctx
+def models_list(obj: Context, problem: str | None) -> None:
+    """Versions of PROBLEM (or of every problem): stage and key metrics."""
+    from framework.models.registry import registry_of
+
+    registry = registry_of(obj.repo)
+    problems = [problem] if problem else registry.problems()
+    if problem:
+        obj.repo.problem(problem)
+    rows = []
+    for name in problems:
+        for version in registry.versions(name):
+            meta = registry.get(name, version).meta
+            metric = meta.metric
+            rows.append(
+                f"  {name:<10} {version:<5} {registry.stage_of(name, version):<11} {meta.winner:<20} "
+                f"test {metric} {meta.metrics['test'][metric]:.4f}  baseline {meta.baseline['test'][metric]:.4f}  "
+                f"dataset {meta.dataset['hash']}  {meta.created_at[:19]}"
+            )
+    click.echo("\n".join(rows) if rows else "No models yet: run `lifecycle train PROBLEM`.")
+
+
+@models.command("promote")
+@click.argument("problem")
+@click.argument("version")
+@pass_ctx
+def models_promote(obj: Context, problem: str, version: str) -> None:
+    """Make VERSION (e.g. v3) the production model of PROBLEM."""
+    from framework.models.registry import registry_of
+
+    obj.repo.problem(problem)
+    artifact = registry_of(obj.repo).promote(problem, version)
+    click.echo(f"{problem} {artifact.version} is now in production.")

@@ -1,0 +1,130 @@
+"""Features: point-in-time correct values for training sets (historical retrieval).
+
+``get_historical_features(repo, entity_df, service)`` returns the entity rows
+in their input order plus one column per feature, named as declared. Two
+engines give the same answer:
+
+- ``"feast"``: Feast's own ``get_historical_features`` on the same repo;
+- ``"direct"`` (the default where it applies): the same point-in-time rule run
+  with :mod:`framework.features.pit` over the views' parquet files, and on-demand views
+  applied with their own transformation.
+
+After either engine: windowed counts and sums that come back null (no row at or
+before t, an expired row, an unknown entity) are 0, because that is their value;
+a windowed mean stays null. Types are those declared (integers of other views
+are nullable integers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework.declare.repo import FeatureRepo
+from framework.errors import DataError, FeatureRepoError, StoreError
+from framework.features.resolve import (
+    ENGINES,
+    TIMESTAMP,
+    ViewFeatures,
+    check_entity_frame,
+    entity_keys,
+    feature_refs,
+    finish,
+    resolve_features,
+)
+
+__all__ = ["get_historical_features"]
+
+
+def _direct_supported(views: list[ViewFeatures]) -> bool:
+    from feast import FileSource, RequestSource
+
+    for vf in views:
+        if vf.on_demand:
+            sources = list(vf.view.source_request_sources.values())
+            if vf.view.source_feature_view_projections or not all(
+                isinstance(s, RequestSource) for s in sources
+            ):
+                return False
+        else:
+            src = vf.view.batch_source
+            if (
+                not isinstance(src, FileSource)
+                or src.field_mapping
+                or len(vf.view.entity_columns) != 1
+            ):
+                return False
+    return True
+
+
+def _direct(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
+    from framework.declare.windows import WindowSpec
+    from framework.features.pit import load_index
+    from framework.prepare.window_index import load_window_index
+
+    out: dict[str, Any] = {}
+    times = df[TIMESTAMP].astype("int64").to_numpy()  # microseconds: see check_entity_frame
+    for vf in views:
+        if vf.on_demand:
+            produced = vf.view.feature_transformation.transform(df)
+            out.update({n: produced[n].to_numpy() for n in vf.features})
+            continue
+        spec = WindowSpec.from_feature_view(vf.view)
+        windows = load_window_index(spec) if spec else None
+        if windows is not None:
+            key = spec.entity_key
+            values, _ = windows.at(df[key].to_numpy(), times)
+            out.update({n: values[n] for n in vf.features})
+            continue
+        src = vf.view.batch_source
+        key = vf.view.entity_columns[0].name
+        index = load_index(src.path, key, src.timestamp_field, vf.features, presorted=vf.windowed)
+        ttl = vf.view.ttl
+        ttl_us = int(ttl.total_seconds() * 1_000_000) if ttl else 0
+        rows = index.lookup(df[key].to_numpy(), times, ttl_us)
+        for name, values in index.take(rows, vf.features).items():
+            out[name] = values.to_pandas()
+    return out
+
+
+def _through_feast(
+    repo: FeatureRepo, df: pd.DataFrame, views: list[ViewFeatures]
+) -> dict[str, Any]:
+    store = repo.store
+    features = feature_refs(views)
+    edf = df.copy()
+    edf["__row"] = np.arange(len(edf))
+    try:
+        result = store.get_historical_features(entity_df=edf, features=features).to_df()
+    except Exception as exc:
+        raise StoreError(f"Feast get_historical_features failed: {exc}") from exc
+    result = result.sort_values("__row").reset_index(drop=True)
+    return {n: result[n].to_numpy() for vf in views for n in vf.features}
+
+
+def get_historical_features(
+    repo: FeatureRepo,
+    entity_df: pd.DataFrame,
+    service: str | None = None,
+    *,
+    features: list[str] | None = None,
+    engine: str = "auto",
+) -> pd.DataFrame:
+    """The entity rows (input order) plus the point-in-time value of every feature."""
+    if engine not in ENGINES:
+        raise FeatureRepoError(f"engine must be one of {ENGINES}; got {engine!r}.")
+    views = resolve_features(repo, service, features)
+    df = check_entity_frame(entity_df, entity_keys(views))
+    taken = set(df.columns)
+    clash = [n for vf in views for n in vf.features if n in taken]
+    if clash:
+        raise DataError(f"entity rows already have column(s) {clash} named like features.")
+    direct = engine == "direct" or (engine == "auto" and _direct_supported(views))
+    if engine == "direct" and not _direct_supported(views):
+        raise FeatureRepoError("The direct engine supports file-backed single-key views only.")
+    values = _direct(df, views) if direct else _through_feast(repo, df, views)
+    names = features or [n for vf in views for n in vf.features]  # the order asked for
+    frame = pd.DataFrame({n: values[n] for n in names}, index=df.index)
+    return finish(pd.concat([df, frame], axis=1), views)
