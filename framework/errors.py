@@ -11,6 +11,11 @@ the CLI turns them into a one-line message and exit code 1::
      |    +-- ValidationError a training set or scoring input failed its validation suite
      +-- ArtifactError        a model artifact is missing, changed, foreign or misnamed
      +-- StoreError           the offline or online store, or a database, failed underneath us
+     +-- ServingError         a request the prediction service refuses (names the field)
+          +-- Unauthorized    missing or wrong API key
+          +-- NotFound        unknown problem, model or page
+          +-- TooLarge        a body or a batch over its limit
+          +-- InvalidRequest  a field is invalid
 
 The prediction service maps them to HTTP statuses in one table
 (``framework.deploy.service.errors.STATUS``).
@@ -28,9 +33,14 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FeatureRepoError",
+    "InvalidRequest",
     "LifecycleError",
+    "NotFound",
     "RefusedEvents",
+    "ServingError",
     "StoreError",
+    "TooLarge",
+    "Unauthorized",
     "ValidationError",
     "Violation",
 ]
@@ -91,3 +101,28 @@ class RefusedEvents(DataError):
         lines = [f"{source} is refused, nothing was written ({bad}):"]
         lines += [f"  - {v}" for v in violations]
         super().__init__("\n".join(lines))
+
+
+class ServingError(LifecycleError):
+    """A request the prediction service refuses; ``field`` names the request field at
+    fault (or None). Its HTTP status comes from the service's one table."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unauthorized(ServingError):
+    """The API key is missing or wrong."""
+
+
+class NotFound(ServingError):
+    """An unknown problem, model version or page."""
+
+
+class TooLarge(ServingError):
+    """A body, or a batch of entities or events, over its limit."""
+
+
+class InvalidRequest(ServingError):
+    """A field of the request is invalid."""

@@ -12,10 +12,10 @@ import html
 import re
 from pathlib import Path
 
-from fastapi import HTTPException
 from fastapi.responses import HTMLResponse
 
 from framework.declare.repo import FeatureRepo
+from framework.errors import NotFound
 from framework.training.card import STYLE
 
 __all__ = ["card_path", "file_page", "index_page", "report_path"]
@@ -27,7 +27,7 @@ _REPORT = re.compile(r"^[0-9]{8}T[0-9]{6}([0-9]{6})?Z-[a-z]+-(v[0-9]{1,9}|all)(-
 
 def _check(value: str, pattern: re.Pattern, what: str) -> str:
     if not pattern.match(value):
-        raise HTTPException(404, detail={"field": what, "error": f"no such {what}: {value!r}"})
+        raise NotFound(what, f"no such {what}: {value!r}")
     return value
 
 
@@ -50,7 +50,7 @@ def report_path(repo: FeatureRepo, problem: str, name: str) -> Path:
 
 def file_page(path: Path) -> HTMLResponse:
     if not path.is_file():
-        raise HTTPException(404, detail={"field": "path", "error": "no such page"})
+        raise NotFound("path", "no such page")
     return HTMLResponse(path.read_text())
 
 

@@ -1,0 +1,90 @@
+"""Errors at the service boundary: one table from exception to HTTP status.
+
+Every error answer has one shape, ``{"detail": {"field", "error"[, "violations"]}}``
+(FastAPI's own request validation answers a list of such objects). Our exceptions
+(``framework.errors``) get their status from ``STATUS``, looked up along the
+exception's classes; FastAPI's and Starlette's own HTTP errors (a body that is not
+JSON, an unknown route) keep theirs. Anything else is a bug and answers 500 with
+what failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from framework.errors import (
+    DataError,
+    InvalidRequest,
+    LifecycleError,
+    NotFound,
+    RefusedEvents,
+    ServingError,
+    StoreError,
+    TooLarge,
+    Unauthorized,
+)
+
+__all__ = ["STATUS", "install_error_handlers", "status_of"]
+
+# The one table. Ordered from specific to general; the first class an error is an
+# instance of decides.
+STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (TooLarge, 413),
+    (InvalidRequest, 422),
+    (RefusedEvents, 422),
+    (DataError, 422),
+    (StoreError, 503),
+)
+
+
+def status_of(exc: Exception) -> int:
+    """The HTTP status of one of our errors (500 when the table has none: a bug)."""
+    return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+
+
+def _detail(exc: LifecycleError) -> dict[str, Any]:
+    detail: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, ServingError) and exc.field is not None:
+        detail["field"] = exc.field
+    if isinstance(exc, RefusedEvents):
+        detail["violations"] = [v.as_json() for v in exc.violations]
+    return detail
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LifecycleError)
+    async def _ours(_request: Request, exc: LifecycleError) -> JSONResponse:
+        return JSONResponse(status_code=status_of(exc), content={"detail": _detail(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                "error": e.get("msg", ""),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's and Starlette's own (e.g. a body that is not JSON: 400), in our shape.
+        detail = exc.detail if isinstance(exc.detail, dict | list) else {"error": str(exc.detail)}
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug: still answer JSON, with what failed.
+        return JSONResponse(
+            status_code=500, content={"detail": {"error": f"{type(exc).__name__}: {exc}"}}
+        )
