@@ -113,7 +113,7 @@ def _demo_shift(repo: FeatureRepo, end: pd.Timestamp) -> None:
     marketing change (facebook page views become google ones), then run the
     champion/challenger retraining gate."""
     from framework.models.registry import registry_of
-    from framework.monitor.drift import monitor
+    from framework.monitor.drift import detect_drift
     from framework.monitor.retrain import retrain
     from framework.training.dataset import load_training_set
 
@@ -129,7 +129,7 @@ def _demo_shift(repo: FeatureRepo, end: pd.Timestamp) -> None:
         current[facebook] = current[facebook] * 0
     path = repo.data_dir / "shifted_current.parquet"
     current.drop(columns=["label"]).to_parquet(path)
-    report = monitor(repo, "churn", current=path)
+    report = detect_drift(repo, "churn", current=path)
     click.echo(
         f"   {len(current):,} observations like the training period, facebook views moved to "
         f"google -> {path.name}"

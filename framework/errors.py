@@ -27,6 +27,7 @@ so callers that catch the built-in keep working (the scikit-learn convention).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "ArtifactError",
@@ -80,7 +81,7 @@ class Violation:
 
     check: str
     rows: int
-    examples: list[dict] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
     fix: str = ""
 
     def __str__(self) -> str:
@@ -88,7 +89,7 @@ class Violation:
         text = f"{self.check}: {self.rows:,} row(s), e.g. {shown}"
         return f"{text}. {self.fix}" if self.fix else text
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"check": self.check, "rows": self.rows, "examples": self.examples, "fix": self.fix}
 
 

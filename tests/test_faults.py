@@ -21,8 +21,7 @@ import requests
 from framework.declare.repo import FeatureRepo
 from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
-
-from .conftest import T, clone_repo, set_online_store, set_project
+from tests.helpers import T, clone_repo, post_predict, set_online_store, set_project
 
 TIMEOUT_S = 2.0  # the service's declared store timeout (lifecycle serve --store-timeout)
 
@@ -53,14 +52,6 @@ def _start_redis(port: int) -> subprocess.Popen:
     pytest.fail(f"redis-server did not start on port {port}")
 
 
-def _predict(url: str, users: list[int]) -> requests.Response:
-    body = {
-        "problem": "churn",
-        "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
-    }
-    return requests.post(f"{url}/predict", json=body, timeout=30)
-
-
 def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recovers(
     served, tmp_path, prediction_db
 ):
@@ -84,12 +75,12 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
         users = [1, 2, 3, 10_000_000]
         app = create_app(repo, log_url=prediction_db, store_timeout=TIMEOUT_S)
         with background_server(app) as url:
-            before = _predict(url, users)
+            before = post_predict(url, users)
             assert before.status_code == 200
             # 1. The store hangs (stopped process): 503 with a reason, within the timeout.
             redis.send_signal(signal.SIGSTOP)
             t0 = time.monotonic()
-            hung = _predict(url, users)
+            hung = post_predict(url, users)
             assert hung.status_code == 503, hung.text
             assert "online store" in hung.json()["detail"]["error"]
             assert time.monotonic() - t0 < TIMEOUT_S + 1.5  # not the driver's ~12 s of retries
@@ -98,16 +89,16 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
             assert health.json()["checks"]["online_store"].startswith("unavailable")
             # 2. It comes back: same answers, no restart of the service.
             redis.send_signal(signal.SIGCONT)
-            again = _predict(url, users)
+            again = post_predict(url, users)
             assert again.status_code == 200 and again.json() == before.json()
             # 3. The store dies: 503 at once; a new, empty one is loaded again: recovered.
             redis.terminate()
             redis.wait(timeout=10)
-            gone = _predict(url, users)
+            gone = post_predict(url, users)
             assert gone.status_code == 503 and gone.json()["detail"]["error"]
             redis = _start_redis(port)
             materialize(repo, end=T)
-            back = _predict(url, users)
+            back = post_predict(url, users)
             assert back.status_code == 200 and back.json() == before.json()
             assert requests.get(f"{url}/health", timeout=30).status_code == 200
     finally:
@@ -119,7 +110,7 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
 def _lifecycle(repo_path, *args) -> subprocess.Popen:
     import sys
 
-    from .conftest import ROOT
+    from tests.helpers import ROOT
 
     return subprocess.Popen(
         [sys.executable, "-m", "framework.cli", "--repo", str(repo_path), *args],
@@ -186,8 +177,7 @@ def test_a_materialization_killed_midway_and_rerun_equals_a_clean_run(applied_re
 
     from framework.features.historical import get_historical_features
     from framework.features.online import get_online_features
-
-    from .conftest import ROOT
+    from tests.helpers import ROOT
 
     repo = clone_repo(applied_repo, tmp_path / "repo")
     marker = tmp_path / "midway"
@@ -271,8 +261,7 @@ def test_postgres_lost_during_a_batch_run_leaves_nothing_and_the_rerun_completes
 
     from framework.deploy.batch import predict_batch
     from framework.errors import StoreError
-
-    from .test_batch import _runs
+    from tests.helpers import batch_runs
 
     repo, _ = served
     parts = urlsplit(postgres_url)
@@ -286,7 +275,7 @@ def test_postgres_lost_during_a_batch_run_leaves_nothing_and_the_rerun_completes
     first = predict_batch(repo, "churn", as_of, db=via(counting))  # the bytes of one run
     counting.close()
     full = counting.sent
-    earlier = _runs(postgres_url, as_of)
+    earlier = batch_runs(postgres_url, as_of)
     assert len(earlier) == first.rows
 
     cutting = _CuttingProxy((parts.hostname, parts.port or 5432), cut_after=int(full * 0.7))
@@ -297,16 +286,16 @@ def test_postgres_lost_during_a_batch_run_leaves_nothing_and_the_rerun_completes
     message = str(info.value)
     assert "Writing batch predictions" in message and "127.0.0.1" in message
     assert "postgres@" not in message  # no credentials in the error
-    after = _runs(postgres_url, as_of)
+    after = batch_runs(postgres_url, as_of)
     assert set(after.run_id) == {first.run_id} and len(after) == first.rows  # nothing partial
     # a new as-of lost midway leaves no rows at all
     cutting = _CuttingProxy((parts.hostname, parts.port or 5432), cut_after=int(full * 0.7))
     with pytest.raises(StoreError):
         predict_batch(repo, "churn", later, db=via(cutting))
     cutting.close()
-    assert _runs(postgres_url, later).empty
+    assert batch_runs(postgres_url, later).empty
     rerun = predict_batch(repo, "churn", later, db=postgres_url)
-    rows = _runs(postgres_url, later)
+    rows = batch_runs(postgres_url, later)
     assert set(rows.run_id) == {rerun.run_id}
     assert rows.entity_id.is_unique and len(rows) == rerun.rows == first.rows
 
@@ -322,8 +311,7 @@ def test_the_prediction_log_survives_a_clean_shutdown_under_load(served, predict
 
     from framework.declare.repo import FeatureRepo
     from framework.deploy.prediction_log import engine_url
-
-    from .conftest import ROOT
+    from tests.helpers import ROOT
 
     repo = clone_repo(served[0], tmp_path / "repo")
     materialize(FeatureRepo(repo.path), end=T)

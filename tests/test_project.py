@@ -23,39 +23,19 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
     assert tests in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "framework",
-        "framework.errors",
-        "framework.declare.windows",
-        "framework.prepare.window_tables",
-        "framework.features.historical",
-        "framework.features.online",
-        "framework.features.resolve",
-        "framework.features.materialize",
-        "framework.prepare.apply",
-        "framework.declare.dates",
-        "framework.features.pit",
-        "framework.collect.checks",
-        "framework.declare.problems",
-        "framework.training.labels",
-        "framework.training.dataset",
-        "framework.training.validation",
-        "framework.training.candidates",
-        "framework.models.registry",
-        "framework.training.card",
-        "framework.training.run",
-        "framework.features.online_write",
-        "framework.prepare.window_index",
-        "framework.deploy.service",
-        "framework.deploy.prediction_log",
-        "framework.deploy.batch",
-        "framework.models.scoring",
-    ],
+MODULES = sorted(
+    ".".join(("framework", *p.relative_to(ROOT / "framework").with_suffix("").parts)).removesuffix(
+        ".__init__"
+    )
+    for p in (ROOT / "framework").rglob("*.py")
 )
+
+
+@pytest.mark.parametrize("module", MODULES)
 def test_exported_members(module):
+    """Every module lists its public names in ``__all__``, and each of them exists."""
     mod = importlib.import_module(module)
+    assert hasattr(mod, "__all__"), f"{module} has no __all__"
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which does not exist"
 
@@ -67,8 +47,7 @@ def test_the_production_profile_is_configuration_only(tmp_path, monkeypatch, pos
 
     from framework.declare.repo import FeatureRepo
     from framework.errors import ConfigError
-
-    from .conftest import EXAMPLE_REPO, copy_example_repo, new_pg_schema
+    from tests.helpers import EXAMPLE_REPO, copy_example_repo, new_pg_schema
 
     repo = copy_example_repo(tmp_path / "repo", users=None)
     yaml = repo / "production.yaml"

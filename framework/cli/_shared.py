@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-class AwareTime(click.ParamType):
+class AwareTime(click.ParamType):  # type: ignore[type-arg]  # generic in click's stubs only
     """A time with a zone (ISO 8601), converted to UTC; anything else is a usage error
     (exit 2) naming the option and an example."""
 

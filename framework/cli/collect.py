@@ -12,6 +12,8 @@ from framework.cli._shared import (
     pass_ctx,
 )
 
+__all__ = ["events", "example_data"]
+
 
 @click.command("example-data")
 @click.option(

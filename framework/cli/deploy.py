@@ -17,6 +17,8 @@ from framework.cli._shared import (
     say,
 )
 
+__all__ = ["experiment", "predict", "serve"]
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

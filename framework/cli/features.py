@@ -20,6 +20,8 @@ from framework.cli._shared import (
     read_entities,
 )
 
+__all__ = ["features", "materialize"]
+
 
 @click.command()
 @click.option(

@@ -9,6 +9,8 @@ from framework.cli._shared import (
     pass_ctx,
 )
 
+__all__ = ["models"]
+
 
 @click.group()
 def models() -> None:

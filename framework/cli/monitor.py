@@ -17,6 +17,8 @@ from framework.cli._shared import (
     say,
 )
 
+__all__ = ["monitor", "performance", "retrain", "skew_command"]
+
 since_option = click.option(
     "--since",
     type=AwareTime(),
@@ -63,9 +65,9 @@ def monitor(
     same for the scores. Thresholds come from the problem's Monitoring(...).
     Exit code 0 when no action is needed, 3 when one is (investigate or retrain).
     """
-    from framework.monitor.drift import monitor as run
+    from framework.monitor.drift import detect_drift
 
-    report = run(
+    report = detect_drift(
         obj.repo,
         problem,
         version=version,

@@ -14,6 +14,8 @@ from framework.cli._shared import (
     say,
 )
 
+__all__ = ["apply"]
+
 
 @click.command()
 @pass_ctx

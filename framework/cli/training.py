@@ -9,6 +9,8 @@ import click
 
 from framework.cli._shared import Context, pass_ctx, say
 
+__all__ = ["dataset", "train", "validate"]
+
 
 @click.group()
 def dataset() -> None:

@@ -158,7 +158,7 @@ def contract_violations(
     now = now or datetime.now(UTC)
     violations: list[Violation] = []
 
-    def add(mask, column: str, check: str, fix: str) -> None:
+    def add(mask: pa.ChunkedArray | pa.Array, column: str, check: str, fix: str) -> None:
         count = pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
         if count:
             violations.append(Violation(check, count, _examples(table, mask, column), fix))

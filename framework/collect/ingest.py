@@ -28,6 +28,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +37,9 @@ from framework.collect.checks import check_events, check_frame
 from framework.declare.contracts import EVENT_COLUMNS, EventContract
 from framework.declare.repo import FeatureRepo
 from framework.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -186,7 +190,7 @@ def compact(repo: FeatureRepo, *, locked: bool = False) -> CompactResult:
     )
 
 
-def read_events(repo: FeatureRepo, columns: list[str] | None = None):
+def read_events(repo: FeatureRepo, columns: list[str] | None = None) -> pd.DataFrame:
     """The event log with the events appended but not merged yet, as a pandas frame."""
     log = event_log_path(repo)
     parts = [pq.read_table(log, columns=columns)] if log.exists() else []

@@ -22,11 +22,15 @@ this module generates is self-contained: it imports the framework inside its bod
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from framework.errors import DataError, FeatureRepoError
+
+if TYPE_CHECKING:
+    from feast import OnDemandFeatureView
 
 __all__ = ["DATE_FEATURES", "DateExpansions", "expand_dates", "to_utc_timestamps"]
 
@@ -122,7 +126,7 @@ def DateExpansions(
     prefix: str = "event_",
     request_source_name: str | None = None,
     description: str = "",
-):
+) -> OnDemandFeatureView:
     """Declare the date expansions of a request timestamp as an on-demand feature view."""
     from feast import Field, OnDemandFeatureView, RequestSource
     from feast.types import Bool, Int32, UnixTimestamp
@@ -137,7 +141,7 @@ def DateExpansions(
     udf_string = _UDF_TEMPLATE.format(
         name=name, field=timestamp_field, country=country, prefix=prefix
     )
-    namespace: dict = {}
+    namespace: dict[str, Any] = {}
     exec(udf_string, namespace)
     schema = [
         Field(name=f"{prefix}{f}", dtype=Bool if f == "is_weekend" else Int32)

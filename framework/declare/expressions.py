@@ -44,8 +44,8 @@ def _ident(name: str) -> str:
 
 def _render(node: ast.AST, text: str) -> str:
     if isinstance(node, ast.BoolOp):
-        op = " AND " if isinstance(node.op, ast.And) else " OR "
-        return "(" + op.join(_render(v, text) for v in node.values) + ")"
+        joiner = " AND " if isinstance(node.op, ast.And) else " OR "
+        return "(" + joiner.join(_render(v, text) for v in node.values) + ")"
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         return f"(NOT {_render(node.operand, text)})"
     if isinstance(node, ast.Name):
@@ -53,7 +53,7 @@ def _render(node: ast.AST, text: str) -> str:
     if isinstance(node, ast.Constant):
         return _literal(node.value, text)
     if isinstance(node, ast.Compare):
-        parts = []
+        parts: list[str] = []
         left = node.left
         for op, right in zip(node.ops, node.comparators, strict=True):
             parts.append(_compare(left, op, right, text))

@@ -158,7 +158,7 @@ class Problem:
     candidates: tuple[str, ...] = ()
     tuning_budget: int = 8
     margin: float = 0.0
-    categories: dict[str, tuple] = field(default_factory=dict)
+    categories: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     monitoring: Monitoring = field(default_factory=Monitoring)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from framework.errors import ConfigError, FeatureRepoError
 
@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from framework.declare.windows import WindowSpec
 
 __all__ = ["FeatureRepo"]
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
 
 
 @contextlib.contextmanager
@@ -159,13 +167,13 @@ class FeatureRepo:
         specs = [WindowSpec.from_feature_view(fv) for fv in self.contents.feature_views]
         return [s for s in specs if s is not None]
 
-    def _declared(self, cls: type, what: str) -> dict:
+    def _declared(self, cls: type[_N], what: str) -> dict[str, _N]:
         """Objects of ``cls`` declared in the repo's Python files, by name."""
         import importlib
 
         from feast.repo_operations import get_repo_files
 
-        found: dict = {}
+        found: dict[str, _N] = {}
         with _inside(self.path):
             for path in get_repo_files(self.path):
                 module = importlib.import_module(
@@ -265,7 +273,11 @@ class FeatureRepo:
         return services[name]
 
     def view(self, name: str) -> FeatureView | OnDemandFeatureView:
-        views = {v.name: v for v in [*self.feature_views, *self.on_demand_feature_views]}
+        every: list[FeatureView | OnDemandFeatureView] = [
+            *self.feature_views,
+            *self.on_demand_feature_views,
+        ]
+        views = {v.name: v for v in every}
         if name not in views:
             raise FeatureRepoError(
                 f"Unknown feature view {name!r}; the registry has {sorted(views)}."

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from feast import Entity, FeatureView, Field, FileSource
+from feast.base_feature_view import BaseFeatureView
 from feast.types import Float64, Int32, Int64
 
 from framework.declare.expressions import filter_columns, filter_to_sql
@@ -119,7 +120,7 @@ class WindowSpec:
         return cls(**data)
 
     @classmethod
-    def from_feature_view(cls, view: FeatureView) -> WindowSpec | None:
+    def from_feature_view(cls, view: BaseFeatureView) -> WindowSpec | None:
         """The spec of a windowed view, or None for any other feature view."""
         text = (view.tags or {}).get(SPEC_TAG)
         return cls.from_json(text) if text else None

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ class BatchRun:
     replaced: int
 
 
-def _table(sa):
+def _table(sa: Any) -> Any:
     metadata = sa.MetaData()
     return sa.Table(
         "predictions",
@@ -75,12 +76,14 @@ def _all_entities(repo: FeatureRepo, service: str) -> np.ndarray:
         if vf.on_demand:
             continue
         spec = WindowSpec.from_feature_view(vf.view)
-        index = load_window_index(spec) if spec else None
-        if index is None:
-            src = vf.view.batch_source
-            index = load_index(
-                src.path, vf.view.entity_columns[0].name, src.timestamp_field, vf.features
-            )
+        windows = load_window_index(spec) if spec else None
+        if windows is not None:
+            keys.append(np.asarray(windows.keys))
+            continue
+        src = vf.view.batch_source
+        index = load_index(
+            src.path, vf.view.entity_columns[0].name, src.timestamp_field, vf.features
+        )
         keys.append(np.asarray(index.keys))
     return np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
 

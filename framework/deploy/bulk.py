@@ -10,6 +10,7 @@ so the rows read back the same through the typed table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from itertools import repeat
 from typing import Any
@@ -53,7 +54,7 @@ class BulkInsert:
 
     def columnar(self, values: dict[str, Any], n: int) -> list[tuple]:
         """``n`` tuples from columns: a list per varying column, a scalar for a constant."""
-        columns = []
+        columns: list[Iterable[Any]] = []
         for name in self.names:
             v = values.get(name)
             if isinstance(v, list):

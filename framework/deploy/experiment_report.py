@@ -11,12 +11,19 @@ and a chi-square sample-ratio-mismatch test against the declared split.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from framework.declare.experiments import ARMS, Experiment
 from framework.errors import DataError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pandas as pd
+
+    from framework.declare.repo import FeatureRepo
 
 __all__ = ["ExperimentReport", "experiment_report", "report", "srm_p_value", "two_proportion_test"]
 
@@ -152,7 +159,12 @@ def _pct(value: float | None, sign: bool = False) -> str:
     return f"{100 * value:{'+' if sign else ''}.2f}%"
 
 
-def report(experiment: Experiment, exposures, events, now=None) -> ExperimentReport:
+def report(
+    experiment: Experiment,
+    exposures: pd.DataFrame,
+    events: pd.DataFrame,
+    now: datetime | None = None,
+) -> ExperimentReport:
     """The report of ``experiment`` from its exposures (entity_id, arm, exposed_at) and the
     event log (user_id, event_timestamp, event_type), both pandas frames.
 
@@ -210,7 +222,9 @@ def report(experiment: Experiment, exposures, events, now=None) -> ExperimentRep
     )
 
 
-def experiment_report(repo, name: str, *, db: str | None = None, now=None) -> ExperimentReport:
+def experiment_report(
+    repo: FeatureRepo, name: str, *, db: str | None = None, now: datetime | None = None
+) -> ExperimentReport:
     """``report`` for the experiment ``name`` of ``repo``: exposures from the prediction log
     at ``db`` (default ``<repo>/data/predictions.db``), outcomes from the event log."""
     from framework.collect.ingest import read_events
@@ -222,7 +236,9 @@ def experiment_report(repo, name: str, *, db: str | None = None, now=None) -> Ex
     return report(experiment, exposures, events, now=now)
 
 
-def _verdict(experiment: Experiment, n_c: int, n_t: int, srm: float, test) -> str:
+def _verdict(
+    experiment: Experiment, n_c: int, n_t: int, srm: float, test: TwoProportionTest | None
+) -> str:
     if srm < SRM_ALPHA:
         return (
             f"do not trust the result: the arms hold {n_c:,} and {n_t:,} exposures, a sample "

@@ -73,7 +73,10 @@ class PredictionLog:
         self.thread.start()
 
     def log(
-        self, rows: list[dict[str, Any]], features=None, columns: list[str] | None = None
+        self,
+        rows: list[dict[str, Any]],
+        features: pd.DataFrame | None = None,
+        columns: list[str] | None = None,
     ) -> None:
         """Encode rows and queue them for writing (the insert happens on the writer thread).
 
@@ -132,7 +135,10 @@ def _missing_as_none(value: Any) -> Any:
 
 
 def _expand(
-    rows: list[dict[str, Any]], features, columns, logged_at: datetime
+    rows: list[dict[str, Any]],
+    features: pd.DataFrame | None,
+    columns: list[str] | None,
+    logged_at: datetime,
 ) -> list[dict[str, Any]]:
     """The table rows of one ``log`` call (see ``PredictionLog.log``)."""
     out = [{**row, "logged_at": logged_at} for row in rows]
@@ -158,7 +164,7 @@ def _expand(
     return out
 
 
-def read_exposures(url: str | Path, experiment: str):
+def read_exposures(url: str | Path, experiment: str) -> pd.DataFrame:
     """Per entity and arm, the first logged exposure to ``experiment``: a pandas frame
     (entity_id, arm, exposed_at) with exposed_at the request's feature time."""
     import pandas as pd
@@ -187,7 +193,7 @@ def read_exposures(url: str | Path, experiment: str):
     return frame
 
 
-def _table(sa):
+def _table(sa: Any) -> Any:
     metadata = sa.MetaData()
     return sa.Table(
         "prediction_log",
@@ -214,7 +220,7 @@ def _table(sa):
     )
 
 
-def _upgrade(sa, engine, table) -> None:
+def _upgrade(sa: Any, engine: Any, table: Any) -> None:
     """Bring a table written by an earlier version up to this schema (columns are only added)."""
     inspector = sa.inspect(engine)
     have = {c["name"]: c for c in inspector.get_columns(table.name)}

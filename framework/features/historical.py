@@ -73,7 +73,7 @@ def _direct(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
             continue
         spec = WindowSpec.from_feature_view(vf.view)
         windows = load_window_index(spec) if spec else None
-        if windows is not None:
+        if spec is not None and windows is not None:
             key = spec.entity_key
             values, _ = windows.at(df[key].to_numpy(), times)
             out.update({n: values[n] for n in vf.features})

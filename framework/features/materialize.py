@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from framework.common.times import to_utc
 from framework.declare.repo import FeatureRepo
-from framework.errors import ConfigError, StoreError
+from framework.errors import ConfigError, FeatureRepoError, StoreError
 from framework.features.online_write import (
     SqliteWriter,
     in_key_order,
@@ -31,6 +32,11 @@ from framework.features.online_write import (
     write_rows,
 )
 from framework.features.pit import load_index
+
+if TYPE_CHECKING:
+    from feast import FeatureView, FileSource
+
+    from framework.prepare.window_index import WindowIndex
 
 __all__ = ["MaterializeResult", "latest_rows", "materialize"]
 
@@ -58,13 +64,15 @@ def _us(ts: datetime) -> int:
     return int(pd.Timestamp(ts).value // 1000)
 
 
-def _latest_windowed(view, index, start: datetime | None, end: datetime) -> pd.DataFrame:
+def _latest_windowed(
+    view: FeatureView, index: WindowIndex, start: datetime | None, end: datetime
+) -> pd.DataFrame:
     keys = np.asarray(index.keys)
     values, changed = index.at(keys, np.full(len(keys), _us(end), dtype=np.int64))
     keep = changed >= 0
     if start is not None:
         keep &= changed >= _us(start)
-    src = view.batch_source
+    src = _file_source(view)
     frame = pd.DataFrame({index.spec.entity_key: keys[keep]})
     frame[src.timestamp_field] = pd.to_datetime(changed[keep], unit="us", utc=True)
     for f in view.features:
@@ -72,16 +80,28 @@ def _latest_windowed(view, index, start: datetime | None, end: datetime) -> pd.D
     return frame
 
 
-def latest_rows(view, start: datetime | None, end: datetime) -> pd.DataFrame:
+def _file_source(view: FeatureView) -> FileSource:
+    from feast import FileSource
+
+    src = view.batch_source
+    if not isinstance(src, FileSource):
+        raise FeatureRepoError(
+            f"Feature view {view.name!r} reads {type(src).__name__}; materialize reads "
+            "FileSource views (parquet files)."
+        )
+    return src
+
+
+def latest_rows(view: FeatureView, start: datetime | None, end: datetime) -> pd.DataFrame:
     """Each entity's latest row of ``view`` with start <= timestamp <= end."""
     from framework.declare.windows import WindowSpec
     from framework.prepare.window_index import load_window_index
 
     spec = WindowSpec.from_feature_view(view)
-    index = load_window_index(spec) if spec else None
-    if index is not None:
-        return _latest_windowed(view, index, start, end)
-    src = view.batch_source
+    windows = load_window_index(spec) if spec else None
+    if windows is not None:
+        return _latest_windowed(view, windows, start, end)
+    src = _file_source(view)
     key = view.entity_columns[0].name
     features = [f.name for f in view.features]
     index = load_index(src.path, key, src.timestamp_field, features)
@@ -131,7 +151,7 @@ def materialize(
                 for lo in range(0, total, BATCH_ROWS):
                     batch = frame.iloc[lo : lo + BATCH_ROWS]
                     try:
-                        if uses_sqlite_fast_path(store, view):
+                        if sqlite is not None and uses_sqlite_fast_path(store, view):
                             sqlite.write(*prepare_sqlite(store, view, batch))
                         else:
                             write_rows(store, view, batch)

@@ -106,7 +106,7 @@ class OnlineReader:
         return out, found
 
 
-_READERS: dict[tuple[str, str, str | None], tuple[Any, OnlineReader]] = {}
+_READERS: dict[tuple[str, str, str | None], tuple[Any, OnlineReader | None]] = {}
 _LOCK = threading.Lock()
 
 
@@ -121,7 +121,9 @@ def _registry_stamp(repo: FeatureRepo) -> Any:
     return int(time.monotonic() // REGISTRY_TTL_S)
 
 
-def reader(repo: FeatureRepo, service: str | None, features: list[str] | None = None):
+def reader(
+    repo: FeatureRepo, service: str | None, features: list[str] | None = None
+) -> OnlineReader | None:
     """The cached reader of ``service`` (None when the views need Feast's general path)."""
     from framework.features.resolve import resolve_features
 

@@ -21,6 +21,7 @@ what Feast's own ingestion writes.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -44,11 +45,14 @@ def _column_protos(values: np.ndarray, value_type: Any) -> list:
 
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     if len(uniques) == 0:
-        return python_values_to_proto_values(values, value_type)
-    distinct = python_values_to_proto_values(np.asarray(uniques, dtype=values.dtype), value_type)
+        return python_values_to_proto_values(values, value_type)  # type: ignore[arg-type]
+    distinct = python_values_to_proto_values(  # Feast's hint says list; arrays work too
+        np.asarray(uniques, dtype=values.dtype),  # type: ignore[arg-type]
+        value_type,
+    )
     nulls = np.flatnonzero(codes < 0)
     if len(nulls):
-        null_proto = python_values_to_proto_values(values[nulls[:1]], value_type)[0]
+        null_proto = python_values_to_proto_values(values[nulls[:1]], value_type)[0]  # type: ignore[arg-type]
         distinct = [*distinct, null_proto]  # code -1 picks the last item
     return [distinct[c] for c in codes.tolist()]
 
@@ -112,7 +116,7 @@ def _entity_keys(batch: pa.RecordBatch, view: Any, version: int) -> list[bytes]:
     join = [(e.name, e.dtype.to_value_type()) for e in view.entity_columns]
     names = [k for k, _ in join]
 
-    def feast_key(values) -> bytes:
+    def feast_key(values: Iterable[Any]) -> bytes:
         proto = EntityKeyProto(join_keys=names, entity_values=list(values))
         return serialize_entity_key(proto, entity_key_serialization_version=version)
 

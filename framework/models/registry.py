@@ -29,6 +29,9 @@ from framework.errors import ArtifactError
 from framework.models.metadata import ModelMeta
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+if TYPE_CHECKING:
     from framework.declare.repo import FeatureRepo
 
 __all__ = ["ModelArtifact", "Registry", "registry_of"]
@@ -87,7 +90,7 @@ class ModelArtifact:
     def problem(self) -> str:
         return self.meta.problem
 
-    def load_reference(self):
+    def load_reference(self) -> pd.DataFrame:
         """The training reference sample (features, label, score), checked by sha256."""
         import pandas as pd
 
@@ -168,7 +171,7 @@ class Registry:
         path = self._problem_dir(problem) / "decisions.json"
         return json.loads(path.read_text()) if path.exists() else []
 
-    def stages(self, problem: str) -> dict[str, str]:
+    def stages(self, problem: str) -> dict[str, Any]:
         path = self._problem_dir(problem) / "stages.json"
         return json.loads(path.read_text()) if path.exists() else {}
 

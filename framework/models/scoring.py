@@ -64,7 +64,16 @@ class CompiledPreprocess:
     caller then uses scikit-learn. The tests check both give identical matrices.
     """
 
-    def __init__(self, numeric, medians, means, scales, categorical, categories, fill):
+    def __init__(
+        self,
+        numeric: list[str],
+        medians: np.ndarray,
+        means: np.ndarray,
+        scales: np.ndarray,
+        categorical: list[str],
+        categories: list[list[Any]],
+        fill: Any,
+    ) -> None:
         self.numeric = numeric
         self.medians = medians
         self.means = means
@@ -175,9 +184,12 @@ def _threads(estimator: Any, rows: int) -> dict[str, Any]:
 class ScoringSpec(Protocol):
     """What scoring needs to know of a model (a ``ModelMeta`` has it)."""
 
-    task: str
-    features: list[str]
-    decision_threshold: float | None
+    @property
+    def task(self) -> str: ...
+    @property
+    def features(self) -> list[str]: ...
+    @property
+    def decision_threshold(self) -> float | None: ...
 
 
 def score(

@@ -1,6 +1,6 @@
 """Monitor a deployed model: the data it was asked about, against its training reference.
 
-``monitor(repo, "churn")`` takes the current rows (by default every online
+``detect_drift(repo, "churn")`` takes the current rows (by default every online
 prediction of the production version in the prediction log between ``since``
 and ``until``, with the feature values served and the scores, plus the batch
 predictions of the version in the window with their point-in-time features;
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,11 +22,21 @@ from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
 from framework.monitor.drift_stats import DriftReport, drift
 
-__all__ = ["apply_policy", "current_from_log", "logged_predictions", "monitor"]
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from framework.declare.problems import Monitoring, Problem
+    from framework.models.registry import ModelArtifact
+
+__all__ = ["apply_policy", "current_from_log", "detect_drift", "logged_predictions"]
 
 
 def logged_predictions(
-    db: str | Path, problem: str, version: str, since=None, until=None
+    db: str | Path,
+    problem: str,
+    version: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
     """Logged predictions of ``problem`` ``version`` with request time in [since, until):
     entity_id, request_ts, features (JSON text) and score, in logging order."""
@@ -70,7 +81,11 @@ def logged_predictions(
 
 
 def current_from_log(
-    db: str | Path, problem: str, version: str, since=None, until=None
+    db: str | Path,
+    problem: str,
+    version: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
     """The served feature values and scores of ``problem`` ``version`` in [since, until)."""
     log = logged_predictions(db, problem, version, since, until)
@@ -82,7 +97,12 @@ def current_from_log(
 
 
 def current_from_batch(
-    repo: FeatureRepo, db: str | Path, artifact, since=None, until=None, limit: int = 50_000
+    repo: FeatureRepo,
+    db: str | Path,
+    artifact: ModelArtifact,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50_000,
 ) -> pd.DataFrame:
     """Batch predictions of the version with as-of in [since, until): their point-in-time
     features (fetched again: batch runs store scores, not features) and scores; a seeded
@@ -112,7 +132,7 @@ def current_from_batch(
     return frame
 
 
-def _with_known_labels(problem, frame: pd.DataFrame) -> pd.DataFrame:
+def _with_known_labels(problem: Problem, frame: pd.DataFrame) -> pd.DataFrame:
     """``label``: each row's label by the problem's rule where its horizon has passed."""
     from framework.training.labels import labels_at
 
@@ -139,13 +159,13 @@ def _read_current(path: Path, features: list[str]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def monitor(
+def detect_drift(
     repo: FeatureRepo,
     problem: str,
     *,
     version: str | None = None,
-    since=None,
-    until=None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     current: str | Path | None = None,
     db: str | Path | None = None,
 ) -> DriftReport:
@@ -201,7 +221,11 @@ def monitor(
 
 
 def apply_policy(
-    report: DriftReport, realized: dict | None, policy, metric: str, higher_is_better: bool
+    report: DriftReport,
+    realized: dict[str, Any] | None,
+    policy: Monitoring,
+    metric: str,
+    higher_is_better: bool,
 ) -> DriftReport:
     """Raise the action to ``retrain`` when the realized metric dropped below the test
     metric by more than ``policy.performance_drop``, or ``policy.new_labels`` labels arrived."""

@@ -92,7 +92,9 @@ class FeatureDrift:
     current_shares: list[float] = field(default_factory=list)
 
 
-def _numeric(name: str, ref: np.ndarray, cur: np.ndarray, psi_max: float, alpha: float):
+def _numeric(
+    name: str, ref: np.ndarray, cur: np.ndarray, psi_max: float, alpha: float
+) -> FeatureDrift:
     ref_nn, cur_nn = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
     if len(ref_nn) == 0 or len(cur_nn) == 0:
         raise DataError(f"Feature {name!r} has no values in the reference or the current data.")
@@ -131,7 +133,9 @@ def _numeric(name: str, ref: np.ndarray, cur: np.ndarray, psi_max: float, alpha:
     )
 
 
-def _categorical(name: str, ref: pd.Series, cur: pd.Series, psi_max: float, alpha: float):
+def _categorical(
+    name: str, ref: pd.Series, cur: pd.Series, psi_max: float, alpha: float
+) -> FeatureDrift:
     from scipy.stats import chi2_contingency
 
     ref_counts = ref.dropna().astype(str).value_counts()

@@ -12,9 +12,13 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from framework.monitor.drift_stats import DriftReport, FeatureDrift
 from framework.training.card import STYLE, png
+
+if TYPE_CHECKING:
+    from framework.monitor.performance import PerformanceReport
 
 __all__ = ["write_drift_report", "write_performance_report"]
 
@@ -86,7 +90,8 @@ def _over_time_plot(runs: list[tuple[str, dict]], threshold: float) -> str | Non
     names += [n for n in series if n.startswith("prediction")]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for name in names:
-        ax.plot(range(len(runs)), series[name], marker="o", label=name)
+        values = [float("nan") if v is None else v for v in series[name]]  # a gap: no value
+        ax.plot(range(len(runs)), values, marker="o", label=name)
     ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(runs)))
     ax.set_xticklabels([r[0] for r in runs], rotation=45, ha="right", fontsize=7)
@@ -141,7 +146,7 @@ Action: <b>{html.escape(report.action)}</b> ({html.escape(reasons)}).</p>
     return path
 
 
-def write_performance_report(report, folder: str | Path) -> Path:
+def write_performance_report(report: PerformanceReport, folder: str | Path) -> Path:
     """The realized-performance report (``framework.monitor.performance``) as report.html with
     the metric per week and model version beside its test value, and report.json."""
     import matplotlib

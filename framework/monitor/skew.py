@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ import pandas as pd
 from framework.common.jsonable import finite
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["FeatureSkew", "SkewReport", "skew"]
 
@@ -93,8 +96,8 @@ def skew(
     problem: str,
     *,
     version: str | None = None,
-    since=None,
-    until=None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     db: str | Path | None = None,
 ) -> SkewReport:
     """The skew report of ``problem``'s logged predictions (see the module docstring)."""

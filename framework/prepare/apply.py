@@ -61,7 +61,7 @@ def check_inputs(repo: FeatureRepo) -> list[str]:
     for fv in repo.contents.feature_views:
         src = fv.batch_source
         path = getattr(src, "path", None)
-        if not path or path in derived or path in checked:
+        if src is None or not path or path in derived or path in checked:
             continue
         keys = [Column(c.name, _kind(c.dtype)) for c in fv.entity_columns]
         cols = [

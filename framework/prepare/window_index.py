@@ -26,7 +26,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -68,9 +68,9 @@ class WindowIndexWriter:
         self.spec = spec
         self.events = 0
         self.entities = 0
-        self._files: dict[str, object] = {}
+        self._files: dict[str, BinaryIO] = {}
 
-    def _out(self, name: str):
+    def _out(self, name: str) -> BinaryIO:
         if name not in self._files:
             self._files[name] = open(self.tmp / name, "wb")  # noqa: SIM115 - closed in _close
         return self._files[name]
@@ -138,7 +138,7 @@ class WindowIndex:
     inc: dict[str, np.ndarray]
     base: dict[str, np.ndarray]
 
-    def _locate(self, keys: np.ndarray):
+    def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n_keys = len(self.keys)
         i = np.searchsorted(self.keys, keys)
         ic = np.minimum(i, max(n_keys - 1, 0))
@@ -209,7 +209,7 @@ def load_window_index(spec: WindowSpec) -> WindowIndex | None:
     if hit is not None:
         return hit
 
-    def raw(name: str, dtype) -> np.ndarray:
+    def raw(name: str, dtype: Any) -> np.ndarray:
         path = folder / name
         if path.stat().st_size == 0:
             return np.empty(0, dtype=dtype)

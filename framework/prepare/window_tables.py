@@ -94,7 +94,7 @@ def _read_sorted_events(spec: WindowSpec, path: str) -> dict[str, np.ndarray]:
 
 
 def _prefix(values: np.ndarray, dtype: type) -> np.ndarray:
-    out = np.empty(len(values) + 1, dtype=dtype)
+    out: np.ndarray = np.empty(len(values) + 1, dtype=dtype)
     out[0] = 0
     np.cumsum(values, dtype=dtype, out=out[1:])
     return out
@@ -182,19 +182,21 @@ def _aggregate_columns(
     s_now = None if sums is None else np.take(sums, enters, mode="clip")
     for w, left in zip(spec.windows, leaves, strict=True):
         name = spec.feature_name(agg, w)
-        if agg.function == "count":
-            if counts is None:
-                n = (enters - left).astype(np.int32)
-            else:
-                n = c_now - np.take(counts, left, mode="clip")
-            out[name] = n
-        elif agg.function == "sum":
-            out[name] = s_now - np.take(sums, left, mode="clip")
+        if counts is None or c_now is None:  # every event counts: no prefix needed
+            n = (enters - left).astype(np.int32)
         else:
             n = c_now - np.take(counts, left, mode="clip")
+        if agg.function == "count":
+            out[name] = n
+            continue
+        if sums is None or s_now is None:
+            raise DataError(f"{name}: the build kept no sums for a {agg.function} aggregate.")
+        total = s_now - np.take(sums, left, mode="clip")
+        if agg.function == "sum":
+            out[name] = total
+        else:
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = (s_now - np.take(sums, left, mode="clip")) / n
-            out[name] = np.where(n > 0, mean, np.nan)
+                out[name] = np.where(n > 0, total / n, np.nan)
     return out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,10 @@ from framework.declare.problems import Problem
 from framework.errors import DataError
 from framework.models.scoring import to_model_frame
 from framework.training.dataset import LABEL, TIMESTAMP, TrainingSet
+
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
 
 __all__ = ["Split", "TrainResult", "evaluate", "split_by_time", "train"]
 
@@ -41,7 +45,7 @@ class Split:
     validation: pd.DataFrame
     test: pd.DataFrame
 
-    def ranges(self) -> dict[str, list[str]]:
+    def ranges(self) -> dict[str, list[Any]]:
         return {
             name: [part[TIMESTAMP].min().isoformat(), part[TIMESTAMP].max().isoformat(), len(part)]
             for name, part in (
@@ -52,7 +56,9 @@ class Split:
         }
 
 
-def split_by_time(frame: pd.DataFrame, horizon_days: int, fractions=(0.7, 0.15)) -> Split:
+def split_by_time(
+    frame: pd.DataFrame, horizon_days: int, fractions: tuple[float, float] = (0.7, 0.15)
+) -> Split:
     """Train / validation / test by observation time, purging rows whose labels overlap the next part."""
     times = np.sort(frame[TIMESTAMP].unique())
     if len(times) < 3:
@@ -78,7 +84,7 @@ def split_by_time(frame: pd.DataFrame, horizon_days: int, fractions=(0.7, 0.15))
     return Split(train, validation, test)
 
 
-def _preprocessor(frame: pd.DataFrame):
+def _preprocessor(frame: pd.DataFrame) -> ColumnTransformer:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -102,7 +108,7 @@ def _preprocessor(frame: pd.DataFrame):
     )
 
 
-def _estimator(name: str, task: str, seed: int = 0):
+def _estimator(name: str, task: str, seed: int = 0) -> Any:
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -161,7 +167,7 @@ SCORING = {
 }
 
 
-def _pipeline(name: str, task: str, x: pd.DataFrame, seed: int):
+def _pipeline(name: str, task: str, x: pd.DataFrame, seed: int) -> Pipeline:
     from sklearn.pipeline import Pipeline
 
     return Pipeline([("preprocess", _preprocessor(x)), ("model", _estimator(name, task, seed))])
@@ -360,9 +366,11 @@ def train(
         candidates,
         key=lambda c: sign * np.nan_to_num(c.validation[problem.metric], nan=-np.inf * sign),
     )
-    threshold = winner.validation.get("decision_threshold") if problem.task == "binary" else None
+    decision_threshold: float | None = (
+        winner.validation.get("decision_threshold") if problem.task == "binary" else None
+    )
     test_scores = scores(winner.model, problem.task, xs["test"])
-    test = evaluate(problem.task, ys["test"], test_scores, threshold or 0.5)
+    test = evaluate(problem.task, ys["test"], test_scores, decision_threshold or 0.5)
     base = candidates[0]
     baseline_test = evaluate(
         problem.task,
@@ -371,5 +379,13 @@ def train(
         base.validation.get("decision_threshold", 0.5),
     )
     return TrainResult(
-        problem, split, candidates, winner, test, baseline_test, threshold, test_scores, seconds
+        problem,
+        split,
+        candidates,
+        winner,
+        test,
+        baseline_test,
+        decision_threshold,
+        test_scores,
+        seconds,
     )

@@ -44,7 +44,7 @@ def feature_importance(model: Any, top: int = 20) -> list[tuple[str, float]]:
     return [(names[i], float(values[i])) for i in order]
 
 
-def png(fig) -> str:
+def png(fig: Any) -> str:
     """A matplotlib figure as base64 PNG text (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")

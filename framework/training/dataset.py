@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,6 +23,9 @@ from framework.declare.problems import Problem
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, FeatureRepoError
 from framework.training.labels import build_observations
+
+if TYPE_CHECKING:
+    from framework.features.resolve import ViewFeatures
 
 __all__ = ["TrainingSet", "build_training_set", "check_no_leakage", "load_training_set"]
 
@@ -98,7 +101,7 @@ def load_training_set(path: str | Path) -> TrainingSet:
     return ts
 
 
-def check_no_leakage(problem: Problem, views: list) -> None:
+def check_no_leakage(problem: Problem, views: list[ViewFeatures]) -> None:
     """Refuse a problem whose features could see its label window.
 
     Stored views are read with a point-in-time join (rows at or before t) and
@@ -130,7 +133,7 @@ def check_no_leakage(problem: Problem, views: list) -> None:
             )
 
 
-def _window_facts(views: list) -> dict[str, list]:
+def _window_facts(views: list[ViewFeatures]) -> dict[str, list[Any]]:
     """From the declarations: the zero-filled windowed features (counts and sums), and for
     each aggregate its features ordered by window (shortest first), for the validation suite."""
     from framework.declare.windows import WindowSpec

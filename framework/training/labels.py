@@ -10,6 +10,9 @@ Everything runs in DuckDB on epoch microseconds (UTC), no Python loop over rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +20,11 @@ from framework.common.times import US_PER_DAY
 from framework.declare.expressions import filter_to_sql
 from framework.declare.problems import NoEvents, Problem
 from framework.errors import DataError
+
+if TYPE_CHECKING:
+    import duckdb
+
+T = TypeVar("T")
 
 __all__ = ["build_observations", "cutoff_times", "labels_at"]
 
@@ -40,7 +48,7 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
     path = events_path or str(problem.events.path)
     key = problem.entity
 
-    def weekly_spine(con) -> None:
+    def weekly_spine(con: duckdb.DuckDBPyConnection) -> None:
         first, last = con.execute("SELECT min(t), max(t) FROM ev").fetchall()[0]
         if first is None:
             raise DataError(f"Problem {problem.name!r}: the event log {path} is empty.")
@@ -78,7 +86,9 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
     return out.sort_values(["event_timestamp", key], ignore_index=True)
 
 
-def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = None):
+def labels_at(
+    problem: Problem, points: pd.DataFrame, events_path: str | None = None
+) -> pd.DataFrame:
     """The label of each (``entity``, ``event_timestamp``) row of ``points``, computed by the
     problem's own label rule from the events in (t, t + horizon], and whether it is
     known yet (``complete``: t + horizon is not after the last logged event)."""
@@ -92,7 +102,7 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
         }
     )
 
-    def given_points(con) -> int:
+    def given_points(con: duckdb.DuckDBPyConnection) -> int:
         con.register("points", spine)
         con.execute("CREATE TEMP TABLE spine AS SELECT DISTINCT k, c FROM points")
         return con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
@@ -110,7 +120,9 @@ def labels_at(problem: Problem, points: pd.DataFrame, events_path: str | None = 
     )
 
 
-def _labelled(problem: Problem, path: str, make_spine):
+def _labelled(
+    problem: Problem, path: str, make_spine: Callable[[duckdb.DuckDBPyConnection], T]
+) -> tuple[pd.DataFrame, T]:
     """Run the problem's label rule in DuckDB: load the events as ``ev``, let
     ``make_spine(con)`` create the table ``spine`` (k, c), and return the labelled
     rows with whatever ``make_spine`` returned."""
@@ -129,7 +141,7 @@ def _labelled(problem: Problem, path: str, make_spine):
         con.close()
 
 
-def _load_events(con, path: str, key: str) -> None:
+def _load_events(con: duckdb.DuckDBPyConnection, path: str, key: str) -> None:
     """The event log as table ``ev`` (k: entity, t: epoch microseconds, every column)."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute(

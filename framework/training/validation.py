@@ -18,6 +18,7 @@ GX runs in an ephemeral context with its progress bars off.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ class Failure:
     expectation: str
     column: str
     unexpected: int
-    sample: list
+    sample: list[Any]
 
     def __str__(self) -> str:
         return f"{self.expectation} on {self.column}: {self.unexpected} unexpected, e.g. {self.sample[:5]}"
@@ -72,7 +73,7 @@ class ValidationResult:
 Expectation = tuple[str, dict[str, Any]]
 
 
-def _expectations(ts: TrainingSet, categories: dict[str, list]) -> list[Expectation]:
+def _expectations(ts: TrainingSet, categories: Mapping[str, Sequence[Any]]) -> list[Expectation]:
     out = _feature_expectations(ts.frame, ts.features, ts.spec, categories)
     out.append(("ExpectColumnValuesToNotBeNull", {"column": LABEL}))
     if ts.spec.get("task") == "binary":
@@ -81,7 +82,10 @@ def _expectations(ts: TrainingSet, categories: dict[str, list]) -> list[Expectat
 
 
 def _feature_expectations(
-    frame: pd.DataFrame, features: list[str], spec: dict, categories: dict[str, list]
+    frame: pd.DataFrame,
+    features: list[str],
+    spec: dict[str, Any],
+    categories: Mapping[str, Sequence[Any]],
 ) -> list[Expectation]:
     """The suite's expectations on the features (the part a scoring input must pass too)."""
     out: list[Expectation] = []
@@ -155,7 +159,9 @@ def profile(frame: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
     return out
 
 
-def validate(ts: TrainingSet, categories: dict[str, list] | None = None) -> ValidationResult:
+def validate(
+    ts: TrainingSet, categories: Mapping[str, Sequence[Any]] | None = None
+) -> ValidationResult:
     """Run the generated suite on a training set."""
     expectations = _expectations(ts, categories or {})
     return _run(ts.problem, ts.frame, expectations, "training_set", [*ts.features, LABEL])
@@ -209,7 +215,11 @@ def _surely_met(frame: pd.DataFrame, expectation: Expectation, dtypes: dict[str,
 
 
 def _run(
-    problem: str, frame: pd.DataFrame, expectations: list, what: str, columns: list[str]
+    problem: str,
+    frame: pd.DataFrame,
+    expectations: list[Expectation],
+    what: str,
+    columns: list[str],
 ) -> ValidationResult:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -226,15 +236,16 @@ def _run(
     result = batch.validate(suite)
     failures = []
     for r in result.results:
-        if r.success:
+        config = r.expectation_config
+        if r.success or config is None:
             continue
-        kwargs = r.expectation_config.kwargs
+        kwargs = config.kwargs
         column = kwargs.get("column") or f"{kwargs.get('column_A')} >= {kwargs.get('column_B')}"
         details = r.result or {}
         sample = details.get("partial_unexpected_list") or [details.get("observed_value")]
         failures.append(
             Failure(
-                r.expectation_config.type,
+                config.type,
                 column,
                 int(details.get("unexpected_count") or 0),
                 list(sample),

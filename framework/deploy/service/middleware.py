@@ -25,7 +25,8 @@ class _BodyOverLimit(StarletteHTTPException):
 
     def __init__(self, limit: int) -> None:
         refused = _refusal(limit)
-        super().__init__(status_of(refused), detail={"error": str(refused)})
+        detail: Any = {"error": str(refused)}  # our error shape (Starlette's stub says str)
+        super().__init__(status_of(refused), detail=detail)
 
 
 class BodyLimit:
@@ -35,7 +36,7 @@ class BodyLimit:
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -49,7 +50,7 @@ class BodyLimit:
             return
         seen = 0
 
-        async def counted() -> dict:
+        async def counted() -> Any:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))

@@ -93,17 +93,14 @@ class Predictor:
         """Each row's arm, and each arm's model (None: the arm answers no score)."""
         if experiment is None:
             return [None] * len(rows), {None: loaded}
-        arms: list[str | None] = list(
-            assign(experiment.salt_text, [r[problem.entity] for r in rows], experiment.split)
-        )
+        assigned = assign(experiment.salt_text, [r[problem.entity] for r in rows], experiment.split)
+        policies: dict[str | None, Loaded | None] = {}
         try:
-            policies = {
-                arm: self._policy(problem.name, experiment.policy(arm))
-                for arm in {a for a in arms if a is not None}
-            }
+            for arm in set(assigned):
+                policies[arm] = self._policy(problem.name, experiment.policy(arm))
         except LifecycleError as exc:
             raise StoreError(f"Experiment {experiment.name!r} cannot run: {exc}") from exc
-        return arms, dict(policies)
+        return list(assigned), policies
 
     def _policy(self, problem: str, policy: str) -> Loaded | None:
         if policy == "none":

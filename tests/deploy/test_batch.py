@@ -5,41 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import requests
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from framework.cli import main
 from framework.deploy.batch import predict_batch
-from framework.deploy.prediction_log import engine_url
 from framework.errors import StoreError
-
-from .conftest import T
-
-
-def _runs(url: str, as_of) -> pd.DataFrame:
-    """The rows of the run(s) at ``as_of``, read through the typed table (as the writer does)."""
-    from framework.deploy.batch import _table
-
-    table = _table(sa)
-    engine = sa.create_engine(engine_url(url))
-    query = (
-        sa.select(table.c.run_id, table.c.entity_id, table.c.score, table.c.label)
-        .where(table.c.as_of == pd.Timestamp(as_of).to_pydatetime())
-        .order_by(table.c.entity_id)
-    )
-    with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query).fetchall(), columns=["run_id", "entity_id", "score", "label"]
-        )
-    engine.dispose()
-    return frame
+from tests.helpers import T, batch_runs
 
 
 def test_batch_scores_equal_online_scores_at_the_same_time(served, prediction_db):
     repo, url = served
     users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(25).tolist()
     run = predict_batch(repo, "churn", T, entities=users, db=prediction_db)
-    batch = _runs(prediction_db, T)
+    batch = batch_runs(prediction_db, T)
     body = {
         "problem": "churn",
         "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
@@ -55,7 +33,7 @@ def test_batch_scores_equal_online_scores_at_the_same_time(served, prediction_db
 def _check_idempotent_and_atomic(repo, url, monkeypatch, as_of):
     first = predict_batch(repo, "spend", as_of, db=url)
     second = predict_batch(repo, "spend", as_of, db=url)
-    rows = _runs(url, as_of)
+    rows = batch_runs(url, as_of)
     assert second.replaced == first.rows and len(rows) == first.rows
     assert set(rows.run_id) == {second.run_id}
     # A run that fails halfway (a row breaks NOT NULL) leaves the earlier run untouched.
@@ -74,7 +52,7 @@ def _check_idempotent_and_atomic(repo, url, monkeypatch, as_of):
     with pytest.raises(StoreError, match="failed"):
         predict_batch(repo, "spend", as_of, db=url)
     monkeypatch.setattr(BulkInsert, "columnar", original)
-    after = _runs(url, as_of)
+    after = batch_runs(url, as_of)
     assert set(after.run_id) == {second.run_id} and len(after) == len(rows)
 
 
@@ -110,7 +88,7 @@ def test_cli_predict(served, tmp_path, prediction_db):
     naive = CliRunner().invoke(
         main, ["--repo", str(repo.path), "predict", "churn", "--as-of", "2025-09-01"]
     )
-    assert naive.exit_code == 1 and "no time zone" in naive.output
+    assert naive.exit_code == 2 and "no time zone" in naive.output
 
 
 _KILLED_RUN = """
@@ -142,7 +120,7 @@ def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact
     import sys
     import time
 
-    from .conftest import ROOT
+    from tests.helpers import ROOT
 
     repo, _ = served
     if store == "postgres":
@@ -167,10 +145,10 @@ def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact
         child.kill()
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    rows = _runs(url, as_of)
+    rows = batch_runs(url, as_of)
     assert set(rows.run_id) == {first.run_id} and len(rows) == first.rows  # nothing of the kill
     rerun = predict_batch(repo, "churn", as_of, db=url)
-    rows = _runs(url, as_of)
+    rows = batch_runs(url, as_of)
     assert set(rows.run_id) == {rerun.run_id}
     assert rows.entity_id.is_unique and len(rows) == rerun.rows == first.rows
 
@@ -204,8 +182,8 @@ def test_inputs_failing_the_models_suite_are_refused_before_writing(
         predict_batch(repo, "churn", later, entities=users, db=prediction_db)
     message = str(info.value)
     assert "nothing was written" in message and column in message and expectation in message
-    assert _runs(prediction_db, later).empty  # nothing of the refused run
-    assert len(_runs(prediction_db, T)) == clean.rows  # the earlier run untouched
+    assert batch_runs(prediction_db, later).empty  # nothing of the refused run
+    assert len(batch_runs(prediction_db, T)) == clean.rows  # the earlier run untouched
 
 
 def test_the_fast_check_never_passes_what_great_expectations_fails(served):

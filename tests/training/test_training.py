@@ -7,19 +7,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from framework.cli import main
 from framework.errors import ArtifactError, DataError
 from framework.models.registry import registry_of
 from framework.models.scoring import to_model_frame
 from framework.training.candidates import split_by_time
-from framework.training.run import run_training
+from tests.helpers import cli
 
 
 @pytest.fixture(scope="module")
-def trained(applied_repo):
-    return {name: run_training(applied_repo, name) for name in ("churn", "spend")}
+def trained(trained_repo):
+    """The session's training runs of both problems (read-only)."""
+    return trained_repo[1]
 
 
 def test_split_is_ordered_in_time_and_purged():
@@ -64,8 +63,8 @@ def test_artifact_carries_what_serving_and_monitoring_need(trained):
     assert "<img" in (artifact.path / "card.html").read_text()
 
 
-def test_registry_stages_and_tamper_refusal(applied_repo, trained):
-    registry = registry_of(applied_repo)
+def test_registry_stages_and_tamper_refusal(trained_copy, trained):
+    registry = registry_of(trained_copy)
     version = trained["spend"].artifact.version
     registry.promote("spend", version)
     assert registry.get("spend").version == version
@@ -87,12 +86,9 @@ def test_registry_stages_and_tamper_refusal(applied_repo, trained):
     assert artifact.load_model() is not None
 
 
-def _cli(repo, *args):
-    return CliRunner().invoke(main, ["--repo", str(repo.path), *args])
-
-
-def test_cli_train_json_list_promote(applied_repo, trained):
-    result = _cli(applied_repo, "train", "churn", "--json")
+@pytest.mark.slow
+def test_cli_train_json_list_promote(applied_repo):
+    result = cli(applied_repo, "train", "churn", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     assert {"problem", "version", "task", "winner", "metrics", "baseline", "candidates"} <= set(out)
@@ -100,22 +96,22 @@ def test_cli_train_json_list_promote(applied_repo, trained):
     assert (
         set(out["metrics"]) == {"validation", "test"} and out["candidates"][0]["name"] == "baseline"
     )
-    listed = _cli(applied_repo, "models", "list", "churn")
+    listed = cli(applied_repo, "models", "list", "churn")
     assert (
         listed.exit_code == 0 and out["version"] in listed.output and "candidate" in listed.output
     )
-    promoted = _cli(applied_repo, "models", "promote", "churn", out["version"])
+    promoted = cli(applied_repo, "models", "promote", "churn", out["version"])
     assert promoted.exit_code == 0 and "production" in promoted.output
-    bad = _cli(applied_repo, "models", "promote", "churn", "v404")
+    bad = cli(applied_repo, "models", "promote", "churn", "v404")
     assert bad.exit_code == 1 and "no model v404" in bad.output
-    unknown = _cli(applied_repo, "train", "nope")
+    unknown = cli(applied_repo, "train", "nope")
     assert unknown.exit_code == 1 and "Unknown problem 'nope'" in unknown.output
 
 
 def test_cli_validate_and_dataset_build(applied_repo):
-    result = _cli(applied_repo, "validate", "spend")
+    result = cli(applied_repo, "validate", "spend")
     assert result.exit_code == 0 and "PASS" in result.output
-    result = _cli(applied_repo, "dataset", "build", "spend")
+    result = cli(applied_repo, "dataset", "build", "spend")
     assert result.exit_code == 0 and "rows" in result.output
 
 

@@ -11,9 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from framework.cli import main
-
-from .conftest import copy_example_repo, registry_state
-from .test_apply import BAD_EVENTS
+from tests.helpers import BAD_EVENTS, copy_example_repo, registry_state
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pandas.testing as pdt
 
 from framework.features.materialize import materialize
 from framework.features.online import get_online_features
-
-from .conftest import clone_repo
+from tests.helpers import clone_repo
 
 FEAST = str(Path(sys.executable).with_name("feast"))
 

@@ -16,9 +16,7 @@ from framework.features.historical import get_historical_features
 from framework.features.materialize import materialize
 from framework.features.online import get_online_features
 from framework.prepare.apply import apply
-
-from .conftest import clone_repo
-from .test_apply import BAD_EVENTS
+from tests.helpers import BAD_EVENTS, clone_repo
 
 T = pd.Timestamp("2025-09-17T13:45:10Z")
 

@@ -21,27 +21,9 @@ from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
 from framework.models.registry import registry_of
 from framework.training.run import run_training
-
-from .conftest import EXAMPLE_REPO, T, clone_repo, redis_yaml
+from tests.helpers import EXAMPLE_REPO, T, clone_repo, predict_all, redis_yaml, user_ids
 
 AT = int(T.timestamp())
-
-
-def _users(repo, n: int) -> list[int]:
-    return pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(n).tolist()
-
-
-def _predict(url: str, problem: str, users: list[int]) -> list[dict]:
-    out = []
-    for lo in range(0, len(users), 50):
-        body = {
-            "problem": problem,
-            "entities": [{"user_id": u, "event_timestamp": AT} for u in users[lo : lo + 50]],
-        }
-        response = requests.post(f"{url}/predict", json=body, timeout=60)
-        assert response.status_code == 200, response.text
-        out += response.json()["predictions"]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +39,13 @@ def experiment_repo(served, tmp_path_factory):
 def test_arms_are_served_logged_and_reported(served, experiment_repo, prediction_db):
     repo, plain_url = served
     exp = experiment_repo.experiment("retention_offers")
-    users = _users(experiment_repo, 240)
+    users = user_ids(experiment_repo, 240)
     db = prediction_db
     with background_server(create_app(experiment_repo, log_url=db)) as url:
         models = requests.get(f"{url}/models", timeout=30).json()["models"]
         assert models["churn"]["experiment"]["name"] == "retention_offers"
         assert "experiment" not in models["spend"]
-        answers = _predict(url, "churn", users)
+        answers = predict_all(url, "churn", users)
         converted = users[::3]
         events = [
             {
@@ -79,7 +61,7 @@ def test_arms_are_served_logged_and_reported(served, experiment_repo, prediction
     # the same user always gets the same arm, and it is the declared hash's
     arms = assign(exp.salt_text, users, exp.split)
     assert [a["arm"] for a in answers] == arms
-    plain = {p["user_id"]: p["score"] for p in _predict(plain_url, "churn", users)}
+    plain = {p["user_id"]: p["score"] for p in predict_all(plain_url, "churn", users)}
     production = registry_of(repo).get("churn").version
     for answer in answers:
         if answer["arm"] == "control":  # policy none: no model, no score
@@ -144,9 +126,9 @@ def test_an_arm_can_serve_another_version(experiment_repo, tmp_path, prediction_
         "treatment='production')\n"
     )
     repo = FeatureRepo(repo.path)
-    users = _users(repo, 60)
+    users = user_ids(repo, 60)
     with background_server(create_app(repo, log_url=prediction_db)) as url:
-        answers = _predict(url, "churn", users)
+        answers = predict_all(url, "churn", users)
     arms = assign("versions", users)
     assert {(a["arm"], a["model_version"]) for a in answers} == {
         ("control", old),
@@ -220,13 +202,13 @@ def test_redis_online_store_and_postgres_log_serve_the_same_scores(
     repo, plain_url = served
     on_redis = clone_repo(repo, tmp_path / "repo", fs_yaml=redis_yaml)
     materialize(on_redis, end=T)
-    users = [*_users(repo, 40), 10_000_000]
+    users = [*user_ids(repo, 40), 10_000_000]
     with background_server(create_app(on_redis, log_url=postgres_url)) as url:
         health = requests.get(f"{url}/health", timeout=30).json()
         assert health["checks"]["online_store"] == "ok"
         started = pd.Timestamp.now(tz="UTC")
-        answers = _predict(url, "churn", users)
-    expected = _predict(plain_url, "churn", users)
+        answers = predict_all(url, "churn", users)
+    expected = predict_all(plain_url, "churn", users)
     assert answers == expected
     assert answers[-1]["feature_status"] == "defaults"
     engine = sa.create_engine(engine_url(postgres_url))

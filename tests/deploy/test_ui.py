@@ -11,18 +11,17 @@ import pytest
 import requests
 
 from framework.models.registry import registry_of
-
-from .test_monitoring import _cli, _current
+from tests.helpers import cli, current_features
 
 
 @pytest.fixture(scope="module")
 def pages(served, tmp_path_factory):
     """The served repo with one drift report written by `lifecycle monitor`."""
     repo, url = served
-    path, _ = _current(
+    path, _ = current_features(
         repo, tmp_path_factory.mktemp("ui"), shift="user_page_views_google_count_30d"
     )
-    result = _cli(repo, "monitor", "churn", "--current", path)
+    result = cli(repo, "monitor", "churn", "--current", path)
     assert result.exit_code == 3, result.output
     reports = sorted((repo.data_dir / "reports" / "churn").iterdir())
     assert (reports[-1] / "report.json").is_file()
@@ -46,18 +45,17 @@ def test_index_lists_cards_and_reports_and_pages_have_plots(pages):
 
 def test_reports_over_time_drift_history_and_realized_metrics(pages, tmp_path, prediction_db):
     repo, url, _ = pages
-    path, _ = _current(repo, tmp_path, shift="user_page_views_facebook_count_30d")
-    assert _cli(repo, "monitor", "churn", "--current", path).exit_code == 3
+    path, _ = current_features(repo, tmp_path, shift="user_page_views_facebook_count_30d")
+    assert cli(repo, "monitor", "churn", "--current", path).exit_code == 3
     latest = sorted((repo.data_dir / "reports" / "churn").glob("*-drift-*"))[-1]
     page = (latest / "report.html").read_text()
     assert "Drift over time" in page  # two runs now: PSI per run
     db = prediction_db
     from framework.deploy.batch import predict_batch
-
-    from .conftest import T
+    from tests.helpers import T
 
     predict_batch(repo, "churn", T, db=db)
-    result = _cli(repo, "performance", "churn", "--db", db)
+    result = cli(repo, "performance", "churn", "--db", db)
     assert result.exit_code == 0, result.output
     performance = sorted((repo.data_dir / "reports" / "churn").glob("*-performance-all"))[-1]
     index = requests.get(f"{url}/ui", timeout=30).text

@@ -9,8 +9,7 @@ import pytest
 from framework.features.historical import get_historical_features
 from framework.features.materialize import materialize
 from framework.features.online import get_online_features
-
-from .conftest import clone_repo, redis_yaml
+from tests.helpers import clone_repo, redis_yaml, user_ids
 
 T = pd.Timestamp("2025-09-17T13:45:10.123456Z")
 
@@ -23,15 +22,10 @@ def store_repo(request, applied_repo, tmp_path):
     return clone_repo(applied_repo, tmp_path / "repo")
 
 
-def _all_users(repo) -> list[int]:
-    users = pd.read_parquet(repo.data_dir / "users.parquet").user_id.tolist()
-    return [*users, 10_000_000]
-
-
 def test_online_equals_offline_at_materialization_time(store_repo):
     result = materialize(store_repo, end=T)
     assert result.rows["user_activity"] > 0 and result.rows["user_profile"] > 0
-    users = _all_users(store_repo)
+    users = user_ids(store_repo)
     online = get_online_features(
         store_repo, [{"user_id": u, "event_timestamp": T} for u in users], "churn_model_v1"
     )
@@ -49,7 +43,7 @@ def test_incremental_materialize_catches_up(store_repo):
     early = T - pd.Timedelta(days=40)
     materialize(store_repo, end=early)
     materialize(store_repo, start=early, end=T)
-    users = _all_users(store_repo)
+    users = user_ids(store_repo)
     online = get_online_features(
         store_repo, [{"user_id": u, "event_timestamp": T} for u in users], "spend_model_v1"
     )
@@ -77,7 +71,7 @@ def test_naive_or_reversed_interval_is_refused(applied_repo):
 
 def test_fast_online_reads_equal_feasts_own(store_repo):
     materialize(store_repo, end=T)
-    rows = [{"user_id": u, "event_timestamp": T} for u in _all_users(store_repo)]
+    rows = [{"user_id": u, "event_timestamp": T} for u in user_ids(store_repo)]
     for service in ("churn_model_v1", "spend_model_v1"):
         fast = get_online_features(store_repo, rows, service, engine="direct")
         feast = get_online_features(store_repo, rows, service, engine="feast")

@@ -11,17 +11,12 @@ from framework.deploy.service import create_app
 from framework.features.historical import get_historical_features
 from framework.models.registry import registry_of
 from framework.training.run import run_training
-
-from .conftest import T, serve_app
-
-
-def _users(repo) -> list[int]:
-    return pd.read_parquet(repo.data_dir / "users.parquet").user_id.head(20).tolist()
+from tests.helpers import T, serve_app, user_ids
 
 
 def test_online_scores_equal_scoring_the_offline_features(served):
     repo, url = served
-    users = _users(repo)
+    users = user_ids(repo, 20)
     body = {
         "problem": "churn",
         "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],

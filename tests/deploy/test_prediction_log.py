@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from framework.deploy.prediction_log import PredictionLog, engine_url
 from framework.deploy.service import create_app
 from framework.errors import ConfigError
-
-from .conftest import serve_app
+from tests.helpers import serve_app
 
 
 def _rows(problem: str, n: int) -> list[dict]:

@@ -8,25 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from click.testing import CliRunner
 
-from framework.cli import main
 from framework.deploy.service import background_server, create_app
 from framework.errors import ArtifactError, DataError
-from framework.features.historical import get_historical_features
 from framework.models.registry import ModelArtifact, registry_of
 from framework.models.scoring import score
-from framework.monitor.drift import monitor
-
-from .conftest import T
-
-
-def _cli(repo, *args):
-    return CliRunner().invoke(main, ["--repo", str(repo.path), *map(str, args)])
-
-
-def _users(repo) -> list[int]:
-    return pd.read_parquet(repo.data_dir / "users.parquet").user_id.tolist()
+from framework.monitor.drift import detect_drift
+from tests.helpers import T, cli, current_features, user_ids
 
 
 def test_the_reference_sample_is_kept_with_the_model(served):
@@ -46,7 +34,7 @@ def test_the_reference_sample_is_kept_with_the_model(served):
 def test_monitor_reads_the_prediction_log(served, prediction_db):
     repo, _ = served
     db = prediction_db
-    users = _users(repo)[:120]
+    users = user_ids(repo)[:120]
     with background_server(create_app(repo, log_url=db)) as url:
         for lo in range(0, len(users), 40):
             body = {
@@ -60,58 +48,44 @@ def test_monitor_reads_the_prediction_log(served, prediction_db):
     from framework.deploy.batch import predict_batch
 
     predict_batch(repo, "churn", T - pd.Timedelta(days=7), entities=users[:50], db=db)
-    report = monitor(repo, "churn", db=db)
+    report = detect_drift(repo, "churn", db=db)
     features = registry_of(repo).get("churn").meta.features
     assert report.rows == len(users) + 50  # the logged predictions and the batch run
     # their labels are known (30 days after T is inside the data): the label is compared too
     assert report.target_drift is not None and report.target_drift.test == "chi2"
     assert [f.name for f in report.features] == features
     assert report.prediction_drift is not None
-    result = _cli(repo, "monitor", "churn", "--db", db, "--json")
+    result = cli(repo, "monitor", "churn", "--db", db, "--json")
     out = json.loads(result.stdout)
     assert result.exit_code == (0 if out["action"] == "none" else 3)
     assert out["action"] == report.action and len(out["features"]) == len(features)
-    empty = _cli(repo, "monitor", "churn", "--db", db, "--since", "2030-01-01T00:00:00Z")
+    empty = cli(repo, "monitor", "churn", "--db", db, "--since", "2030-01-01T00:00:00Z")
     assert empty.exit_code == 1 and "No logged or batch predictions" in empty.output, empty.output
-
-
-def _current(repo, tmp_path, shift: str | None = None):
-    users = _users(repo)
-    at = [T - pd.Timedelta(days=d) for d in (0, 7, 14, 21)]
-    rows = pd.DataFrame(
-        {"user_id": np.repeat(users, len(at)), "event_timestamp": np.tile(at, len(users))}
-    )
-    frame = get_historical_features(repo, rows, "churn_model_v1")
-    if shift:
-        frame[shift] = frame[shift] * 4 + 6
-    path = tmp_path / "current.parquet"
-    frame.to_parquet(path)
-    return path, frame
 
 
 def test_a_shifted_feature_in_a_current_file_is_caught(served, tmp_path):
     repo, _ = served
     shifted = "user_page_views_google_count_30d"
-    path, _ = _current(repo, tmp_path, shift=shifted)
-    result = _cli(repo, "monitor", "churn", "--current", path, "--json")
+    path, _ = current_features(repo, tmp_path, shift=shifted)
+    result = cli(repo, "monitor", "churn", "--current", path, "--json")
     out = json.loads(result.stdout)
     assert result.exit_code == 3 and out["drifted"] is True
     drifted = {f["name"] for f in out["features"] if f["drifted"]}
     assert shifted in drifted
     assert out["action"] in ("investigate", "retrain")
-    text = _cli(repo, "monitor", "churn", "--current", path)
+    text = cli(repo, "monitor", "churn", "--current", path)
     assert "Action:" in text.output and shifted in text.output
 
 
 def test_a_current_file_missing_a_feature_is_one_clear_error(served, tmp_path):
     repo, _ = served
-    path, frame = _current(repo, tmp_path)
+    path, frame = current_features(repo, tmp_path)
     frame.drop(columns=["plan"]).to_parquet(path)
-    result = _cli(repo, "monitor", "churn", "--current", path)
+    result = cli(repo, "monitor", "churn", "--current", path)
     assert result.exit_code == 1 and "lacks feature(s) ['plan']" in result.output
     assert "Traceback" not in result.output
     with pytest.raises(DataError):
-        monitor(repo, "churn", current=path)
+        detect_drift(repo, "churn", current=path)
 
 
 def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injected_one(
@@ -123,7 +97,7 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
 
     repo, _ = served
     db = tmp_path / "skew.db"
-    users = [*_users(repo)[:60], 10_000_000]
+    users = [*user_ids(repo)[:60], 10_000_000]
     with background_server(create_app(repo, log_url=f"sqlite:///{db}")) as url:
         for problem in ("churn", "spend"):
             body = {
@@ -135,7 +109,7 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
     clean = skew(repo, "churn", db=f"sqlite:///{db}")
     assert clean.rows == len(users) and clean.skewed == []
     assert len(clean.features) == len(registry_of(repo).get("churn").meta.features)
-    assert _cli(repo, "skew", "spend", "--db", f"sqlite:///{db}").exit_code == 0
+    assert cli(repo, "skew", "spend", "--db", f"sqlite:///{db}").exit_code == 0
     # Corrupt what was logged for one entity: the report names the feature and the row.
     con = sqlite3.connect(db)
     entity, features = con.execute(
@@ -149,7 +123,7 @@ def test_skew_is_zero_when_served_at_the_materialization_time_and_finds_an_injec
     )
     con.commit()
     con.close()
-    result = _cli(repo, "skew", "churn", "--db", f"sqlite:///{db}", "--json")
+    result = cli(repo, "skew", "churn", "--db", f"sqlite:///{db}", "--json")
     assert result.exit_code == 3, result.output
     out = json.loads(result.stdout)
     assert out["skewed"] == ["user_events_count_30d"]
@@ -164,7 +138,7 @@ def test_realized_performance_joins_the_labels_known_since(served, prediction_db
 
     repo, _ = served
     db = prediction_db
-    users = _users(repo)[:80]
+    users = user_ids(repo)[:80]
     late = pd.Timestamp("2025-12-20T00:00:00Z")  # its 30-day horizon is past the data's end
     with background_server(create_app(repo, log_url=db)) as url:
         for at in (T, T + pd.Timedelta(days=7), late):
@@ -205,7 +179,7 @@ def test_realized_performance_joins_the_labels_known_since(served, prediction_db
         recall_score(y, done["predicted"].astype(int), zero_division=0)
     )
     assert {s["week"] for s in report.versions[version]["slices"]} == {"2025-09-15", "2025-09-22"}
-    result = _cli(repo, "performance", "churn", "--db", db, "--json")
+    result = cli(repo, "performance", "churn", "--db", db, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["pending"] == len(users)
 
 
@@ -216,8 +190,7 @@ def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
     from framework.models.scoring import to_model_frame
     from framework.monitor.retrain import retrain
     from framework.training.candidates import _preprocessor
-
-    from .conftest import clone_repo
+    from tests.helpers import clone_repo
 
     repo = clone_repo(served[0], tmp_path / "repo")
     registry = registry_of(repo)
@@ -234,7 +207,7 @@ def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
     meta = champion.meta.with_(version="", sha256="", reference={})
     weak_version = registry.register(weak, meta).version
     registry.promote("churn", weak_version)
-    result = _cli(repo, "retrain", "churn", "--json")
+    result = cli(repo, "retrain", "churn", "--json")
     assert result.exit_code == 0, result.output
     better = json.loads(result.stdout)
     assert better["champion"] == weak_version and better["promoted"] is True

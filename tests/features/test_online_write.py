@@ -8,8 +8,7 @@ import pandas as pd
 
 from framework.features.materialize import latest_rows
 from framework.features.online_write import rows_to_write, write_rows
-
-from .conftest import clone_repo, sqlite_yaml
+from tests.helpers import clone_repo, sqlite_yaml
 
 T = pd.Timestamp("2025-08-01T00:00:00Z")
 

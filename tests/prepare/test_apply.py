@@ -11,8 +11,7 @@ import pytest
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
 from framework.prepare.apply import apply
-
-from .conftest import registry_state
+from tests.helpers import BAD_EVENTS, registry_state
 
 
 def _digest(path) -> str:
@@ -24,48 +23,6 @@ def _corrupt_events(repo_path, change):
     df = pd.read_parquet(path)
     df = change(df)
     df.to_parquet(path, index=False)
-
-
-def _with_naive(df):
-    df["event_timestamp"] = df.event_timestamp.dt.tz_localize(None)
-    return df
-
-
-def _with_null_key(df):
-    df["user_id"] = df.user_id.astype("Int64")
-    df.loc[3, "user_id"] = pd.NA
-    return df
-
-
-def _with_row(df, row: int, **values):
-    df = df.copy()
-    for column, value in values.items():
-        df.iloc[row, df.columns.get_loc(column)] = value
-    return df
-
-
-BAD_EVENTS = [
-    (lambda df: df.drop(columns=["source"]), "missing column(s) ['source']"),
-    (lambda df: df.assign(extra=1), "unexpected column(s) ['extra']"),
-    (
-        lambda df: df.assign(user_id=df.user_id.astype(str)),
-        "'user_id' has type string; it must hold integers",
-    ),
-    (lambda df: df.assign(amount=df.amount.astype(str)), "'amount' has type string"),
-    (_with_naive, "timezone-naive"),
-    (_with_null_key, "user_id is missing: 1 row(s)"),
-    (lambda df: _with_row(df, 1, amount=-5.0), "amount below 0: 1 row(s), e.g. row 2"),
-    (
-        lambda df: _with_row(
-            df, 2, event_timestamp=pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
-        ),
-        "event_timestamp in the future",
-    ),
-    (lambda df: _with_row(df, 0, event_type="pageview"), "unknown event_type: 1 row(s)"),
-    (lambda df: _with_row(df, 0, source="tiktok"), "unknown source"),
-    (lambda df: pd.concat([df, df.head(2)]), "4 duplicate rows"),
-    (lambda df: df.head(0), "is empty"),
-]
 
 
 @pytest.mark.parametrize(("change", "message"), BAD_EVENTS, ids=[m for _, m in BAD_EVENTS])

@@ -22,8 +22,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from framework.deploy.service import MAX_BODY_BYTES, background_server, create_app
-
-from .conftest import T, clone_repo
+from tests.helpers import T, clone_repo
 
 EXAMPLES = 600  # per operation and mode (valid, invalid); the total is asserted below
 
