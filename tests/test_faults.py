@@ -23,6 +23,8 @@ from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
 from tests.helpers import T, clone_repo, post_predict, set_online_store, set_project
 
+pytestmark = pytest.mark.slow  # processes started, killed and restarted
+
 TIMEOUT_S = 2.0  # the service's declared store timeout (lifecycle serve --store-timeout)
 
 

@@ -306,6 +306,7 @@ def test_repo_that_does_not_exist_is_a_usage_error():
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+@pytest.mark.slow  # trains both problems and serves them
 def test_demo_runs_every_stage(tmp_path):
     repo = copy_example_repo(tmp_path / "feature_repo", users=None, experiments=True)
     result = CliRunner().invoke(

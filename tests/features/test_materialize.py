@@ -25,7 +25,7 @@ def store_repo(request, applied_repo, tmp_path):
 def test_online_equals_offline_at_materialization_time(store_repo):
     result = materialize(store_repo, end=T)
     assert result.rows["user_activity"] > 0 and result.rows["user_profile"] > 0
-    users = user_ids(store_repo)
+    users = [*user_ids(store_repo), 10_000_000]  # and one the store does not know
     online = get_online_features(
         store_repo, [{"user_id": u, "event_timestamp": T} for u in users], "churn_model_v1"
     )
@@ -43,7 +43,7 @@ def test_incremental_materialize_catches_up(store_repo):
     early = T - pd.Timedelta(days=40)
     materialize(store_repo, end=early)
     materialize(store_repo, start=early, end=T)
-    users = user_ids(store_repo)
+    users = [*user_ids(store_repo), 10_000_000]  # and one the store does not know
     online = get_online_features(
         store_repo, [{"user_id": u, "event_timestamp": T} for u in users], "spend_model_v1"
     )
@@ -71,7 +71,7 @@ def test_naive_or_reversed_interval_is_refused(applied_repo):
 
 def test_fast_online_reads_equal_feasts_own(store_repo):
     materialize(store_repo, end=T)
-    rows = [{"user_id": u, "event_timestamp": T} for u in user_ids(store_repo)]
+    rows = [{"user_id": u, "event_timestamp": T} for u in [*user_ids(store_repo), 10_000_000]]
     for service in ("churn_model_v1", "spend_model_v1"):
         fast = get_online_features(store_repo, rows, service, engine="direct")
         feast = get_online_features(store_repo, rows, service, engine="feast")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pandas.testing as pdt
+import pytest
 
 from framework.features.materialize import materialize
 from framework.features.online import get_online_features
@@ -18,6 +19,7 @@ from tests.helpers import clone_repo
 FEAST = str(Path(sys.executable).with_name("feast"))
 
 
+@pytest.mark.slow  # a fresh Python process for each of four Feast commands
 def test_feast_cli_applies_and_lists_the_repo(applied_repo, tmp_path):
     clone = tmp_path / "repo"
     shutil.copytree(applied_repo.path, clone)
