@@ -1,46 +1,76 @@
 """A declarative, feature-store-centered framework for the machine-learning lifecycle.
 
-Declarations (used in ``feature_repo/*.py``) are imported lazily, so that
-``lifecycle --help`` does not pay for importing Feast.
+The stable public API, by stage (imported lazily, so that ``lifecycle --help``
+and a feature repo's ``import framework`` do not pay for Feast, pandas or
+scikit-learn until a name is used)::
+
+    declare    WindowedFeatureView, Aggregate, DateExpansions, Problem, NoEvents, Sum,
+               WeeklyCutoffs, Monitoring, EventContract, Experiment, FeatureRepo
+    collect    append_events
+    prepare    apply
+    features   get_historical_features, get_online_features, materialize
+    models     ModelMeta, ModelArtifact, registry_of, score
+    training   build_training_set, validate, run_training
+    deploy     create_app, predict_batch, experiment_report
+    monitor    detect_drift, realized_performance, skew, retrain
+
+Each name's module is in ``_LAZY`` below; the exceptions are in :mod:`framework.errors`.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-__all__ = [
-    "Aggregate",
-    "DateExpansions",
-    "EventContract",
-    "Experiment",
-    "FeatureRepo",
-    "NoEvents",
-    "Problem",
-    "Sum",
-    "WeeklyCutoffs",
-    "WindowedFeatureView",
-    "__version__",
-]
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # declare
     "Aggregate": "framework.declare.windows",
     "WindowedFeatureView": "framework.declare.windows",
     "DateExpansions": "framework.declare.dates",
     "EventContract": "framework.declare.contracts",
     "Experiment": "framework.declare.experiments",
     "FeatureRepo": "framework.declare.repo",
+    "Monitoring": "framework.declare.problems",
     "NoEvents": "framework.declare.problems",
     "Problem": "framework.declare.problems",
     "Sum": "framework.declare.problems",
     "WeeklyCutoffs": "framework.declare.problems",
+    # collect, prepare, features
+    "append_events": ("framework.collect.ingest", "append"),
+    "apply": "framework.prepare.apply",
+    "get_historical_features": "framework.features.historical",
+    "get_online_features": "framework.features.online",
+    "materialize": "framework.features.materialize",
+    # models, training
+    "ModelArtifact": "framework.models.registry",
+    "ModelMeta": "framework.models.metadata",
+    "registry_of": "framework.models.registry",
+    "score": "framework.models.scoring",
+    "build_training_set": "framework.training.dataset",
+    "validate": "framework.training.validation",
+    "run_training": "framework.training.run",
+    # deploy, monitor
+    "create_app": "framework.deploy.service",
+    "predict_batch": "framework.deploy.batch",
+    "experiment_report": "framework.deploy.experiment_report",
+    "detect_drift": "framework.monitor.drift",
+    "realized_performance": "framework.monitor.performance",
+    "skew": "framework.monitor.skew",
+    "retrain": "framework.monitor.retrain",
 }
+
+__all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'framework' has no attribute {name!r}")
+    module, attribute = where if isinstance(where, tuple) else (where, name)
+    return getattr(importlib.import_module(module), attribute)
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'framework' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

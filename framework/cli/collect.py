@@ -60,7 +60,7 @@ def events_ingest(obj: Context, file: Path) -> None:
     2025-06-01T12:00:00Z), event_type, source (strings), amount (number or empty).
     Rows must also keep the repo's EventContract (known event types and sources,
     no timestamps in the future, no amounts below the minimum, no missing keys).
-    Nothing is appended when any row is bad; the error lists every problem with
+    Nothing is appended when any row is bad; the error lists every violation with
     its row count and examples. Events identical to logged ones are kept once.
     The next `lifecycle apply` or `lifecycle materialize` counts them.
     """

@@ -18,7 +18,7 @@ with an offset, e.g. ``2025-06-01T12:00:00Z``. Duplicate rows are refused.
 Beyond the types, a repo declares what its events may hold with an
 ``EventContract`` (event types, sources, how far in the future a timestamp may
 be, the smallest amount). ``contract_violations`` checks a table against it and
-``check_events`` refuses the whole table with a report naming every problem: the
+``check_events`` refuses the whole table with a report naming every violation: the
 check, how many rows fail it and examples (row number and value).
 """
 
@@ -81,7 +81,7 @@ def check_frame(
     no_duplicate_rows: bool = False,
     nulls: bool = True,
 ) -> None:
-    """Raise ``DataError`` naming the file, column and fix for the first problem found."""
+    """Raise ``DataError`` naming the file, column and fix for the first fault found."""
     if table.num_rows == 0:
         raise DataError(f"{source} is empty; it needs at least one row.")
     names = set(table.column_names)

@@ -6,7 +6,7 @@ product ``feature_repo/data/events.parquet``). New events reach it in two steps:
 1. ``append(repo, table)`` checks the rows against the event schema
    (``framework.declare.contracts.EVENT_COLUMNS``) and the repo's ``EventContract`` (known
    event types and sources, no future timestamps, no negative amounts, no missing
-   keys; a bad table is refused whole, with a report of every problem), then
+   keys; a bad table is refused whole, with a report of every violation), then
    writes them as one new file in the
    log's inbox, ``events.parquet.inbox/``: written to a temporary name, flushed
    to disk (fsync), then renamed. Once ``append`` returns, the events survive a
