@@ -36,9 +36,10 @@ def _rows(problem: str, n: int) -> list[dict]:
 
 def _check_round_trip(url: str) -> None:
     problem = f"t_{uuid.uuid4().hex[:8]}"
-    log = PredictionLog(url, batch=300)
+    log = PredictionLog(url, batch=300, interval=0.01)  # many batches, without the pacing
+    rows = _rows(problem, 2_500)
     for start in range(0, 2_500, 100):
-        log.log(_rows(problem, 2_500)[start : start + 100])
+        log.log(rows[start : start + 100])
     assert log.close() == 2_500
     engine = sa.create_engine(engine_url(url))
     with engine.connect() as conn:
