@@ -220,6 +220,17 @@ def registry_state(repo_path: Path) -> bytes | None:
 # Shared by several test modules.
 
 
+def register_copy(repo, problem: str) -> str:
+    """Register the production model of ``problem`` again, as a new candidate version
+    (what a retraining on the same data gives, without the training time)."""
+    from framework.models.registry import registry_of
+
+    registry = registry_of(repo)
+    current = registry.get(problem)
+    meta = current.meta.with_(version="", sha256="")
+    return registry.register(current.load_model(), meta).version
+
+
 def user_ids(repo, n: int | None = None) -> list[int]:
     """The example repo's user ids (the first ``n``)."""
     ids = pd.read_parquet(repo.data_dir / "users.parquet").user_id

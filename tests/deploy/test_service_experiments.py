@@ -20,8 +20,15 @@ from framework.deploy.prediction_log import engine_url
 from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
 from framework.models.registry import registry_of
-from framework.training.run import run_training
-from tests.helpers import EXAMPLE_REPO, T, clone_repo, predict_all, redis_yaml, user_ids
+from tests.helpers import (
+    EXAMPLE_REPO,
+    T,
+    clone_repo,
+    predict_all,
+    redis_yaml,
+    register_copy,
+    user_ids,
+)
 
 AT = int(T.timestamp())
 
@@ -118,7 +125,7 @@ def test_an_arm_can_serve_another_version(experiment_repo, tmp_path, prediction_
     repo = clone_repo(experiment_repo, tmp_path / "repo")
     registry = registry_of(repo)
     old = registry.get("churn").version
-    new = run_training(repo, "churn").artifact.version
+    new = register_copy(repo, "churn")
     registry.promote("churn", new)
     (repo.path / "experiments.py").write_text(
         "from framework import Experiment\n"
