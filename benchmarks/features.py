@@ -142,8 +142,17 @@ def bench_retrieval(path: Path, n: int) -> dict:
     )
     ddb, base = _best(lambda: duckdb_windows(path / "data" / "events.parquet", rows), repeat=2)
     windowed = [c for c in base.columns if c != "row"]
+    # a mismatch in either direction (and a value against a null) counts
     mismatch = int(
-        (ours[windowed].to_numpy(dtype=float) - base[windowed].to_numpy(dtype=float) > 1e-6).sum()
+        (
+            ~np.isclose(
+                ours[windowed].to_numpy(dtype=float),
+                base[windowed].to_numpy(dtype=float),
+                rtol=0,
+                atol=1e-6,
+                equal_nan=True,
+            )
+        ).sum()
     )
     t0 = time.perf_counter()
     stock = get_historical_features(repo, rows, "churn_model_v1", engine="feast")

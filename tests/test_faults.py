@@ -6,6 +6,7 @@ The test runs its own redis-server on a free port and stops it by itself.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -54,6 +55,46 @@ def _start_redis(port: int) -> subprocess.Popen:
     pytest.fail(f"redis-server did not start on port {port}")
 
 
+class _Traffic:
+    """``clients`` threads posting /predict in a loop until the block ends; every status
+    code is kept in order of answer, and any exception other than a timeout."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        import threading
+
+        self.url, self.codes, self.errors = url, [], []
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)
+        ]
+
+    def _run(self, seed: int) -> None:
+        session = requests.Session()
+        body = {"problem": "churn", "entities": [{"user_id": seed + 1}]}
+        while not self.stop.is_set():
+            try:
+                response = session.post(f"{self.url}/predict", json=body, timeout=10)
+                self.codes.append(response.status_code)
+            except requests.Timeout:
+                self.codes.append("timeout")
+            except requests.RequestException as exc:
+                self.errors.append(repr(exc))
+                return
+
+    def seen(self) -> int:
+        return len(self.codes)
+
+    def __enter__(self) -> _Traffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
 def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recovers(
     served, tmp_path, prediction_db
 ):
@@ -76,7 +117,7 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
         materialize(repo, end=T)
         users = [1, 2, 3, 10_000_000]
         app = create_app(repo, log_url=prediction_db, store_timeout=TIMEOUT_S)
-        with background_server(app) as url:
+        with background_server(app) as url, _Traffic(url, clients=4) as traffic:
             before = post_predict(url, users)
             assert before.status_code == 200
             # 1. The store hangs (stopped process): 503 with a reason, within the timeout.
@@ -93,8 +134,8 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
             redis.send_signal(signal.SIGCONT)
             again = post_predict(url, users)
             assert again.status_code == 200 and again.json() == before.json()
-            # 3. The store dies: 503 at once; a new, empty one is loaded again: recovered.
-            redis.terminate()
+            # 3. The store is killed (SIGKILL): 503; a new, empty one is loaded: recovered.
+            redis.kill()
             redis.wait(timeout=10)
             gone = post_predict(url, users)
             assert gone.status_code == 503 and gone.json()["detail"]["error"]
@@ -103,6 +144,13 @@ def test_online_store_outage_gives_503_within_the_timeout_and_the_service_recove
             back = post_predict(url, users)
             assert back.status_code == 200 and back.json() == before.json()
             assert requests.get(f"{url}/health", timeout=30).status_code == 200
+            recovered = traffic.seen()
+            time.sleep(0.5)
+        # The traffic that ran beside all of it got answers, 200 or 503, and nothing else;
+        # it saw the outage and, after it, answers again.
+        codes = traffic.codes
+        assert traffic.errors == [] and set(codes) <= {200, 503}, (set(codes), traffic.errors)
+        assert 503 in codes and codes[recovered:].count(200) > 0, codes[recovered:]
     finally:
         redis.send_signal(signal.SIGCONT)
         redis.kill()
@@ -123,21 +171,81 @@ def _lifecycle(repo_path, *args) -> subprocess.Popen:
     )
 
 
-def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo):
+_TRACED_LOCK = """
+import contextlib, os, pathlib, sys, time
+from framework.declare import repo as module
+
+trace, barrier, mode, *args = sys.argv[1:]
+original = module.FeatureRepo.lock
+
+@contextlib.contextmanager
+def traced(self):
+    pathlib.Path(barrier, str(os.getpid())).touch()  # both processes reach the lock ...
+    while len(os.listdir(barrier)) < 2:  # ... before either takes it
+        time.sleep(0.01)
+    start = time.time()
+    with original(self) if mode == "locked" else contextlib.nullcontext():
+        got = time.time()
+        time.sleep(0.5)  # hold it long enough for the other to be seen waiting
+        try:
+            yield
+        finally:
+            with open(trace, "a") as out:
+                out.write(f"{os.getpid()} {start} {got} {time.time()}\\n")
+
+module.FeatureRepo.lock = traced
+from framework.cli import main
+main(args)
+"""
+
+
+def _at_once(repo_path, folder, mode: str, *args) -> tuple[list[tuple[float, ...]], list[int]]:
+    """Run the same command in two processes that reach the repo lock together (``mode``
+    ``locked``: the real lock; ``unlocked``: none); each one's (wait start, acquired,
+    released), and the exit codes."""
+    import sys
+
+    from tests.helpers import ROOT
+
+    barrier = folder / f"{mode}-{args[0]}-barrier"
+    barrier.mkdir()
+    trace = folder / f"{mode}-{args[0]}.trace"
+    command = [sys.executable, "-c", _TRACED_LOCK, str(trace), str(barrier), mode]
+    procs = [
+        subprocess.Popen(
+            [*command, "--repo", str(repo_path), *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    codes = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        codes.append(proc.returncode)
+        assert mode == "unlocked" or proc.returncode == 0, err
+    lines = trace.read_text().split("\n") if trace.exists() else []
+    return [tuple(map(float, line.split()[1:])) for line in lines if line], codes
+
+
+def _overlap(sections: list[tuple[float, ...]]) -> bool:
+    held = sorted((got, done) for _, got, done in sections)
+    return any(b[0] < a[1] for a, b in itertools.pairwise(held))
+
+
+def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo, tmp_path):
+    """Two applies, then two materializes, start together: the repo lock makes one wait
+    (the sections it guards never overlap), and the end state is exact."""
     from framework.features.historical import get_historical_features
     from framework.features.online import get_online_features
 
-    first = [_lifecycle(fresh_repo, "apply"), _lifecycle(fresh_repo, "apply")]
-    for proc in first:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-    both = [
-        _lifecycle(fresh_repo, "materialize", "--end", T.isoformat()),
-        _lifecycle(fresh_repo, "materialize", "--end", T.isoformat()),
-    ]
-    for proc in both:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+    for args in (("apply",), ("materialize", "--end", T.isoformat())):
+        sections, _ = _at_once(fresh_repo, tmp_path, "locked", *args)
+        assert len(sections) >= 2 and not _overlap(sections), sections
+        waited = max(got - start for start, got, _ in sections)
+        assert waited >= 0.45, sections  # one of the two waited for the other's 0.5 s hold
     repo = FeatureRepo(fresh_repo)
     assert {v.name for v in repo.feature_views} == {"user_activity", "user_profile"}
     assert {s.name for s in repo.store.list_feature_services()} == {
@@ -148,6 +256,14 @@ def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo)
     online = get_online_features(repo, [{"user_id": u, "event_timestamp": T} for u in users])
     offline = get_historical_features(repo, pd.DataFrame({"user_id": users, "event_timestamp": T}))
     pdt.assert_frame_equal(online[offline.columns], offline, check_exact=True)
+
+
+def test_without_the_lock_the_two_materializes_overlap(fresh_repo, tmp_path):
+    """The check above can fail: with the lock taken away, the same two processes are
+    inside the guarded section at the same time."""
+    _at_once(fresh_repo, tmp_path, "locked", "apply")
+    sections, _ = _at_once(fresh_repo, tmp_path, "unlocked", "materialize", "--end", T.isoformat())
+    assert len(sections) >= 2 and _overlap(sections), sections
 
 
 _KILLED_MATERIALIZE = """

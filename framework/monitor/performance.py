@@ -171,10 +171,10 @@ def realized_performance(
                     ),
                 }
             )
-        try:
-            test = registry.get(declared.name, version).meta.metrics["test"]
-        except Exception:  # a version no longer in the registry: realized only
-            test = {}
+        # A version no longer in the registry has realized metrics only; any other
+        # registry error (a changed or unreadable model.json) is raised, not hidden.
+        known = version in registry.versions(declared.name)
+        test = registry.get(declared.name, version).meta.metrics["test"] if known else {}
         versions[version] = {
             "realized": _metrics(declared.task, y, score, predicted),
             "test": test,

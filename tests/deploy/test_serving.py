@@ -56,7 +56,8 @@ def test_regression_and_unknown_entity(served):
 @pytest.mark.parametrize(
     ("kwargs", "status", "field"),
     [
-        ({"data": "{not json", "headers": {"content-type": "application/json"}}, 422, ""),
+        ({"data": "{not json", "headers": {"content-type": "application/json"}}, 400, None),
+        ({"data": b"\xff\xfe", "headers": {"content-type": "application/json"}}, 400, None),
         ({"json": {"entities": [{"user_id": 1}]}}, 422, "problem"),
         ({"json": {"problem": "churn"}}, 422, "entities"),
         ({"json": {"problem": "churn", "entities": []}}, 422, "entities"),
@@ -80,6 +81,9 @@ def test_bad_requests_are_4xx_naming_the_field(served, kwargs, status, field):
     response = requests.post(f"{url}/predict", timeout=30, **kwargs)
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
+    if field is None:  # no JSON: nothing to name but the body
+        assert status == 400 and "the body is not JSON" in detail["error"], detail
+        return
     fields = [d["field"] for d in detail] if isinstance(detail, list) else [detail["field"]]
     assert any(f.startswith(field) for f in fields), fields
 

@@ -181,6 +181,23 @@ def test_realized_performance_joins_the_labels_known_since(served, prediction_db
     assert {s["week"] for s in report.versions[version]["slices"]} == {"2025-09-15", "2025-09-22"}
     result = cli(repo, "performance", "churn", "--db", db, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["pending"] == len(users)
+    # A version gone from the registry keeps its realized metrics, without test ones ...
+    folder = registry_of(repo).get("churn").path
+    moved = folder.with_name("gone")
+    folder.rename(moved)
+    try:
+        assert realized_performance(repo, "churn", db=db).versions[version]["test"] == {}
+    finally:
+        moved.rename(folder)
+    # ... but a registry that cannot be read is an error, not a silent "no test metric".
+    meta = folder / "model.json"
+    text = meta.read_text()
+    meta.write_text("{}")
+    try:
+        with pytest.raises(ArtifactError, match="lacks"):
+            realized_performance(repo, "churn", db=db)
+    finally:
+        meta.write_text(text)
 
 
 def test_retrain_promotes_only_a_better_challenger(served, tmp_path):

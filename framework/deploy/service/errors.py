@@ -1,7 +1,8 @@
 """Errors at the service boundary: one table from exception to HTTP status.
 
 Every error answer has one shape, ``{"detail": {"field", "error"[, "violations"]}}``
-(FastAPI's own request validation answers a list of such objects). Our exceptions
+(FastAPI's own request validation answers a list of such objects, 422; a body that is
+not JSON at all answers 400). Our exceptions
 (``framework.errors``) get their status from ``STATUS``, looked up along the
 exception's classes; FastAPI's and Starlette's own HTTP errors (a body that is not
 JSON, an unknown route) keep theirs. Anything else is a bug and answers 500 with
@@ -65,6 +66,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if broken is not None:  # not a bad field: no JSON at all
+            reason = broken.get("ctx", {}).get("error", broken.get("msg", ""))
+            return JSONResponse(
+                status_code=400, content={"detail": {"error": f"the body is not JSON: {reason}"}}
+            )
         errors = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
