@@ -16,6 +16,7 @@ PostgreSQL, in a schema of its own per repo, and Redis as online store), and the
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -49,6 +50,9 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # Models are signed (framework.models.signing): one key for the whole run, its
+    # processes included, instead of a key file made in the user's home.
+    os.environ.setdefault("LIFECYCLE_MODEL_KEY", f"tests-{uuid.uuid4().hex}")
     name = config.getoption("profile")
     PROFILE["name"] = name
     if name != "production":

@@ -54,6 +54,7 @@ class ModelMeta:
     created_at: str = ""
     sha256: str = ""
     libraries: dict[str, str] = field(default_factory=dict)
+    signature: str = ""  # HMAC of everything else (framework.models.signing), set on registration
 
     @property
     def test_metric(self) -> float:

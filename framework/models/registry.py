@@ -10,8 +10,10 @@ Each trained model is a version ``v<N>`` of its problem::
     data/models/<problem>/stages.json         which version is in production
 
 A new version is a ``candidate``; ``promote`` makes one ``production``. Loading
-verifies the artifact's sha256 before unpickling anything: a changed or foreign
-file is refused.
+checks the signature of ``model.json`` (HMAC under a key kept outside ``data/``,
+see :mod:`framework.models.signing`) and the artifact's sha256 recorded there
+before unpickling anything: a changed or foreign file is refused, also one
+replaced together with a recomputed checksum.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from framework.errors import ArtifactError
 from framework.models.metadata import ModelMeta
+from framework.models.signing import SIGNATURE_FIELD, same_content, sign, verify
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,6 +93,20 @@ class ModelArtifact:
     def problem(self) -> str:
         return self.meta.problem
 
+    def verified_meta(self) -> ModelMeta:
+        """``model.json`` as on disk, after checking its signature; it must be the metadata
+        this artifact was read with (a file changed since is refused too)."""
+        file = self.path / "model.json"
+        what = f"{self.problem} {self.version} ({file})"
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{what} cannot be read: {exc}") from exc
+        verify(data, what)
+        if not same_content(ModelMeta.from_json(data, str(file)).to_json(), self.meta.to_json()):
+            raise ArtifactError(f"{what} changed since it was read; load the artifact again.")
+        return self.meta
+
     def load_reference(self) -> pd.DataFrame:
         """The training reference sample (features, label, score), checked by sha256."""
         import pandas as pd
@@ -101,20 +118,23 @@ class ModelArtifact:
                 "before monitoring existed); retrain it with `lifecycle train "
                 f"{self.problem}` to monitor it."
             )
+        self.verified_meta()  # the checksum below is the one signed
         path = self.path / info["file"]
         if not path.is_file() or _sha256(path) != info["sha256"]:
             raise ArtifactError(f"The reference sample {path} is missing or was changed.")
         return pd.read_parquet(path)
 
     def load_model(self) -> Any:
-        """The fitted pipeline, after checking the artifact's sha256."""
+        """The fitted pipeline, after checking the signature of ``model.json`` and the
+        pickle's sha256 recorded there: nothing is unpickled before both hold."""
         import joblib
 
+        meta = self.verified_meta()
         file = self.path / "model.joblib"
         if not file.exists():
             raise ArtifactError(f"{file} is missing.")
         actual = _sha256(file)
-        if actual != self.meta.sha256:
+        if actual != meta.sha256:
             raise ArtifactError(
                 f"{file} does not match the checksum recorded for {self.problem} {self.version} "
                 f"(recorded {self.meta.sha256}, found {actual}): refusing to load a changed "
@@ -228,9 +248,12 @@ class Registry:
             sha256=_sha256(path / "model.joblib"),
             libraries=library_versions(),
             reference=info,
+            signature="",
         )
-        _write_json(path / "model.json", full.to_json())
-        return ModelArtifact(path, full)
+        data = json.loads(json.dumps(full.to_json(), default=str))  # exactly as stored
+        data[SIGNATURE_FIELD] = sign(data)
+        _write_json(path / "model.json", data)
+        return ModelArtifact(path, ModelMeta.from_json(data))
 
     def promote(self, problem: str, version: str) -> ModelArtifact:
         """Make ``version`` the production model (the previous one becomes archived)."""
