@@ -6,6 +6,7 @@ Fixtures live in ``conftest.py``; everything a test imports by name lives here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -343,3 +344,71 @@ def batch_runs(url: str, as_of) -> pd.DataFrame:
         )
     engine.dispose()
     return frame
+
+
+class TcpSwitch:
+    """A TCP proxy on loopback to ``target`` that can be switched off (every connection
+    dropped, new ones refused) and on again, on the same port: a database that becomes
+    unreachable for a while."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.on()
+
+    def url(self, postgres_url: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(postgres_url)
+        return postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{self.port}")
+
+    def on(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def off(self) -> None:
+        if self.listener is not None:
+            with contextlib.suppress(OSError):  # wakes the accepting thread (Linux)
+                self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()

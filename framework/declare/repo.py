@@ -98,6 +98,14 @@ class FeatureRepo:
         """Monitoring reports, ``<problem>/<time>-<kind>-<version>/``."""
         return self.data_dir / "reports"
 
+    def prediction_spool(self, url: str) -> Path:
+        """Where the prediction log of database ``url`` spools while that database fails
+        (one file per database, so that a replay goes where the rows were meant to)."""
+        import hashlib
+
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        return self.data_dir / f"prediction-log-{digest}.spool"
+
     def new_report_folder(self, problem: str, kind: str, version: str) -> Path:
         """A new, empty report folder named by the current time (to the microsecond);
         two runs never share one: a taken name gets a numbered suffix."""

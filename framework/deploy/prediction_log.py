@@ -8,6 +8,16 @@ quarter of a second and inserts them in one transaction (the service calls
 ``log`` after the response is sent). ``close()`` drains the queue
 before it returns, so a clean shutdown loses nothing.
 
+When the database fails, nothing is lost either: the writer appends each batch
+it cannot write to a local spool (:mod:`framework.deploy.spool`, fsynced before
+the next batch is taken), keeps taking new batches into it (memory stays bounded
+however long the outage), retries with backoff (0.5 s doubling to 30 s) and
+replays the spool in order once the database answers. Each batch's id is written
+in the same transaction as its rows (table ``prediction_log_batches``), so a
+replayed batch that had in fact committed is not written twice. ``status()`` is
+``degraded: ...`` with the spooled rows meanwhile (``/health`` shows it); a
+shutdown during the outage leaves the spool, and the next start replays it.
+
 Columns: id, logged_at, problem, model_version, entity_key, entity_id,
 request_ts, features (JSON: the values served), feature_status, score (null
 for an experiment arm without a model), label, experiment, arm.
@@ -15,10 +25,12 @@ for an experiment arm without a model), label, experiment, arm.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +38,10 @@ from typing import Any
 import pandas as pd
 
 from framework.deploy.bulk import BulkInsert
+from framework.deploy.spool import Spool
 from framework.errors import ConfigError, StoreError
 
-__all__ = ["PredictionLog", "engine_url", "read_exposures"]
+__all__ = ["PredictionLog", "default_spool", "engine_url", "read_exposures"]
 
 
 def engine_url(url: str | Path) -> str:
@@ -48,27 +61,36 @@ def engine_url(url: str | Path) -> str:
 class PredictionLog:
     """Batched, durable logging of predictions (see the module docstring)."""
 
-    def __init__(self, url: str | Path, *, batch: int = 5_000, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        batch: int = 5_000,
+        interval: float = 0.25,
+        spool: str | Path | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
         import sqlalchemy as sa
 
         self.url = engine_url(url)
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-            self.table = _table(sa)
-            self.table.metadata.create_all(self.engine)
-            _upgrade(sa, self.engine, self.table)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"The prediction log at {self.url.split('@')[-1]} is unavailable: {exc}"
-            ) from exc
+        # No connection yet: a service starts while its database is down, and spools.
+        self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        self.table = _table(sa)
+        self.batches = _batches_table(self.table.metadata, sa)
         self._insert = BulkInsert(self.engine, self.table)
+        self._schema_ready = False
+        self.spool = Spool(spool if spool is not None else default_spool(self.url))
         self.batch = batch  # rows per transaction at most
         self.interval = interval  # seconds a batch may wait to fill: fewer, larger commits
+        self.max_backoff = max_backoff
+        self._backoff = 0.0
+        self._retry_at = 0.0  # monotonic time of the next replay while the spool holds rows
         self.queue: queue.Queue = queue.Queue()
         self.written = 0
-        self.error: BaseException | None = None
+        self.write_failures = 0
+        self.error: BaseException | None = None  # the last failure, while degraded
         self.thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.thread.start()
 
@@ -87,45 +109,117 @@ class PredictionLog:
         expanded = _expand(rows, features, columns, datetime.now(UTC))
         self.queue.put(self._insert.params(expanded))
 
+    def status(self) -> str:
+        """``ok``, or ``degraded: ...`` with the rows spooled while the database fails."""
+        if not self.spool.pending:
+            return "ok"
+        reason = f"{type(self.error).__name__}: {self.error}" if self.error else "not yet replayed"
+        where = self.url.split("@")[-1]
+        return (
+            f"degraded: {self.spool.rows:,} rows spooled at {self.spool.path} while the "
+            f"database at {where} fails ({reason}); they are replayed when it answers"
+        )
+
     def _run(self) -> None:
         # Only driver calls here (executemany and commit, mostly outside the GIL): the
         # Python work of encoding was done by ``log``, so requests are not held up.
         done = False
+        if self.spool.pending:  # left by an earlier run: replay it first
+            self._replay()
         while not done:
-            first = self.queue.get()
-            items = [first]
-            if first is not None:
-                time.sleep(self.interval)  # let a batch gather, without a wake-up per request
-            size = len(first or ())
-            while items[-1] is not None and size < self.batch:
-                try:
-                    items.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-                size += len(items[-1] or ())
-            if items[-1] is None:
-                items.pop()
-                done = True
-            params = [row for item in items for row in item]
+            params, done = self._gather()
             if params:
-                self._write(params)
+                self._deliver(uuid.uuid4().hex, params)
+            if self.spool.pending and time.monotonic() >= self._retry_at:
+                self._replay()
+        if self.spool.pending:  # one last try; what stays is replayed by the next start
+            self._replay()
 
-    def _write(self, params: list[tuple]) -> None:
+    def _gather(self) -> tuple[list[tuple[Any, ...]], bool]:
+        """The next batch of queued rows (waiting at most until the next replay is due
+        while rows are spooled), and whether the log was closed."""
+        timeout = max(self._retry_at - time.monotonic(), 0.01) if self.spool.pending else None
         try:
+            first = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return [], False
+        items = [first]
+        if first is not None:
+            time.sleep(self.interval)  # let a batch gather, without a wake-up per request
+        size = len(first or ())
+        while items[-1] is not None and size < self.batch:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+            size += len(items[-1] or ())
+        done = items[-1] is None
+        if done:
+            items.pop()
+        return [row for item in items for row in item], done
+
+    def _deliver(self, batch: str, params: list[tuple[Any, ...]]) -> None:
+        """Write a batch, or spool it: behind older spooled batches (order is kept), or
+        when the write fails."""
+        if not self.spool.pending and self._write(batch, params):
+            return
+        self.spool.append(batch, params)
+
+    def _write(self, batch: str, params: list[tuple[Any, ...]]) -> bool:
+        """One transaction: the rows and the batch's id, unless that id is already in the
+        database (a replay of a batch that had committed). False when it failed."""
+        import sqlalchemy as sa
+
+        try:
+            if not self._schema_ready:
+                self.table.metadata.create_all(self.engine)
+                _upgrade(sa, self.engine, self.table)
+                self._schema_ready = True
             with self.engine.begin() as conn:
-                self._insert.write(conn, params)
-            self.written += len(params)
-        except Exception as exc:  # keep serving; the error is reported by close()
+                seen = conn.execute(
+                    sa.select(self.batches.c.batch_id).where(self.batches.c.batch_id == batch)
+                ).first()
+                if seen is None:
+                    self._insert.write(conn, params)
+                    conn.execute(
+                        self.batches.insert(),
+                        {"batch_id": batch, "rows": len(params), "written_at": datetime.now(UTC)},
+                    )
+            if seen is None:
+                self.written += len(params)
+            return True
+        except Exception as exc:  # any database failure: spool and retry, keep serving
             self.error = exc
+            self.write_failures += 1
+            return False
+
+    def _replay(self) -> None:
+        """Write every spooled batch in order; on a failure, back off (doubling, up to
+        ``max_backoff``) and try again later."""
+        for batch, params in self.spool.replay():
+            if not self._write(batch, params):
+                self._backoff = min(max(self._backoff * 2, 0.5), self.max_backoff)
+                self._retry_at = time.monotonic() + self._backoff
+                return
+        self.spool.clear()
+        self._backoff, self.error = 0.0, None
 
     def close(self) -> int:
-        """Write everything queued, stop the writer, and return the rows written."""
+        """Write everything queued, stop the writer, and return the rows written. Rows the
+        database still refuses stay in the spool, for the next start to replay."""
         self.queue.put(None)
         self.thread.join()
         self.engine.dispose()
-        if self.error is not None:
-            raise StoreError(f"Writing the prediction log failed: {self.error}") from self.error
         return self.written
+
+
+def default_spool(url: str) -> Path:
+    """Where a log spools by default: beside a SQLite file; else in the working folder
+    (the service passes a folder of the repo's, see ``FeatureRepo.prediction_spool``)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///") + ".spool")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return Path.cwd() / f".prediction-log-{digest}.spool"
 
 
 def _missing_as_none(value: Any) -> Any:
@@ -217,6 +311,17 @@ def _table(sa: Any) -> Any:
         sa.Column("experiment", sa.String(64)),
         sa.Column("arm", sa.String(32)),
         sa.Index("prediction_log_experiment", "experiment"),
+    )
+
+
+def _batches_table(metadata: Any, sa: Any) -> Any:
+    """The ids of the batches written: a replayed batch already there is not written again."""
+    return sa.Table(
+        "prediction_log_batches",
+        metadata,
+        sa.Column("batch_id", sa.String(32), primary_key=True),
+        sa.Column("rows", sa.Integer, nullable=False),
+        sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
     )
 
 

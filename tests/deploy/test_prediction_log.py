@@ -136,7 +136,13 @@ def test_the_api_key_is_compared_in_constant_time_and_never_logged(served, caplo
     key = "s3cret-" + uuid.uuid4().hex
     compared = []
     original = hmac.compare_digest
-    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append(1) or original(a, b))
+
+    def counted(a, b):  # the API key's checks (model signatures are compared this way too)
+        if key.encode() in (a, b):
+            compared.append(1)
+        return original(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counted)
     caplog.set_level(logging.DEBUG)
     body = {"problem": "churn", "entities": [{"user_id": 1}]}
     with background_server(create_app(repo, api_key=key)) as url:

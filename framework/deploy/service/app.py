@@ -48,7 +48,8 @@ def create_app(
     from framework.models.registry import registry_of
 
     models = ModelCache(registry_of(repo))
-    log = PredictionLog(log_url or repo.prediction_db)
+    url = log_url or repo.prediction_db
+    log = PredictionLog(url, spool=repo.prediction_spool(url))
     store_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="online-store")
 
     async def with_deadline(fn: Callable[..., T], *args: Any) -> T:

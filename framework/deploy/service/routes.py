@@ -114,10 +114,11 @@ def add_routes(app: FastAPI, service: Service) -> None:
     )
     async def health() -> JSONResponse:
         checks = await _health_checks(service)
-        healthy = not any(str(v).startswith("unavailable") for v in checks.values())
+        answering = not any(v.startswith("unavailable") for v in checks.values())
+        ok = answering and all(v == "ok" for k, v in checks.items() if not k.startswith("model:"))
         return JSONResponse(
-            status_code=200 if healthy else 503,
-            content={"status": "ok" if healthy else "degraded", "checks": checks},
+            status_code=200 if answering else 503,
+            content={"status": "ok" if ok else "degraded", "checks": checks},
         )
 
 
@@ -181,6 +182,7 @@ async def _health_checks(service: Service) -> dict[str, str]:
         checks["online_store"] = "ok"
     except Exception as exc:  # any store failure is reported, not raised
         checks["online_store"] = f"unavailable: {type(exc).__name__}: {exc}"
+    checks["prediction_log"] = service.log.status()  # degraded: spooling, still answering
     for name in repo.problems:
         try:
             checks[f"model:{name}"] = service.models.get(name).artifact.version

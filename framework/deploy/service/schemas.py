@@ -63,7 +63,11 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="ok, or degraded (then the answer is a 503).")
+    status: str = Field(
+        description="ok, or degraded. A 503 when a check is unavailable (the online store, "
+        "a model); a prediction log that spools while its database fails is degraded but "
+        "the service answers (200)."
+    )
     checks: dict[str, str]
 
 
