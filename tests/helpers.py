@@ -264,6 +264,20 @@ def predict_all(url: str, problem: str, ids: list[int], at=None) -> list[dict]:
     return out
 
 
+def scrape(url: str) -> dict[str, dict[tuple, float]]:
+    """``GET /metrics``, parsed: sample name -> {sorted label pairs: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = requests.get(f"{url}/metrics", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
 def current_features(repo, folder: Path, shift: str | None = None):
     """Point-in-time churn features of every user at four weekly times before ``T``, with
     ``shift`` (a feature) moved by x4 + 6; written to ``folder/current.parquet``."""

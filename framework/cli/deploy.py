@@ -55,6 +55,7 @@ def serve(
     GET  /health   online store and models
     GET  /models   production versions and their test metrics
     GET  /ui       model cards and monitoring reports
+    GET  /metrics  Prometheus metrics (requests, latency, store, log, models)
 
     Errors are JSON naming the field (400/401/404/413/422); a failing store gets
     503 within --store-timeout. Bodies over 4 MiB get 413. The API key is

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from framework.deploy.prediction_log import PredictionLog, engine_url
 from framework.deploy.service import background_server, create_app
-from tests.helpers import T, TcpSwitch, new_pg_schema
+from tests.helpers import T, TcpSwitch, new_pg_schema, scrape
 
 
 def _rows(problem: str, start: int, n: int) -> list[dict]:
@@ -141,6 +141,9 @@ def test_the_service_spools_under_traffic_and_across_a_restart(served, switch, p
         _wait(lambda: "rows spooled" in requests.get(f"{base}/health", timeout=30).text)
         health = requests.get(f"{base}/health", timeout=30)
         assert health.status_code == 200 and health.json()["status"] == "degraded"
+        metrics = scrape(base)
+        assert metrics["lifecycle_prediction_log_spooled_rows"][()] > 0
+        assert metrics["lifecycle_prediction_log_write_failures_total"][()] >= 1
     # stopped during the outage: the spool stays; restarted while it lasts: more spooled
     spool = repo.prediction_spool(url)
     assert spool.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -27,6 +28,7 @@ from tests.helpers import (
     predict_all,
     redis_yaml,
     register_copy,
+    scrape,
     user_ids,
 )
 
@@ -65,6 +67,11 @@ def test_arms_are_served_logged_and_reported(served, experiment_repo, prediction
         ]
         posted = requests.post(f"{url}/events", json={"events": events}, timeout=30)
         assert posted.status_code == 202 and posted.json() == {"accepted": len(converted)}
+        exposures = scrape(url)["lifecycle_experiment_exposures_total"]
+    counted = Counter(a["arm"] for a in answers)
+    assert exposures == {
+        (("arm", arm), ("experiment", "retention_offers")): float(n) for arm, n in counted.items()
+    }
     # the same user always gets the same arm, and it is the declared hash's
     arms = assign(exp.salt_text, users, exp.split)
     assert [a["arm"] for a in answers] == arms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from framework.declare.repo import FeatureRepo
 from framework.deploy.service.errors import install_error_handlers
+from framework.deploy.service.metrics import MetricsMiddleware, ServiceMetrics
 from framework.deploy.service.middleware import MAX_BODY_BYTES, BodyLimit
 from framework.deploy.service.models import ModelCache, warm_up
 from framework.deploy.service.predict import MAX_ENTITIES, Predictor
@@ -51,6 +53,7 @@ def create_app(
     url = log_url or repo.prediction_db
     log = PredictionLog(url, spool=repo.prediction_spool(url))
     store_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="online-store")
+    metrics = ServiceMetrics(log, models)
 
     async def with_deadline(fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -64,7 +67,14 @@ def create_app(
             ) from exc
 
     async def read_features(rows: list[dict[str, Any]], service: str) -> Any:
-        return await with_deadline(get_online_features, repo, rows, service)
+        start = time.perf_counter()
+        try:
+            return await with_deadline(get_online_features, repo, rows, service)
+        except Exception:
+            metrics.store_errors.inc()
+            raise
+        finally:
+            metrics.store_reads.observe(time.perf_counter() - start)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -76,9 +86,10 @@ def create_app(
     app = FastAPI(title="lifecycle prediction service", version="1", lifespan=lifespan)
     app.state.prediction_log = log
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every answer
     install_error_handlers(app)
     predictor = Predictor(repo, models, read_features, max_entities)
-    add_routes(app, Service(repo, models, log, predictor, with_deadline, api_key))
+    add_routes(app, Service(repo, models, log, predictor, with_deadline, metrics, api_key))
     return app
 
 

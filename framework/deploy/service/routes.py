@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.background import BackgroundTask
 
 from framework.common.jsonable import finite
 from framework.declare.repo import FeatureRepo
 from framework.deploy import ui
 from framework.deploy.prediction_log import PredictionLog
+from framework.deploy.service.metrics import ServiceMetrics
 from framework.deploy.service.models import ModelCache
 from framework.deploy.service.predict import Pending, Predictor
 from framework.deploy.service.schemas import (
@@ -44,6 +46,7 @@ class Service:
     log: PredictionLog
     predictor: Predictor
     with_deadline: Callable[..., Any]  # runs a blocking store call under the deadline
+    metrics: ServiceMetrics
     api_key: str | None = None
 
     async def authorize(self, x_api_key: Annotated[str | None, Header()] = None) -> None:
@@ -72,6 +75,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
     )
     async def predict(body: PredictRequest) -> JSONResponse:
         answer, pending = await service.predictor(body)
+        for rows, _, _ in pending:
+            service.metrics.record_exposures(rows)
         # Built here and returned as is (the response model documents it): FastAPI's
         # validation and encoding of the answer cost more than the model's scoring.
         return JSONResponse(
@@ -93,6 +98,11 @@ def add_routes(app: FastAPI, service: Service) -> None:
     @app.get("/models", dependencies=guarded, responses=error_responses(401))
     def list_models() -> dict[str, Any]:
         return finite({"models": _models(service)})
+
+    @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format (see ``framework.deploy.service.metrics``)."""
+        return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/ui", response_class=HTMLResponse, include_in_schema=False)
     def ui_index() -> HTMLResponse:

@@ -1,0 +1,40 @@
+"""``/metrics`` in the Prometheus text format: what it counts, scraped and parsed."""
+
+from __future__ import annotations
+
+import requests
+
+from framework.deploy.service import background_server, create_app
+from framework.models.registry import registry_of
+from tests.helpers import post_predict, scrape
+
+
+def test_requests_latency_store_reads_log_and_models_are_exported(served, prediction_db):
+    repo, _ = served
+    with background_server(create_app(repo, log_url=prediction_db)) as url:
+        for ids in ([1, 2], [3], [4, 5, 6]):
+            assert post_predict(url, ids).status_code == 200
+        unknown = requests.post(
+            f"{url}/predict", json={"problem": "nope", "entities": [{"user_id": 1}]}, timeout=30
+        )
+        assert unknown.status_code == 404
+        assert requests.get(f"{url}/no/such/route", timeout=30).status_code == 404
+        metrics = scrape(url)
+    requests_total = metrics["lifecycle_http_requests_total"]
+    post = (("method", "POST"), ("route", "/predict"))
+    assert requests_total[(*post, ("status", "200"))] == 3
+    assert requests_total[(*post, ("status", "404"))] == 1
+    assert requests_total[(("method", "GET"), ("route", "unmatched"), ("status", "404"))] == 1
+    assert metrics["lifecycle_http_request_duration_seconds_count"][post] == 4
+    # each answered /predict read the churn service's features once; none failed
+    assert metrics["lifecycle_online_store_read_seconds_count"][()] == 3
+    assert metrics["lifecycle_online_store_errors_total"][()] == 0
+    registry = registry_of(repo)
+    served_versions = metrics["lifecycle_model_version_info"]
+    for problem in ("churn", "spend"):
+        version = registry.get(problem).version
+        assert served_versions[(("problem", problem), ("version", version))] == 1
+    assert metrics["lifecycle_prediction_log_spooled_rows"][()] == 0
+    assert metrics["lifecycle_prediction_log_queue_depth"][()] >= 0
+    assert metrics["lifecycle_prediction_log_write_failures_total"][()] == 0
+    assert "lifecycle_prediction_log_rows_written_total" in metrics
