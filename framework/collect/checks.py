@@ -171,7 +171,9 @@ def contract_violations(
                 f"{col.name} is missing",
                 "Every event needs one.",
             )
-    limit = now + contract.max_future
+    latest = datetime.max.replace(tzinfo=UTC)
+    # a max_future past the calendar's end (year 9999) means: no limit
+    limit = now + contract.max_future if contract.max_future < latest - now else latest
     ts = table.column("event_timestamp")
     add(
         pc.greater(ts, pa.scalar(limit, type=ts.type)),

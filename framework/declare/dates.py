@@ -62,13 +62,12 @@ def _holiday_days(country: str, first_year: int, last_year: int) -> np.ndarray:
 
 def to_utc_timestamps(values: pd.Series) -> pd.Series:
     """Timestamps as tz-aware UTC; integers are epoch seconds (how Feast sends them over HTTP)."""
-    if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
-        return pd.to_datetime(values, unit="s", utc=True)
     try:
-        out = pd.to_datetime(values, utc=True)
-    except (TypeError, ValueError) as exc:
+        if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
+            return pd.to_datetime(values, unit="s", utc=True)
+        return pd.to_datetime(values, utc=True)
+    except (TypeError, ValueError, OverflowError) as exc:  # OutOfBoundsDatetime included
         raise DataError(f"Cannot read {values.name!r} as timestamps: {exc}") from exc
-    return out
 
 
 def expand_dates(
@@ -99,6 +98,14 @@ def expand_dates(
         holidays_ = _holiday_days(country, int(years.min()) - 1, int(years.max()) + 1)
         after = np.searchsorted(holidays_, day_numbers, side="left")  # first holiday >= day
         before = np.searchsorted(holidays_, day_numbers, side="right") - 1  # last holiday <= day
+        outside = (before < 0) | (after >= len(holidays_))
+        if outside.any():
+            day = days[int(np.argmax(outside))]
+            raise DataError(
+                f"{timestamp_field!r} {day} has no {country} holiday within a year of it in the "
+                "holidays package's calendar (it covers about 1777-2100 for most countries); "
+                "days since/until a holiday are not defined there. Use times within its years."
+            )
         since = day_numbers - holidays_[np.clip(before, 0, None)]
         until = holidays_[np.clip(after, None, len(holidays_) - 1)] - day_numbers
         out[f"{prefix}days_since_holiday"] = since.astype("int32")

@@ -178,3 +178,27 @@ def test_naive_timestamps_in_a_csv_are_refused(repo, tmp_path):
 
         append(repo, read_table(path))
     assert inbox_files(repo) == []
+
+
+def test_a_contract_without_a_future_limit_takes_any_time():
+    """A max_future past the calendar's end means no limit (it used to overflow)."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from framework.collect.checks import contract_violations
+    from framework.declare.contracts import EventContract
+
+    far = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    table = pa.table(
+        {
+            "user_id": [1],
+            "event_timestamp": pa.array([far], pa.timestamp("us", tz="UTC")),
+            "event_type": ["page_view"],
+            "source": ["google"],
+            "amount": pa.array([None], pa.float64()),
+        }
+    )
+    assert contract_violations(table, EventContract(max_future=timedelta(days=3_000_000))) == []
+    refused = contract_violations(table, EventContract())
+    assert [v.check.split(" (")[0] for v in refused] == ["event_timestamp in the future"]

@@ -86,3 +86,13 @@ def test_declaration_builds_an_on_demand_view_whose_source_runs_alone():
 def test_unknown_country_is_refused():
     with pytest.raises(FeatureRepoError, match="no calendar for country 'XX'"):
         DateExpansions(name="d", country="XX")
+
+
+@pytest.mark.parametrize("when", ["2194-06-01T00:00:00Z", "1700-06-01T00:00:00Z"])
+def test_a_time_outside_the_holiday_calendar_is_a_clear_error(when):
+    """No holiday within a year of the date: days since/until are undefined, not made up."""
+    from framework.errors import DataError
+
+    frame = pd.DataFrame({"event_timestamp": [pd.Timestamp("2025-06-01", tz="UTC"), when]})
+    with pytest.raises(DataError, match="has no US holiday within a year"):
+        expand_dates(frame)

@@ -17,13 +17,13 @@ def test_requests_latency_store_reads_log_and_models_are_exported(served, predic
         unknown = requests.post(
             f"{url}/predict", json={"problem": "nope", "entities": [{"user_id": 1}]}, timeout=30
         )
-        assert unknown.status_code == 404
+        assert unknown.status_code == 422  # not one of the schema's problems
         assert requests.get(f"{url}/no/such/route", timeout=30).status_code == 404
         metrics = scrape(url)
     requests_total = metrics["lifecycle_http_requests_total"]
     post = (("method", "POST"), ("route", "/predict"))
     assert requests_total[(*post, ("status", "200"))] == 3
-    assert requests_total[(*post, ("status", "404"))] == 1
+    assert requests_total[(*post, ("status", "422"))] == 1
     assert requests_total[(("method", "GET"), ("route", "unmatched"), ("status", "404"))] == 1
     assert metrics["lifecycle_http_request_duration_seconds_count"][post] == 4
     # each answered /predict read the churn service's features once; none failed

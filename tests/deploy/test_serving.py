@@ -68,7 +68,33 @@ def test_regression_and_unknown_entity(served):
             "entities.0.user_id",
         ),
         ({"json": {"problem": "churn", "entities": [{"customer": 1}]}}, 422, "entities.0.user_id"),
-        ({"json": {"problem": "nope", "entities": [{"user_id": 1}]}}, 404, "problem"),
+        ({"json": {"problem": "nope", "entities": [{"user_id": 1}]}}, 422, "problem"),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": 2**63}]}},
+            422,
+            "entities.0.user_id",
+        ),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": -(2**63) - 1}]}},
+            422,
+            "entities.0.user_id",
+        ),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": 2**64}]}},
+            422,
+            "entities.0.user_id",
+        ),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": 1, "event_timestamp": 1e12}]}},
+            422,
+            "entities.0.event_timestamp",
+        ),
+        (
+            {"json": {"problem": "churn", "entities": [{"user_id": True}]}},
+            422,
+            "entities.0.user_id",
+        ),
+        ({"json": {"problem": "churn", "entities": [{"user_id": 1.5}]}}, 422, "entities.0.user_id"),
         (
             {"json": {"problem": "churn", "entities": [{"user_id": i} for i in range(51)]}},
             413,

@@ -20,7 +20,7 @@ from framework.declare.experiments import Experiment, assign
 from framework.declare.problems import Problem
 from framework.declare.repo import FeatureRepo
 from framework.deploy.service.models import Loaded, ModelCache
-from framework.deploy.service.schemas import INT64, PredictRequest
+from framework.deploy.service.schemas import INT64
 from framework.errors import InvalidRequest, LifecycleError, NotFound, StoreError, TooLarge
 from framework.models.scoring import score
 
@@ -40,9 +40,11 @@ class Predictor:
     read_features: ReadFeatures  # (rows, feature service) -> online features, under a deadline
     max_entities: int = MAX_ENTITIES
 
-    async def __call__(self, body: PredictRequest) -> tuple[dict[str, Any], Pending]:
-        problem, loaded = self._resolve(body)
-        rows = self._entity_rows(problem.entity, body.entities)
+    async def __call__(self, body: Any) -> tuple[dict[str, Any], Pending]:
+        """``body``: the app's ``PredictRequest`` (``problem``, ``entities``)."""
+        problem, loaded = self._resolve(body.problem, len(body.entities))
+        entities = [e.model_dump(exclude_none=True) for e in body.entities]
+        rows = self._entity_rows(problem.entity, entities)
         experiment = self.repo.active_experiment(problem.name)
         arms, policies = self._policies(problem, loaded, experiment, rows)
         frames = await self._features(rows, [loaded, *policies.values()])
@@ -66,11 +68,11 @@ class Predictor:
         }
         return answer, pending
 
-    def _resolve(self, body: PredictRequest) -> tuple[Problem, Loaded]:
-        if len(body.entities) > self.max_entities:
+    def _resolve(self, name: str, entities: int) -> tuple[Problem, Loaded]:
+        if entities > self.max_entities:
             raise TooLarge("entities", f"at most {self.max_entities} entities per request")
         try:
-            problem = self.repo.problem(body.problem)
+            problem = self.repo.problem(name)
             return problem, self.models.get(problem.name)
         except LifecycleError as exc:
             raise NotFound("problem", str(exc)) from exc

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from framework.common.jsonable import finite
@@ -25,11 +26,10 @@ from framework.deploy.service.metrics import ServiceMetrics
 from framework.deploy.service.models import ModelCache
 from framework.deploy.service.predict import Pending, Predictor
 from framework.deploy.service.schemas import (
-    EventsRequest,
     EventsResponse,
     HealthResponse,
-    PredictRequest,
     PredictResponse,
+    RequestModels,
     error_responses,
 )
 from framework.errors import DataError, InvalidRequest, LifecycleError, StoreError, Unauthorized
@@ -63,17 +63,10 @@ class Service:
             self.log.log(rows, features=frame, columns=columns)
 
 
-def add_routes(app: FastAPI, service: Service) -> None:
+def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
     guarded = [Depends(service.authorize)]
 
-    @app.post(
-        "/predict",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        dependencies=guarded,
-        responses=error_responses(400, 401, 404, 413, 422, 503),
-    )
-    async def predict(body: PredictRequest) -> JSONResponse:
+    async def predict(body: Any) -> JSONResponse:
         answer, pending = await service.predictor(body)
         for rows, _, _ in pending:
             service.metrics.record_exposures(rows)
@@ -83,17 +76,28 @@ def add_routes(app: FastAPI, service: Service) -> None:
             finite(answer), background=BackgroundTask(service.log_predictions, pending)
         )
 
-    @app.post(
+    def post_events(body: Any) -> dict[str, Any]:
+        """Append events durably to the offline event log (merged by the next apply or
+        materialize). Answered only once the events are on disk."""
+        return {"accepted": _append_events(service.repo, body.events)}
+
+    # The bodies are this repo's models (built at run time): given to FastAPI as such.
+    predict.__annotations__["body"] = bodies.predict
+    post_events.__annotations__["body"] = bodies.events
+    app.post(
+        "/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        dependencies=guarded,
+        responses=error_responses(400, 401, 404, 413, 422, 503),
+    )(predict)
+    app.post(
         "/events",
         status_code=202,
         response_model=EventsResponse,
         dependencies=guarded,
         responses=error_responses(400, 401, 413, 422, 503),
-    )
-    def post_events(body: EventsRequest) -> dict[str, Any]:
-        """Append events durably to the offline event log (merged by the next apply or
-        materialize). Answered only once the events are on disk."""
-        return {"accepted": _append_events(service.repo, body)}
+    )(post_events)
 
     @app.get("/models", dependencies=guarded, responses=error_responses(401))
     def list_models() -> dict[str, Any]:
@@ -132,13 +136,13 @@ def add_routes(app: FastAPI, service: Service) -> None:
         )
 
 
-def _append_events(repo: FeatureRepo, body: EventsRequest) -> int:
+def _append_events(repo: FeatureRepo, events: list[BaseModel]) -> int:
     import pyarrow as pa
 
     from framework.collect.ingest import EVENT_SCHEMA, append
 
     try:
-        rows = [e.model_dump() for e in body.events]
+        rows = [e.model_dump() for e in events]
         table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
     except (pa.ArrowException, OverflowError, ValueError) as exc:  # e.g. year 9999 at -23:59
         raise InvalidRequest("events", str(exc)) from exc

@@ -1,36 +1,51 @@
-"""The service's request and response models: what the OpenAPI schema documents."""
+"""The service's request and response models: what the OpenAPI schema documents.
+
+The request models are built per app from the repo's declarations
+(``build_request_models``): ``problem`` is an enum of the declared problems, an
+entity has the problems' key fields (64-bit integers) and an optional
+``event_timestamp`` (epoch seconds), a batch holds at most the app's
+``max_entities``; an event's ``event_type`` and ``source`` are enums of the
+repo's ``EventContract`` and its ``amount`` has the contract's minimum. A
+generated request that follows the schema therefore reaches feature lookup,
+scoring and the logs, not only the refusals.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt
+from annotated_types import Ge, Le
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+)
+
+if TYPE_CHECKING:
+    from framework.declare.repo import FeatureRepo
 
 __all__ = [
     "INT64",
     "MAX_EVENTS",
     "ErrorDetail",
     "ErrorResponse",
-    "Event",
-    "EventsRequest",
     "EventsResponse",
     "HealthResponse",
-    "PredictRequest",
     "PredictResponse",
     "Prediction",
+    "RequestModels",
+    "build_request_models",
     "error_responses",
 ]
 
 MAX_EVENTS = 10_000
 INT64 = (-(2**63), 2**63 - 1)
-
-
-class PredictRequest(BaseModel):
-    problem: str = Field(min_length=1, max_length=64)
-    entities: list[dict[str, StrictInt | float | str | None]] = Field(
-        min_length=1,
-        description="One object per entity: its key (e.g. user_id) and optional request fields.",
-    )
+EPOCH_MAX = 2**33 - 1  # epoch seconds: up to the year 2242 (pandas' range ends in 2262)
 
 
 class ErrorDetail(BaseModel):
@@ -71,23 +86,6 @@ class HealthResponse(BaseModel):
     checks: dict[str, str]
 
 
-class Event(BaseModel):
-    """One product event (the event log's schema; see ``framework.collect.checks``)."""
-
-    user_id: StrictInt = Field(ge=INT64[0], le=INT64[1])
-    event_timestamp: AwareDatetime = Field(
-        description="With a time zone, e.g. 2025-06-01T12:00:00Z."
-    )
-    event_type: str = Field(min_length=1, max_length=64, examples=["page_view"])
-    source: str = Field(min_length=1, max_length=64, examples=["google"])
-    amount: float | None = Field(default=None, allow_inf_nan=False)
-    model_config = {"extra": "forbid"}
-
-
-class EventsRequest(BaseModel):
-    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
-
-
 class EventsResponse(BaseModel):
     accepted: int
 
@@ -107,3 +105,105 @@ class PredictResponse(BaseModel):
     problem: str
     model_version: str
     predictions: list[Prediction]
+
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema means it (5 and 5.0 alike); not a boolean or a text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+# Bounds as annotated-types markers: they reach the JSON schema (minimum, maximum).
+Int64 = Annotated[int, Ge(INT64[0]), Le(INT64[1]), BeforeValidator(_json_integer)]
+EpochSeconds = Annotated[float, Ge(0), Le(EPOCH_MAX), BeforeValidator(_json_number)]
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str):  # a number would pass as epoch seconds: the schema says text
+        raise ValueError("must be an ISO 8601 text with a time zone, e.g. 2025-06-01T12:00:00Z")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request bodies of one app, built from its repo's declarations."""
+
+    predict: type[BaseModel]
+    events: type[BaseModel]
+
+
+def _text(values: tuple[str, ...] | None, description: str) -> tuple[Any, Any]:
+    """A string field: an enum of ``values`` when declared, else 1 to 64 characters."""
+    if values:
+        return Literal[values], Field(description=description)
+    return str, Field(min_length=1, max_length=64, description=description)
+
+
+def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
+    """The ``/predict`` and ``/events`` bodies as the repo declares them (see the module)."""
+    problems = tuple(sorted(repo.problems))
+    keys = sorted({p.entity for p in repo.problems.values()})
+    shared = {k for k in keys if all(p.entity == k for p in repo.problems.values())}
+    key_fields: dict[str, Any] = {
+        k: (Int64, ...) if k in shared else (Int64 | None, None) for k in keys
+    }
+    entity = create_model(
+        "Entity",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="One entity: its key and, optionally, the request time for date features.",
+        event_timestamp=(
+            EpochSeconds | None,
+            Field(default=None, description="The request time in epoch seconds (default: now)."),
+        ),
+        **key_fields,
+    )
+    predict = create_model(
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        problem=_text(problems, "A problem declared in the feature repo."),
+        entities=(
+            list[entity],  # type: ignore[valid-type]
+            Field(min_length=1, description=f"At most {max_entities} (more: 413)."),
+        ),
+    )
+    contract = repo.event_contract
+    low = contract.min_amount
+    event = create_model(
+        "Event",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="One product event (the event log's schema; see ``framework.collect.checks``).",
+        user_id=(Int64, ...),
+        event_timestamp=(
+            IsoTime,
+            Field(description="With a time zone, e.g. 2025-06-01T12:00:00Z; not in the future."),
+        ),
+        event_type=_text(contract.event_types, "The event's type (the repo's EventContract)."),
+        source=_text(contract.sources, "Where the event came from (the EventContract)."),
+        amount=(
+            Annotated[float, *([Ge(low)] if low is not None else []), BeforeValidator(_json_number)]
+            | None,
+            None,
+        ),
+    )
+    events = create_model(
+        "EventsRequest",
+        __config__=ConfigDict(extra="forbid"),
+        events=(list[event], Field(min_length=1, max_length=MAX_EVENTS)),  # type: ignore[valid-type]
+    )
+    return RequestModels(predict=predict, events=events)
