@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,15 @@ __all__ = ["experiment", "predict", "serve"]
     envvar="LIFECYCLE_STORE_TIMEOUT",
     help="Seconds an online-store read may take before /predict answers 503.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="LIFECYCLE_WORKERS",
+    help="Processes sharing the port, each with its own models, store connections and "
+    "prediction-log writer (drained on shutdown). About one per core.",
+)
 @pass_ctx
 def serve(
     obj: Context,
@@ -46,6 +56,7 @@ def serve(
     api_key: str | None,
     log_db: str | None,
     store_timeout: float,
+    workers: int,
 ) -> None:
     """Serve the production models over HTTP (OpenAPI at /docs).
 
@@ -64,11 +75,32 @@ def serve(
     """
     import uvicorn
 
-    from framework.deploy.service import create_app
+    from framework.deploy.service import WORKER_ENV, create_app
 
-    app = create_app(obj.repo, api_key=api_key, log_url=log_db, store_timeout=store_timeout)
-    say(f"Serving {sorted(obj.repo.problems)} on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    problems = sorted(obj.repo.problems)
+    if workers == 1:
+        app = create_app(obj.repo, api_key=api_key, log_url=log_db, store_timeout=store_timeout)
+        say(f"Serving {problems} on http://{host}:{port} (docs at /docs)")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    # Each worker process builds its own app from these (uvicorn starts the processes).
+    settings = {
+        "repo": str(obj.repo.path),
+        "fs_yaml": str(obj.repo.fs_yaml),
+        "api_key": api_key,
+        "log_url": log_db,
+        "store_timeout": store_timeout,
+    }
+    os.environ[WORKER_ENV] = json.dumps(settings)
+    say(f"Serving {problems} on http://{host}:{port} with {workers} workers (docs at /docs)")
+    uvicorn.run(
+        "framework.deploy.service.app:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @click.command()

@@ -210,12 +210,14 @@ class PredictionLog:
         self.queue.put(None)
         self.thread.join()
         self.engine.dispose()
+        self.spool.close()
         return self.written
 
 
 def default_spool(url: str) -> Path:
-    """Where a log spools by default: beside a SQLite file; else in the working folder
-    (the service passes a folder of the repo's, see ``FeatureRepo.prediction_spool``)."""
+    """Where a log spools by default (a prefix: each process adds its pid): beside a
+    SQLite file; else in the working folder (the service passes a path in the repo's
+    data folder, see ``FeatureRepo.prediction_spool``)."""
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///") + ".spool")
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]

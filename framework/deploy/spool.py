@@ -6,12 +6,21 @@ the next batch. Replay reads it line by line (memory bounded by one batch), and
 the file is removed once every batch in it is in the database. Batches carry an
 id that the database records in the same transaction as their rows, so a batch
 that had in fact committed before its connection failed is not written twice.
+
+Each log spools to a file of its own, ``<prefix>.<pid>-<id>``, which it holds under
+an exclusive ``flock`` for its lifetime (several service workers share a prefix).
+On start, a spool takes over the files of processes that are gone (a file whose
+lock it can get): their batches are moved into its own file, oldest first, so a
+restart replays what an earlier run left.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +29,8 @@ from typing import Any
 from framework.errors import StoreError
 
 __all__ = ["Spool"]
+
+_OWNER = re.compile(r"[0-9]+-[0-9a-f]{8}")  # pid-instance: the suffix of a spool file
 
 
 def _encode(value: Any) -> Any:
@@ -37,14 +48,44 @@ def _decode(value: Any) -> Any:
 class Spool:
     """Batches waiting for the database, in the order they were taken."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, prefix: str | Path) -> None:
+        self.prefix = Path(prefix)
+        # one file per log object (a process may hold several, one per database)
+        self.path = self.prefix.with_name(
+            f"{self.prefix.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         self.rows = 0  # rows waiting (counted on append and on open)
         self.batches = 0
-        if self.path.exists():
-            for _, rows in self.replay():
-                self.rows += len(rows)
-                self.batches += 1
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._own = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+            fcntl.flock(self._own, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise StoreError(
+                f"The prediction-log spool {self.path} cannot be opened: {exc}"
+            ) from exc
+        self._adopt_orphans()
+        for _, rows in self.replay():
+            self.rows += len(rows)
+            self.batches += 1
+
+    def _adopt_orphans(self) -> None:
+        """Move the batches of spool files whose processes are gone into this one."""
+        for other in sorted(self.prefix.parent.glob(f"{self.prefix.name}.*")):
+            if other == self.path or not _OWNER.fullmatch(other.name.rsplit(".", 1)[-1]):
+                continue
+            with open(other, "a+", encoding="utf-8") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live process's spool
+                handle.seek(0)
+                lines = [line for line in handle if line.endswith("\n")]
+                if lines:
+                    self._own.writelines(lines)
+                    self._own.flush()
+                    os.fsync(self._own.fileno())
+                other.unlink()
 
     @property
     def pending(self) -> bool:
@@ -54,11 +95,9 @@ class Spool:
         """Append one batch durably (flushed and fsynced before it returns)."""
         line = json.dumps({"batch": batch, "rows": [[_encode(v) for v in r] for r in rows]})
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as out:
-                out.write(line + "\n")
-                out.flush()
-                os.fsync(out.fileno())
+            self._own.write(line + "\n")
+            self._own.flush()
+            os.fsync(self._own.fileno())
         except OSError as exc:
             raise StoreError(
                 f"The prediction-log spool {self.path} cannot be written: {exc}"
@@ -69,8 +108,6 @@ class Spool:
     def replay(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         """Each spooled batch, oldest first. A last line cut short by a crash (never
         acknowledged to anyone) is skipped."""
-        if not self.path.exists():
-            return
         with open(self.path, encoding="utf-8") as lines:
             for line in lines:
                 try:
@@ -80,6 +117,17 @@ class Spool:
                 yield record["batch"], [tuple(_decode(v) for v in r) for r in record["rows"]]
 
     def clear(self) -> None:
-        """Every spooled batch is in the database: start afresh."""
-        self.path.unlink(missing_ok=True)
+        """Every spooled batch is in the database: start afresh (the file stays, empty,
+        and locked: it is this process's)."""
+        self._own.truncate(0)
+        self._own.flush()
+        os.fsync(self._own.fileno())
         self.rows = self.batches = 0
+
+    def close(self) -> None:
+        """Release the file: removed when empty, else left for the next start to adopt."""
+        empty = self.batches == 0
+        if empty:
+            self.path.unlink(missing_ok=True)
+        fcntl.flock(self._own, fcntl.LOCK_UN)
+        self._own.close()

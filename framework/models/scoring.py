@@ -13,6 +13,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from framework.common.threads import configure_openmp
+
+configure_openmp()  # before a pickled LightGBM model loads it (framework.common.threads)
+
 __all__ = ["CompiledPreprocess", "score", "to_model_frame"]
 
 SMALL_BATCH = 5_000

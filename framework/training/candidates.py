@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from framework.common.threads import configure_openmp, thread_count
 from framework.declare.problems import Problem
 from framework.errors import DataError
 from framework.models.scoring import to_model_frame
@@ -34,7 +35,16 @@ if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-__all__ = ["Split", "TrainResult", "evaluate", "split_by_time", "train"]
+configure_openmp()  # before LightGBM is loaded (see framework.common.threads)
+
+__all__ = [
+    "Split",
+    "TrainResult",
+    "evaluate",
+    "split_by_time",
+    "thread_count",
+    "train",
+]
 
 Progress = Callable[[str], None]
 
@@ -124,7 +134,7 @@ def _estimator(name: str, task: str, seed: int = 0) -> Any:
             n_estimators=200,
             learning_rate=0.05,
             num_leaves=31,
-            n_jobs=2,
+            n_jobs=thread_count(),
             random_state=seed,
             importance_type="gain",
             verbose=-1,
@@ -140,7 +150,7 @@ def _estimator(name: str, task: str, seed: int = 0) -> Any:
             max_depth=12,
             min_samples_leaf=20,
             max_samples=0.5,
-            n_jobs=2,
+            n_jobs=thread_count(),
             random_state=seed,
         )
     raise ValueError(f"unknown candidate {name!r}")

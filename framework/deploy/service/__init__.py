@@ -26,7 +26,13 @@ The package, one concern a module:
 - ``app``: ``create_app`` and ``background_server``.
 """
 
-from framework.deploy.service.app import STORE_TIMEOUT_S, background_server, create_app
+from framework.deploy.service.app import (
+    STORE_TIMEOUT_S,
+    WORKER_ENV,
+    background_server,
+    create_app,
+    worker_app,
+)
 from framework.deploy.service.middleware import MAX_BODY_BYTES, BodyLimit
 from framework.deploy.service.models import ModelCache
 from framework.deploy.service.predict import MAX_ENTITIES
@@ -37,8 +43,10 @@ __all__ = [
     "MAX_ENTITIES",
     "MAX_EVENTS",
     "STORE_TIMEOUT_S",
+    "WORKER_ENV",
     "BodyLimit",
     "ModelCache",
     "background_server",
     "create_app",
+    "worker_app",
 ]

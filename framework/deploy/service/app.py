@@ -22,9 +22,10 @@ from framework.deploy.service.routes import Service, add_routes
 from framework.deploy.service.schemas import build_request_models
 from framework.errors import StoreError
 
-__all__ = ["STORE_TIMEOUT_S", "background_server", "create_app"]
+__all__ = ["STORE_TIMEOUT_S", "WORKER_ENV", "background_server", "create_app", "worker_app"]
 
 STORE_TIMEOUT_S = 5.0
+WORKER_ENV = "LIFECYCLE_SERVE_SETTINGS"  # JSON: how `lifecycle serve --workers N` was called
 T = TypeVar("T")
 
 
@@ -93,6 +94,27 @@ def create_app(
     bodies = build_request_models(repo, max_entities)
     add_routes(app, Service(repo, models, log, predictor, with_deadline, metrics, api_key), bodies)
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``lifecycle serve --workers N`` process (a uvicorn factory): built
+    from the settings the command left in ``LIFECYCLE_SERVE_SETTINGS``."""
+    import json
+    import os
+
+    from framework.errors import ConfigError
+
+    text = os.environ.get(WORKER_ENV)
+    if not text:
+        raise ConfigError(f"{WORKER_ENV} is not set: start workers with `lifecycle serve`.")
+    settings = json.loads(text)
+    repo = FeatureRepo(settings["repo"], settings["fs_yaml"])
+    return create_app(
+        repo,
+        api_key=settings["api_key"],
+        log_url=settings["log_url"],
+        store_timeout=settings["store_timeout"],
+    )
 
 
 @contextmanager
