@@ -418,9 +418,13 @@ def test_postgres_lost_during_a_batch_run_leaves_nothing_and_the_rerun_completes
     assert rows.entity_id.is_unique and len(rows) == rerun.rows == first.rows
 
 
-def test_the_prediction_log_survives_a_clean_shutdown_under_load(served, prediction_db, tmp_path):
-    """8 clients keep sending while the service gets SIGTERM: every answered prediction
-    is in the log afterwards, once."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_prediction_log_survives_a_clean_shutdown_under_load(
+    served, prediction_db, tmp_path, workers
+):
+    """8 clients keep sending while the service (one process, or two workers sharing
+    the port, each with its own log writer) gets SIGTERM: every answered prediction is
+    in the log afterwards, once."""
     import sys
     import threading
     from collections import Counter
@@ -446,6 +450,8 @@ def test_the_prediction_log_survives_a_clean_shutdown_under_load(served, predict
             str(port),
             "--log-db",
             prediction_db,
+            "--workers",
+            str(workers),
         ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
@@ -489,6 +495,11 @@ def test_the_prediction_log_survives_a_clean_shutdown_under_load(served, predict
             thread.start()
         time.sleep(3)
         assert len(answered) > 100 and not errors, errors
+        if workers > 1:  # the workers are processes of their own, each serving
+            import psutil
+
+            serving = [p for p in psutil.Process(server.pid).children() if p.cmdline()]
+            assert len([p for p in serving if "spawn_main" in " ".join(p.cmdline())]) == workers
         server.send_signal(signal.SIGTERM)  # a clean shutdown, with requests in flight
         server.wait(timeout=60)
         stop.set()
