@@ -87,7 +87,15 @@ def _production(repo, postgres: str, redis: str) -> tuple[Path, dict]:
     return yaml, env
 
 
-def run_load(repo, clients: int, seconds: float, production: bool, postgres: str, redis: str):
+def run_load(
+    repo,
+    clients: int,
+    seconds: float,
+    production: bool,
+    postgres: str,
+    redis: str,
+    workers: int = 1,
+):
     import sqlalchemy as sa
 
     from framework.deploy.prediction_log import engine_url
@@ -104,7 +112,7 @@ def run_load(repo, clients: int, seconds: float, production: bool, postgres: str
         Path(log_db.removeprefix("sqlite:///")).unlink(missing_ok=True)
     port = _free_port()
     server = subprocess.Popen(
-        [*args, "serve", "--port", str(port), "--log-db", log_db],
+        [*args, "serve", "--port", str(port), "--log-db", log_db, "--workers", str(workers)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -172,6 +180,7 @@ def run_load(repo, clients: int, seconds: float, production: bool, postgres: str
     growth = (half[-1] - first_half[0]) if half and first_half else float("nan")
     return {
         "profile": "production (Redis, PostgreSQL)" if production else "embedded (SQLite)",
+        "workers": workers,
         "clients": clients,
         "seconds": round(elapsed, 1),
         "requests": len(times),

@@ -305,6 +305,14 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-online", action="store_true")
     parser.add_argument("--skip-batch", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also measure `lifecycle serve --workers N` for these N under 16 clients",
+    )
+    parser.add_argument("--workers-seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     from importlib.metadata import version
@@ -334,6 +342,22 @@ def main() -> None:
             print(
                 f"{size:>3} entities: /predict p99 / feast p99 = {o['p99_ms'] / f['p99_ms']:.2f} ({verdict} the target <= 1), "
                 f"p50 ratio {o['p50_ms'] / f['p50_ms']:.2f}, throughput ratio {o['rps'] / f['rps']:.2f}"
+            )
+    if args.workers:
+        from reliability import run_load
+
+        loads = [
+            run_load(repo, 16, args.workers_seconds, False, args.postgres, "", workers=n)
+            for n in args.workers
+        ]
+        out["workers"] = loads
+        first = loads[0]
+        for load in loads:
+            print(
+                f"--workers {load['workers']}: {load['requests']:,} requests, {load['errors']} "
+                f"errors, {load['rps']:.0f} req/s ({load['rps'] / first['rps']:.2f}x --workers "
+                f"{first['workers']}), p50 {load['p50_ms']:.0f} ms, p99 {load['p99_ms']:.0f} ms, "
+                f"answered {load['predictions_answered']:,} = logged {load['predictions_logged']:,}"
             )
     if not args.skip_batch:
         batch_repo = _repo("serving_batch", args.batch_users, models_from=repo.data_dir / "models")
