@@ -20,7 +20,8 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one():
     demo, tests = _quickstart_lines()
     assert demo.endswith("lifecycle demo")
     assert tests.endswith(".venv/bin/pytest && .venv/bin/pytest --profile production")
-    assert tests in (ROOT / ".ci" / "run").read_text()
+    # set -e ignores a failure inside an && list: the line must exit on its own
+    assert f"{tests} || exit 1" in (ROOT / ".ci" / "run").read_text()
 
 
 MODULES = sorted(

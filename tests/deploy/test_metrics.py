@@ -38,3 +38,30 @@ def test_requests_latency_store_reads_log_and_models_are_exported(served, predic
     assert metrics["lifecycle_prediction_log_queue_depth"][()] >= 0
     assert metrics["lifecycle_prediction_log_write_failures_total"][()] == 0
     assert "lifecycle_prediction_log_rows_written_total" in metrics
+
+
+def test_two_apps_in_one_process_keep_their_metrics_apart():
+    """Importing Feast points prometheus-client's value store at files shared by every
+    metric of a name in the process; the service's metrics must not share them."""
+    import queue
+    from types import SimpleNamespace
+
+    import feast.metrics  # noqa: F401 - sets PROMETHEUS_MULTIPROC_DIR
+
+    from framework.deploy.service.metrics import ServiceMetrics
+
+    def service_metrics() -> ServiceMetrics:
+        log = SimpleNamespace(
+            queue=queue.Queue(), spool=SimpleNamespace(rows=0), written=0, write_failures=0
+        )
+        return ServiceMetrics(log, SimpleNamespace(loaded=dict))
+
+    first, second = service_metrics(), service_metrics()
+    first.requests.inc("/predict", "POST", "200")
+    first.store_reads.observe(value=0.003)
+    first.record_exposures([{"experiment": "e", "arm": "control"}])
+    assert b'route="/predict"' in first.text()
+    assert b'route="/predict"' not in second.text()
+    assert b"lifecycle_online_store_read_seconds_count 0.0" in second.text()
+    assert b"lifecycle_online_store_read_seconds_count 1.0" in first.text()
+    assert b'lifecycle_experiment_exposures_total{arm="control",experiment="e"} 1.0' in first.text()

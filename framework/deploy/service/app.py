@@ -76,7 +76,7 @@ def create_app(
             metrics.store_errors.inc()
             raise
         finally:
-            metrics.store_reads.observe(time.perf_counter() - start)
+            metrics.store_reads.observe(value=time.perf_counter() - start)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

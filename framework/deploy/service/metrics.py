@@ -1,7 +1,8 @@
 """``/metrics``: the service's state in the Prometheus text format (prometheus-client).
 
-Per app (its own ``CollectorRegistry``, so that several apps in one process keep
-apart):
+Per app: the values live in this module's objects, not in prometheus-client's
+value store (importing Feast switches that store to files shared by every metric
+of the same name in the process), so several apps in one process keep apart.
 
 ============================================== ========= ==========================================
 metric                                         type      labels / meaning
@@ -21,12 +22,19 @@ metric                                         type      labels / meaning
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from framework.deploy.prediction_log import PredictionLog
@@ -37,85 +45,137 @@ __all__ = ["MetricsMiddleware", "ServiceMetrics"]
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _LiveState(Collector):
-    """Read at scrape time: the prediction log's queue, spool and counts; the models."""
+class _Counter:
+    """A labelled counter kept in this object (not in prometheus-client's value store,
+    which Feast switches to shared multiprocess files when it is imported)."""
 
-    def __init__(self, log: PredictionLog, models: ModelCache) -> None:
-        self.log, self.models = log, models
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.values: dict[tuple[str, ...], float] = defaultdict(float)
+        self.lock = threading.Lock()
+
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        with self.lock:
+            self.values[labels] += amount
+
+    def family(self) -> Metric:
+        out = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
+        with self.lock:
+            for labels, value in sorted(self.values.items()):
+                out.add_metric(list(labels), value)
+            if not self.labels and not self.values:
+                out.add_metric([], 0.0)
+        return out
+
+
+class _Histogram:
+    """A labelled histogram kept in this object (see ``_Counter``)."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.counts: dict[tuple[str, ...], list[int]] = {}
+        self.sums: dict[tuple[str, ...], float] = defaultdict(float)
+        self.lock = threading.Lock()
+
+    def observe(self, *labels: str, value: float) -> None:
+        with self.lock:
+            counts = self.counts.setdefault(labels, [0] * (len(_LATENCY) + 1))
+            counts[next((i for i, le in enumerate(_LATENCY) if value <= le), len(_LATENCY))] += 1
+            self.sums[labels] += value
+
+    def family(self) -> Metric:
+        out = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
+        with self.lock:
+            items = sorted(self.counts.items()) or (
+                [((), [0] * (len(_LATENCY) + 1))] if not self.labels else []
+            )
+            for labels, counts in items:
+                cumulative, buckets = 0, []
+                for le, n in zip([*map(str, _LATENCY), "+Inf"], counts, strict=True):
+                    cumulative += n
+                    buckets.append((le, cumulative))
+                out.add_metric(list(labels), buckets, sum_value=self.sums[labels])
+        return out
+
+
+class _Collector(Collector):
+    """Everything ``/metrics`` shows: the recorded metrics, and at scrape time the
+    prediction log's queue, spool and counts and the models served."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        for recorded in (m.requests, m.latency, m.store_reads, m.store_errors, m.exposures):
+            yield recorded.family()
+        log = m.log
         yield GaugeMetricFamily(
             "lifecycle_prediction_log_queue_depth",
             "Batches of predictions waiting for the log's writer.",
-            value=self.log.queue.qsize(),
+            value=log.queue.qsize(),
         )
         yield GaugeMetricFamily(
             "lifecycle_prediction_log_spooled_rows",
             "Rows spooled on local disk while the prediction log's database fails.",
-            value=self.log.spool.rows,
+            value=log.spool.rows,
         )
         yield CounterMetricFamily(
             "lifecycle_prediction_log_rows_written",
             "Rows the prediction log wrote to its database.",
-            value=self.log.written,
+            value=log.written,
         )
         yield CounterMetricFamily(
             "lifecycle_prediction_log_write_failures",
             "Writes of the prediction log that failed (their rows were spooled).",
-            value=self.log.write_failures,
+            value=log.write_failures,
         )
         served = GaugeMetricFamily(
             "lifecycle_model_version_info",
             "The model version served per problem (1 for each loaded one).",
             labels=["problem", "version"],
         )
-        for key, version in sorted(self.models.loaded().items()):
+        for key, version in sorted(m.models.loaded().items()):
             if "/" not in key:  # experiment arms' fixed versions are keyed problem/version
                 served.add_metric([key, version], 1)
         yield served
 
 
 class ServiceMetrics:
-    """The service's metrics and what records them."""
+    """The service's metrics and what records them (one per app)."""
 
     def __init__(self, log: PredictionLog, models: ModelCache) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
+        self.log, self.models = log, models
+        self.requests = _Counter(
             "lifecycle_http_requests",
             "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
+            ("route", "method", "status"),
         )
-        self.latency = Histogram(
+        self.latency = _Histogram(
             "lifecycle_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template and method.",
-            ["route", "method"],
-            buckets=_LATENCY,
-            registry=self.registry,
+            ("route", "method"),
         )
-        self.store_reads = Histogram(
+        self.store_reads = _Histogram(
             "lifecycle_online_store_read_seconds",
             "One online-store read of a feature service's features.",
-            buckets=_LATENCY,
-            registry=self.registry,
         )
-        self.store_errors = Counter(
+        self.store_errors = _Counter(
             "lifecycle_online_store_errors",
             "Online-store reads that failed or passed the deadline.",
-            registry=self.registry,
         )
-        self.exposures = Counter(
+        self.exposures = _Counter(
             "lifecycle_experiment_exposures",
             "Entities answered in an experiment arm.",
-            ["experiment", "arm"],
-            registry=self.registry,
+            ("experiment", "arm"),
         )
-        self.registry.register(_LiveState(log, models))
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
 
     def record_exposures(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             if row.get("experiment"):
-                self.exposures.labels(row["experiment"], row["arm"]).inc()
+                self.exposures.inc(row["experiment"], row["arm"])
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -145,5 +205,5 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope.get("method", "")
-            self.metrics.requests.labels(route, method, str(status[0])).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)
+            self.metrics.requests.inc(route, method, str(status[0]))
+            self.metrics.latency.observe(route, method, value=time.perf_counter() - start)

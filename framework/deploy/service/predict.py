@@ -21,7 +21,14 @@ from framework.declare.problems import Problem
 from framework.declare.repo import FeatureRepo
 from framework.deploy.service.models import Loaded, ModelCache
 from framework.deploy.service.schemas import INT64
-from framework.errors import InvalidRequest, LifecycleError, NotFound, StoreError, TooLarge
+from framework.errors import (
+    DataError,
+    InvalidRequest,
+    LifecycleError,
+    NotFound,
+    StoreError,
+    TooLarge,
+)
 from framework.models.scoring import score
 
 __all__ = ["MAX_ENTITIES", "Pending", "Predictor"]
@@ -122,10 +129,12 @@ class Predictor:
                 continue
             try:
                 frames[service] = await self.read_features(rows, service)
+            except DataError as exc:  # the entity rows: the client's to fix
+                raise InvalidRequest("entities", str(exc)) from exc
             except StoreError:
                 raise
-            except LifecycleError as exc:
-                raise InvalidRequest("entities", str(exc)) from exc
+            except LifecycleError as exc:  # the registry (say, mid-update): ours, retry
+                raise StoreError(f"The feature registry could not be read: {exc}") from exc
         return frames
 
 
