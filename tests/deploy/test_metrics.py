@@ -64,4 +64,8 @@ def test_two_apps_in_one_process_keep_their_metrics_apart():
     assert b'route="/predict"' not in second.text()
     assert b"lifecycle_online_store_read_seconds_count 0.0" in second.text()
     assert b"lifecycle_online_store_read_seconds_count 1.0" in first.text()
+    text = first.text().decode()  # 3 ms: above the 2.5 ms bucket, within the 5 ms one
+    assert 'lifecycle_online_store_read_seconds_bucket{le="0.0025"} 0.0' in text
+    assert 'lifecycle_online_store_read_seconds_bucket{le="0.005"} 1.0' in text
+    assert 'lifecycle_online_store_read_seconds_bucket{le="+Inf"} 1.0' in text
     assert b'lifecycle_experiment_exposures_total{arm="control",experiment="e"} 1.0' in first.text()

@@ -22,6 +22,7 @@ metric                                         type      labels / meaning
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import defaultdict
@@ -52,6 +53,8 @@ class _Counter:
     def __init__(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> None:
         self.name, self.doc, self.labels = name, doc, labels
         self.values: dict[tuple[str, ...], float] = defaultdict(float)
+        if not labels:
+            self.values[()] = 0.0  # shown from the start
         self.lock = threading.Lock()
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
@@ -63,8 +66,6 @@ class _Counter:
         with self.lock:
             for labels, value in sorted(self.values.items()):
                 out.add_metric(list(labels), value)
-            if not self.labels and not self.values:
-                out.add_metric([], 0.0)
         return out
 
 
@@ -75,21 +76,20 @@ class _Histogram:
         self.name, self.doc, self.labels = name, doc, labels
         self.counts: dict[tuple[str, ...], list[int]] = {}
         self.sums: dict[tuple[str, ...], float] = defaultdict(float)
+        if not labels:
+            self.counts[()] = [0] * (len(_LATENCY) + 1)  # shown from the start
         self.lock = threading.Lock()
 
     def observe(self, *labels: str, value: float) -> None:
         with self.lock:
             counts = self.counts.setdefault(labels, [0] * (len(_LATENCY) + 1))
-            counts[next((i for i, le in enumerate(_LATENCY) if value <= le), len(_LATENCY))] += 1
+            counts[bisect.bisect_left(_LATENCY, value)] += 1  # the first bucket with value <= le
             self.sums[labels] += value
 
     def family(self) -> Metric:
         out = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
         with self.lock:
-            items = sorted(self.counts.items()) or (
-                [((), [0] * (len(_LATENCY) + 1))] if not self.labels else []
-            )
-            for labels, counts in items:
+            for labels, counts in sorted(self.counts.items()):
                 cumulative, buckets = 0, []
                 for le, n in zip([*map(str, _LATENCY), "+Inf"], counts, strict=True):
                     cumulative += n
