@@ -61,7 +61,7 @@ class TrainingSet:
             "problem": self.problem,
             "hash": self.hash,
             "rows": len(self.frame),
-            "entities": int(self.frame[self.spec.get("entity", "user_id")].nunique()),
+            "entities": int(self.frame[self.spec["entity"]].nunique()),  # the problem's key
             "features": len(self.features),
             "time_range": [ts.min().isoformat(), ts.max().isoformat()],
             "observation_times": int(ts.nunique()),
