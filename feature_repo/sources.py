@@ -8,7 +8,7 @@ from pathlib import Path
 
 from feast import FileSource
 
-from framework import EventContract
+from framework import SourceContract
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -28,8 +28,19 @@ users_source = FileSource(
 
 # What an event may hold: ingestion (lifecycle events ingest, POST /events) and
 # apply refuse a file that breaks it, with a report of every problem.
-event_contract = EventContract(
-    event_types=["page_view", "add_to_cart", "purchase", "support_ticket", "conversion"],
-    sources=["google", "facebook", "direct", "email"],
-    min_amount=0.0,
+event_contract = SourceContract(
+    source=events_source,
+    columns={
+        "user_id": "int",
+        "event_timestamp": "timestamp",
+        "event_type": "string",
+        "source": "string",
+        "amount": "float",
+    },
+    nullable=["amount"],
+    allowed={
+        "event_type": ["page_view", "add_to_cart", "purchase", "support_ticket", "conversion"],
+        "source": ["google", "facebook", "direct", "email"],
+    },
+    ranges={"amount": (0.0, None)},
 )

@@ -5,7 +5,7 @@ and a feature repo's ``import framework`` do not pay for Feast, pandas or
 scikit-learn until a name is used)::
 
     declare    WindowedFeatureView, Aggregate, DateExpansions, Problem, NoEvents, Sum,
-               WeeklyCutoffs, Monitoring, EventContract, Experiment, FeatureRepo
+               WeeklyCutoffs, Monitoring, SourceContract, Experiment, FeatureRepo
     collect    append_events
     prepare    apply
     features   get_historical_features, get_online_features, materialize
@@ -29,7 +29,8 @@ _LAZY = {
     "Aggregate": "framework.declare.windows",
     "WindowedFeatureView": "framework.declare.windows",
     "DateExpansions": "framework.declare.dates",
-    "EventContract": "framework.declare.contracts",
+    "SourceContract": "framework.declare.contracts",
+    "LIFETIME": "framework.declare.windows",
     "Experiment": "framework.declare.experiments",
     "FeatureRepo": "framework.declare.repo",
     "Monitoring": "framework.declare.problems",

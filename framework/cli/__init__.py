@@ -16,7 +16,17 @@ from typing import Any
 
 import click
 
-from framework.cli import collect, demo, deploy, features, models, monitor, prepare, training
+from framework.cli import (
+    collect,
+    declare,
+    demo,
+    deploy,
+    features,
+    models,
+    monitor,
+    prepare,
+    training,
+)
 from framework.cli._shared import Context
 from framework.errors import LifecycleError
 
@@ -41,7 +51,7 @@ class _Group(click.Group):
 @click.option(
     "--repo",
     "repo_path",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    type=click.Path(path_type=Path, file_okay=False),
     default=Path("feature_repo"),
     show_default=True,
     envvar="LIFECYCLE_REPO",
@@ -74,6 +84,7 @@ def main(ctx: click.Context, repo_path: Path, fs_yaml: Path | None) -> None:
 
 # In the order data flows through the lifecycle.
 for _command in (
+    declare.init,
     collect.example_data,
     collect.events,
     prepare.apply,

@@ -58,6 +58,12 @@ class Context:
     @property
     def repo(self) -> FeatureRepo:
         if self._repo is None:
+            if not self.repo_path.is_dir():
+                raise click.BadParameter(
+                    f"Directory '{self.repo_path}' does not exist. Pass --repo PATH to a feature "
+                    "repository, or start one with `lifecycle init PATH`.",
+                    param_hint="'--repo'",
+                )
             import warnings
 
             import feast  # noqa: F401 - Feast sets warning filters on import; ours go after
@@ -141,11 +147,7 @@ def parse_entities(values: tuple[str, ...]) -> list[dict[str, Any]]:
                 raise click.BadParameter(
                     f"{text!r}: write KEY=VALUE, e.g. user_id=42", param_hint="--entity"
                 )
-            try:
-                row[key.strip()] = int(value)
-            except ValueError:
-                raise click.BadParameter(
-                    f"{text!r}: {key} must be an integer", param_hint="--entity"
-                ) from None
+            # integers stay text until the key's type is known (a string key keeps "007")
+            row[key.strip()] = value.strip()
         rows.append(row)
     return rows

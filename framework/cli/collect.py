@@ -51,27 +51,43 @@ def events() -> None:
 
 @events.command("ingest")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--source",
+    "source",
+    default=None,
+    help="The event source FILE belongs to (optional when the repo has one).",
+)
+@click.option(
+    "--batch-id",
+    default=None,
+    help="Makes re-running safe: a batch id already taken with the same rows is a no-op "
+    "(other rows: refused).",
+)
 @pass_ctx
-def events_ingest(obj: Context, file: Path) -> None:
-    """Check FILE (parquet or CSV) against the event schema and append it to the event log.
+def events_ingest(obj: Context, file: Path, source: str | None, batch_id: str | None) -> None:
+    """Check FILE (parquet or CSV) against its source's contract and append it to the log.
 
     \b
-    Columns: user_id (int), event_timestamp (with a time zone, e.g.
-    2025-06-01T12:00:00Z), event_type, source (strings), amount (number or empty).
-    Rows must also keep the repo's EventContract (known event types and sources,
-    no timestamps in the future, no amounts below the minimum, no missing keys).
-    Nothing is appended when any row is bad; the error lists every violation with
-    its row count and examples. Events identical to logged ones are kept once.
-    The next `lifecycle apply` or `lifecycle materialize` counts them.
+    The contract is the SourceContract declared beside the source (columns and
+    kinds, which may be null, allowed values, ranges, how far in the future a
+    timestamp may be), or the schema recorded by `lifecycle apply`. Timestamps
+    need a time zone, e.g. 2025-06-01T12:00:00Z. Nothing is appended when any
+    row is bad; the error lists every violation with its row count and examples.
+    Identical rows are separate events; re-sending is safe with --batch-id, or
+    with the contract's event_id (one row per id). The next `lifecycle apply` or
+    `lifecycle materialize` counts them.
     """
     from framework.collect.checks import read_table
     from framework.collect.ingest import append, compact, event_log_path
 
     repo = obj.repo
-    rows = append(repo, read_table(file, "Event"), source=str(file))
+    rows = append(
+        repo, read_table(file, "Event"), source=source, origin=str(file), batch_id=batch_id
+    )
     merged = compact(repo)
     duplicates = f" ({merged.duplicates:,} were already logged)" if merged.duplicates else ""
     click.echo(
-        f"Appended {merged.added:,} of {rows:,} events{duplicates} to {event_log_path(repo)} "
-        f"({merged.total:,} in all). Run `lifecycle materialize` to count them online."
+        f"Appended {merged.added:,} of {rows:,} events{duplicates} to "
+        f"{event_log_path(repo, source)} ({merged.total:,} in all). "
+        "Run `lifecycle materialize` to count them online."
     )

@@ -19,6 +19,7 @@ from framework.cli._shared import (
     progress_bar,
     read_entities,
 )
+from framework.errors import DataError
 
 __all__ = ["features", "materialize"]
 
@@ -68,7 +69,7 @@ def features() -> None:
     "entities_path",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Parquet or CSV with user_id and event_timestamp (UTC).",
+    help="Parquet or CSV with the join keys of the features and event_timestamp (UTC).",
 )
 @click.option(
     "--out",
@@ -130,7 +131,8 @@ def features_historical(
     "entity",
     multiple=True,
     required=True,
-    help="KEY=VALUE, e.g. user_id=42; repeat for more entities.",
+    help="KEY=VALUE, e.g. card_id=c_17; KEY=VALUE,KEY=VALUE for a composite key "
+    "(user_id=42,product_id=sku_9). Repeat for more entities.",
 )
 @click.option("--service", default=None, help="Feature service to read (default: every feature).")
 @feature_option
@@ -160,7 +162,12 @@ def features_online(
     rows = parse_entities(entity)
     if at is not None:
         rows = [{**r, "event_timestamp": at} for r in rows]
-    out = get_online_features(obj.repo, rows, service, features=list(feature_names) or None)
+    try:
+        out = get_online_features(obj.repo, rows, service, features=list(feature_names) or None)
+    except DataError as exc:
+        if str(exc).startswith("entity row"):  # a key of the wrong kind or a missing key
+            raise click.BadParameter(str(exc), param_hint="--entity") from None
+        raise
     records = json.loads(out.to_json(orient="records", date_format="iso"))
     if as_json:
         click.echo(json.dumps(records if len(records) > 1 else records[0], indent=2))

@@ -1,25 +1,14 @@
-"""Collect data: the product-event contract and checks on every input table.
+"""Collect data: checks on every input table, against its source's contract.
 
-The event log holds one row per product event:
+An event source's rows follow its ``SourceContract``
+(:mod:`framework.declare.contracts`): the declared columns and kinds, which may
+be null, allowed values, numeric ranges, how far in the future a timestamp may
+be. Timezone-naive timestamps are refused (a naive time is ambiguous): write
+them with an offset, e.g. ``2025-06-01T12:00:00Z``.
 
-================== ============================ ==================================
-column             type                         notes
-================== ============================ ==================================
-``user_id``        int64                        required
-``event_timestamp`` timestamp with time zone    required; stored as UTC, microseconds
-``event_type``     string                       required (page_view, purchase, ...)
-``source``         string                       required (google, facebook, ...)
-``amount``         float64                      null unless the event has an amount
-================== ============================ ==================================
-
-Timezone-naive timestamps are refused (a naive time is ambiguous): write them
-with an offset, e.g. ``2025-06-01T12:00:00Z``. Duplicate rows are refused.
-
-Beyond the types, a repo declares what its events may hold with an
-``EventContract`` (event types, sources, how far in the future a timestamp may
-be, the smallest amount). ``contract_violations`` checks a table against it and
-``check_events`` refuses the whole table with a report naming every violation: the
-check, how many rows fail it and examples (row number and value).
+``contract_violations`` checks a table against a contract and ``check_events``
+refuses the whole table with a report naming every violation: the check, how
+many rows fail it and examples (row number and value).
 """
 
 from __future__ import annotations
@@ -31,10 +20,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from framework.declare.contracts import EVENT_COLUMNS, Column, EventContract
+from framework.declare.contracts import Column, SourceContract, kind_of
 from framework.errors import DataError, RefusedEvents, Violation
 
-__all__ = ["check_events", "check_frame", "contract_violations", "read_table"]
+__all__ = [
+    "ARROW_TYPES",
+    "check_events",
+    "check_frame",
+    "contract_violations",
+    "kind_of",
+    "read_table",
+]
+
+ARROW_TYPES = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 
 
 _KIND_CHECK = {
@@ -152,9 +156,18 @@ def _examples(table: pa.Table, mask: pa.ChunkedArray, column: str, n: int = 3) -
 
 
 def contract_violations(
-    table: pa.Table, contract: EventContract, *, now: datetime | None = None
+    table: pa.Table,
+    contract: SourceContract,
+    *,
+    timestamp_field: str,
+    keys: tuple[str, ...] = (),
+    now: datetime | None = None,
 ) -> list[Violation]:
-    """Every way ``table`` (already of the event schema's types) breaks ``contract``."""
+    """Every way ``table`` (already of the contract's types) breaks ``contract``.
+
+    ``keys`` are the join keys the source's views read: never null, whatever the
+    contract says.
+    """
     now = now or datetime.now(UTC)
     violations: list[Violation] = []
 
@@ -163,49 +176,69 @@ def contract_violations(
         if count:
             violations.append(Violation(check, count, _examples(table, mask, column), fix))
 
-    for col in EVENT_COLUMNS:
-        if not col.nullable and table.column(col.name).null_count:
+    columns = contract.column_list(timestamp_field)
+    for col in columns:
+        if (not col.nullable or col.name in keys) and table.column(col.name).null_count:
             add(
                 pc.is_null(table.column(col.name)),
                 col.name,
                 f"{col.name} is missing",
-                "Every event needs one.",
+                "Every event needs one"
+                + ("." if col.name in keys else f"; or declare {col.name!r} nullable."),
             )
     latest = datetime.max.replace(tzinfo=UTC)
     # a max_future past the calendar's end (year 9999) means: no limit
     limit = now + contract.max_future if contract.max_future < latest - now else latest
-    ts = table.column("event_timestamp")
+    ts = table.column(timestamp_field)
     add(
         pc.greater(ts, pa.scalar(limit, type=ts.type)),
-        "event_timestamp",
-        f"event_timestamp in the future (after {limit.isoformat(timespec='seconds')})",
+        timestamp_field,
+        f"{timestamp_field} in the future (after {limit.isoformat(timespec='seconds')})",
         "Log events when they happen; check the sender's clock and time zone.",
     )
-    amount = table.column("amount")
-    if contract.min_amount is not None and not pa.types.is_null(amount.type):
-        add(
-            pc.less(amount, contract.min_amount),
-            "amount",
-            f"amount below {contract.min_amount:g}",
-            "Refunds and corrections are events of their own type, not negative amounts.",
-        )
-    for column, allowed in (("event_type", contract.event_types), ("source", contract.sources)):
-        if allowed is None:
-            continue
+    for column, (low, high) in contract.ranges.items():
         values = table.column(column)
+        if pa.types.is_null(values.type):
+            continue
+        if low is not None:
+            add(
+                pc.less(values, low),
+                column,
+                f"{column} below {low:g}",
+                f"The contract of {contract.name!r} declares {column} >= {low:g}.",
+            )
+        if high is not None:
+            add(
+                pc.greater(values, high),
+                column,
+                f"{column} above {high:g}",
+                f"The contract of {contract.name!r} declares {column} <= {high:g}.",
+            )
+    for column, allowed in contract.allowed.items():
+        values = table.column(column)
+        if pa.types.is_null(values.type):
+            continue
         add(
             pc.and_(pc.invert(pc.is_in(values, pa.array(allowed))), pc.is_valid(values)),
             column,
             f"unknown {column}",
-            f"Known: {list(allowed)}; declare new ones in the repo's EventContract.",
+            f"Known: {list(allowed)}; declare new ones in the contract of {contract.name!r}.",
         )
     return violations
 
 
 def check_events(
-    table: pa.Table, contract: EventContract, *, source: str, now: datetime | None = None
+    table: pa.Table,
+    contract: SourceContract,
+    *,
+    source: str,
+    timestamp_field: str,
+    keys: tuple[str, ...] = (),
+    now: datetime | None = None,
 ) -> None:
     """Refuse ``table`` with a ``RefusedEvents`` report when it breaks ``contract``."""
-    violations = contract_violations(table, contract, now=now)
+    violations = contract_violations(
+        table, contract, timestamp_field=timestamp_field, keys=keys, now=now
+    )
     if violations:
         raise RefusedEvents(source, table.num_rows, violations)

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -24,12 +25,24 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
     from feast.repo_contents import RepoContents
 
-    from framework.declare.contracts import EventContract
+    from framework.declare.contracts import SourceContract
     from framework.declare.experiments import Experiment
     from framework.declare.problems import Problem
     from framework.declare.windows import WindowSpec
 
-__all__ = ["FeatureRepo"]
+__all__ = ["EventSource", "FeatureRepo"]
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """An event source of the repo: a parquet log that windowed views read (or that a
+    contract declares), with the join keys those views need on every row."""
+
+    name: str
+    path: str
+    timestamp_field: str
+    keys: tuple[str, ...]
+    contract: SourceContract | None  # the declared one, if any
 
 
 class _Named(Protocol):
@@ -68,7 +81,7 @@ class FeatureRepo:
         if not self.path.is_dir():
             raise ConfigError(
                 f"Feature repository {self.path} does not exist; pass --repo PATH to a folder "
-                "with a feature_store.yaml."
+                "with a feature_store.yaml, or start one with `lifecycle init PATH`."
             )
         self.fs_yaml = Path(fs_yaml).resolve() if fs_yaml else self.path / "feature_store.yaml"
         if not self.fs_yaml.is_file():
@@ -202,16 +215,101 @@ class FeatureRepo:
         return self._declared(Problem, "problems")
 
     @cached_property
-    def event_contract(self) -> EventContract:
-        """The repo's declared ``EventContract`` (an empty one when none is declared)."""
-        from framework.declare.contracts import EventContract
+    def contracts(self) -> dict[str, SourceContract]:
+        """The declared source contracts, by source name."""
+        from framework.declare.contracts import SourceContract
 
-        found = self._declared(EventContract, "event contracts")
-        if len(found) > 1:
-            raise FeatureRepoError(
-                f"The repo declares {len(found)} event contracts ({sorted(found)}); declare one."
+        return self._declared(SourceContract, "contracts (for one source)")
+
+    @cached_property
+    def event_sources(self) -> dict[str, EventSource]:
+        """The declared event sources, by name: those windowed views read, and those a
+        contract is declared for."""
+        import difflib
+
+        from feast import FileSource
+
+        contracts = self.contracts
+        keys: dict[str, list[str]] = {}
+        found: dict[str, tuple[str, str]] = {}
+        for spec in self.declared_window_specs:
+            found[spec.source_name] = (spec.source_path, spec.timestamp_field)
+            have = keys.setdefault(spec.source_name, [])
+            have += [k for k in spec.entity_keys if k not in have]
+        declared = {
+            s.name: s for s in self.contents.data_sources if isinstance(s, FileSource) and s.name
+        }
+        for name in contracts:
+            if name in found:
+                continue
+            src = declared.get(name)
+            if src is None:
+                close = difflib.get_close_matches(name, list(declared), n=3)
+                raise FeatureRepoError(
+                    f"A contract is declared for source {name!r}, which the repo does not "
+                    f"declare; close matches: {close}."
+                )
+            found[name] = (str(src.path), src.timestamp_field or "event_timestamp")
+        by_path: dict[str, str] = {}
+        for name, (path, _) in found.items():
+            if path in by_path:
+                raise FeatureRepoError(
+                    f"Sources {by_path[path]!r} and {name!r} read the same file {path}; "
+                    "declare one source per event log."
+                )
+            by_path[path] = name
+        return {
+            name: EventSource(name, path, ts, tuple(keys.get(name, ())), contracts.get(name))
+            for name, (path, ts) in sorted(found.items())
+        }
+
+    def event_source(self, name: str | None = None) -> EventSource:
+        """The event source ``name`` (or the only one)."""
+        import difflib
+
+        sources = self.event_sources
+        if not sources:
+            raise ConfigError(
+                f"{self.path} declares no event source (no windowed feature view and no "
+                "SourceContract), so it has no event log to append to."
             )
-        return next(iter(found.values()), EventContract())
+        if name is None:
+            if len(sources) > 1:
+                raise ConfigError(
+                    f"{self.path} has several event sources {sorted(sources)}; name one "
+                    '(--source NAME, or "source" in the request).'
+                )
+            return next(iter(sources.values()))
+        if name not in sources:
+            close = difflib.get_close_matches(name, list(sources), n=3)
+            raise ConfigError(
+                f"Unknown event source {name!r}; the repo has {sorted(sources)} "
+                f"(close matches: {close})."
+            )
+        return sources[name]
+
+    def source_contract(self, source: EventSource) -> SourceContract:
+        """The declared contract of ``source``, or the one recorded at ``lifecycle apply``,
+        or (before any apply) the one the log file implies."""
+        from framework.declare.contracts import SCHEMA_TAG, SourceContract
+
+        if source.contract is not None and source.contract.columns is not None:
+            return source.contract
+        with contextlib.suppress(Exception):  # not registered yet: fall through
+            tags = self.store.get_data_source(source.name).tags or {}
+            if SCHEMA_TAG in tags:
+                recorded = SourceContract.recorded(source.name, tags[SCHEMA_TAG])
+                if source.contract is None:
+                    return recorded
+                return _with_columns(source.contract, recorded)
+        if Path(source.path).exists():
+            inferred = infer_contract(source)
+            return inferred if source.contract is None else _with_columns(source.contract, inferred)
+        raise ConfigError(
+            f"Source {source.name!r} has no declared columns and no log yet ({source.path}); "
+            "declare a SourceContract(columns=...) for it, or write a first file and run "
+            "`lifecycle apply`."
+        )
 
     @cached_property
     def experiments(self) -> dict[str, Experiment]:
@@ -302,3 +400,21 @@ class FeatureRepo:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _with_columns(contract: SourceContract, other: SourceContract) -> SourceContract:
+    import dataclasses
+
+    return dataclasses.replace(contract, columns=other.columns, nullable=other.nullable)
+
+
+def infer_contract(source: EventSource) -> SourceContract:
+    """The contract a log file implies: its columns' kinds, all nullable but the timestamp."""
+    import pyarrow.parquet as pq
+
+    from framework.declare.contracts import SourceContract, kind_of
+
+    schema = pq.read_schema(source.path)
+    columns = {f.name: kind_of(f.type) or "string" for f in schema}
+    nullable = [c for c in columns if c != source.timestamp_field and c not in source.keys]
+    return SourceContract(source=source.name, columns=columns, nullable=nullable)

@@ -1,13 +1,30 @@
 """Windowed aggregates: one declaration, compiled into an ordinary Feast FeatureView.
 
-A ``WindowedFeatureView`` names an event source, an entity, the windows (in days)
-and the aggregates. It *is* a Feast ``FeatureView`` (so ``feast apply`` registers it
-unchanged) whose batch source is a derived change-point table that
-:func:`framework.prepare.window_tables.build_window_table` writes from the raw events.
+A ``WindowedFeatureView`` names an event source (any ``FileSource``: any columns,
+any timestamp field), its entities (any join keys, integer or string, one or
+several), the windows and the aggregates. It *is* a Feast ``FeatureView`` (so
+``feast apply`` registers it unchanged) whose batch source is a derived
+change-point table that :func:`framework.prepare.window_tables.build_window_table`
+writes from the raw events.
 
-Semantics: the value of a W-day aggregate for entity e at time t covers exactly
-the events of e with timestamp in (t - W days, t]. Counts and sums of an entity
-without events in the window are 0; a mean without events is null.
+Semantics: the value of an aggregate over a window W for entity e at time t
+covers exactly the events of e with timestamp in (t - W, t] (every event up to t
+for the lifetime window) that pass the aggregate's ``where`` filter:
+
+- ``count``: the number of such events (0 when none);
+- ``sum`` / ``mean`` / ``min`` / ``max`` of a column: over the events whose column
+  is not null (sum 0, the others null when there is none);
+- ``count_distinct``: the exact number of distinct non-null values (0 when none);
+- ``last``: the value of the latest such event with a non-null value (ties in time:
+  the one later in the log), null when none.
+
+Each of them is piecewise constant in t and changes only at an event time or an
+event time + W, which is what the change-point table records.
+
+Windows: ``timedelta`` values of whole seconds (at least one), plain integers
+meaning days, or ``LIFETIME``. Feature names are
+``<prefix>_<aggregate>_<function>_<window>`` where the window is written in the
+largest unit that divides it: ``15m``, ``1h``, ``36h``, ``7d``, ``lifetime``.
 
 The declaration travels with the view as JSON in its tags, so the framework can
 rebuild the table from a registry entry as well as from the repo's source.
@@ -18,31 +35,47 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from feast import Entity, FeatureView, Field, FileSource
 from feast.base_feature_view import BaseFeatureView
-from feast.types import Float64, Int32, Int64
+from feast.types import Bool, Float64, Int32, Int64, String, UnixTimestamp
+from feast.value_type import ValueType
 
 from framework.declare.expressions import filter_columns, filter_to_sql
 from framework.errors import FeatureRepoError
 
-__all__ = ["Aggregate", "WindowSpec", "WindowedFeatureView"]
+__all__ = ["LIFETIME", "Aggregate", "WindowSpec", "WindowedFeatureView", "window_suffix"]
 
 SPEC_TAG = "lifecycle.windowed"
-FUNCTIONS = ("count", "sum", "mean")
+FUNCTIONS = ("count", "sum", "mean", "min", "max", "count_distinct", "last")
+PREFIX_FUNCTIONS = frozenset(("count", "sum", "mean"))  # computable from prefix sums
+ZERO_WHEN_EMPTY = frozenset(("count", "sum", "count_distinct"))
+LIFETIME = "lifetime"
+KINDS = ("int", "float", "string", "bool", "timestamp")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_FEAST_TYPES = {
+    "int": Int64,
+    "float": Float64,
+    "string": String,
+    "bool": Bool,
+    "timestamp": UnixTimestamp,
+}
 
 
 @dataclass(frozen=True)
 class Aggregate:
-    """One aggregate over a window: ``count`` (rows), ``sum`` or ``mean`` of ``column``.
+    """One aggregate over each window of a view.
 
-    ``where`` is an optional filter in Python syntax over the event columns,
-    e.g. ``'event_type == "page_view" and source == "google"'``.
+    ``function`` is one of ``count`` (rows), ``sum``, ``mean``, ``min``, ``max``,
+    ``count_distinct`` or ``last`` of ``column``. ``where`` is an optional filter in
+    Python syntax over the event columns, e.g.
+    ``'event_type == "page_view" and source == "google"'``. A view may hold
+    several aggregates of one name with different functions (``amount`` sum and
+    max): a feature is named by both.
     """
 
     name: str
@@ -67,55 +100,113 @@ class Aggregate:
         if self.where is not None:
             filter_to_sql(self.where)  # fail at declaration time on a bad filter
 
+    @property
+    def columns(self) -> set[str]:
+        """The event columns this aggregate reads."""
+        cols = {self.column} if self.column else set()
+        return cols | (filter_columns(self.where) if self.where else set())
+
+
+def window_suffix(seconds: int) -> str:
+    """``15m``, ``1h``, ``36h``, ``7d`` or ``lifetime`` (0 seconds) for a window."""
+    if seconds == 0:
+        return LIFETIME
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Everything needed to build a window table: plain data, JSON round-trippable."""
+    """Everything needed to build a window table: plain data, JSON round-trippable.
+
+    ``windows`` are in seconds, ascending, ``0`` (the lifetime window) last.
+    ``key_kinds`` and ``column_kinds`` are the kinds (int, float, string, bool,
+    timestamp) of the join keys and of the columns the aggregates read.
+    """
 
     name: str
-    entity_key: str
+    entity_keys: tuple[str, ...]
+    source_name: str
     source_path: str
     timestamp_field: str
     windows: tuple[int, ...]
     aggregates: tuple[Aggregate, ...]
     prefix: str
     table_path: str
+    key_kinds: dict[str, str] = field(default_factory=dict)
+    column_kinds: dict[str, str] = field(default_factory=dict)
 
     def feature_name(self, aggregate: Aggregate, window: int) -> str:
-        return f"{self.prefix}_{aggregate.name}_{aggregate.function}_{window}d"
+        return f"{self.prefix}_{aggregate.name}_{aggregate.function}_{window_suffix(window)}"
 
     @property
     def feature_names(self) -> list[str]:
         return [self.feature_name(a, w) for a in self.aggregates for w in self.windows]
 
     @property
+    def entity_key(self) -> str:
+        """The join key of a single-key view."""
+        if len(self.entity_keys) != 1:
+            raise FeatureRepoError(f"View {self.name!r} has the keys {list(self.entity_keys)}.")
+        return self.entity_keys[0]
+
+    @property
+    def int_key(self) -> bool:
+        """One integer join key: the key is its own code in the tables' indexes."""
+        return len(self.entity_keys) == 1 and self.key_kinds.get(self.entity_keys[0]) == "int"
+
+    @property
+    def prefix_only(self) -> bool:
+        """Every aggregate is a count, sum or mean (the compact index answers them)."""
+        return all(a.function in PREFIX_FUNCTIONS for a in self.aggregates)
+
+    @property
     def source_columns(self) -> set[str]:
-        cols = {self.entity_key, self.timestamp_field}
+        cols = {*self.entity_keys, self.timestamp_field}
         for agg in self.aggregates:
-            if agg.column:
-                cols.add(agg.column)
-            if agg.where:
-                cols |= filter_columns(agg.where)
+            cols |= agg.columns
         return cols
+
+    def output_kind(self, aggregate: Aggregate) -> str:
+        """The kind of the aggregate's features (int, float, string, bool, timestamp)."""
+        fn = aggregate.function
+        if fn in ("count", "count_distinct"):
+            return "int32"
+        column = self.column_kinds.get(aggregate.column or "", "float")
+        if fn == "mean":
+            return "float"
+        if fn == "sum":
+            return "int" if column in ("int", "bool") else "float"
+        return column
 
     @property
     def ttl(self) -> timedelta:
         """The shortest exact ttl: the largest gap between consecutive windows.
 
-        A non-zero value always has a change point within that gap, so rows older
-        than it can only hold zeros; Feast then returns null and we fill 0.
+        A value other than the empty one always has a change point within that
+        gap, so rows older than it can only hold empty values; Feast then returns
+        null and we fill 0 for counts and sums (a longer ttl is as exact: a gap
+        over a day is rounded up to whole days). A lifetime window never
+        empties: no ttl (0).
         """
+        if 0 in self.windows:
+            return timedelta(0)
         edges = (0, *self.windows)
-        return timedelta(days=max(b - a for a, b in itertools.pairwise(edges)))
+        gap = max(b - a for a, b in itertools.pairwise(edges))
+        if gap > 86_400:  # whole days: Feast's DuckDB store refuses days and seconds mixed
+            return timedelta(days=-(-gap // 86_400))
+        return timedelta(seconds=gap)
 
     def to_json(self) -> str:
-        data = asdict(self)
-        return json.dumps(data, sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> WindowSpec:
         data: dict[str, Any] = json.loads(text)
         data["windows"] = tuple(data["windows"])
+        data["entity_keys"] = tuple(data["entity_keys"])
         data["aggregates"] = tuple(Aggregate(**a) for a in data["aggregates"])
         return cls(**data)
 
@@ -126,26 +217,110 @@ class WindowSpec:
         return cls.from_json(text) if text else None
 
 
-def _check_windows(windows: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+def _window_seconds(w: object) -> int:
+    if isinstance(w, str) and w == LIFETIME:
+        return 0
+    if isinstance(w, int) and not isinstance(w, bool) and w > 0:
+        return w * 86_400
+    if isinstance(w, timedelta):
+        seconds = w.total_seconds()
+        if seconds >= 1 and seconds == int(seconds):
+            return int(seconds)
+    raise FeatureRepoError(
+        "A window is a timedelta of whole seconds (at least 1 s), a whole number of days, "
+        f"or LIFETIME; e.g. [timedelta(minutes=15), 7, LIFETIME]. Got {w!r}."
+    )
+
+
+def _check_windows(windows: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
     if not windows:
         raise FeatureRepoError("A windowed feature view needs at least one window, e.g. [7, 30].")
-    for w in windows:
-        if not isinstance(w, int) or isinstance(w, bool) or w <= 0:
+    seconds = [_window_seconds(w) for w in windows]
+    if len(set(seconds)) != len(seconds):
+        names = [window_suffix(s) for s in seconds]
+        raise FeatureRepoError(f"Windows must be distinct. Got {names}.")
+    finite = sorted(s for s in seconds if s)
+    return (*finite, 0) if 0 in seconds else tuple(finite)
+
+
+def _kind_of_arrow(typ: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(typ):
+        return "int"
+    if pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return "float"
+    if pa.types.is_boolean(typ):
+        return "bool"
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        return "timestamp"
+    if pa.types.is_dictionary(typ):
+        return _kind_of_arrow(typ.value_type)
+    return "string"
+
+
+def source_kinds(path: str | Path) -> dict[str, str]:
+    """The kind of every column of a parquet file ({} when the file is not there yet)."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, ValueError):
+        return {}
+    return {f.name: _kind_of_arrow(f.type) for f in schema}
+
+
+_VALUE_KINDS = {
+    ValueType.INT64: "int",
+    ValueType.INT32: "int",
+    ValueType.STRING: "string",
+}
+
+
+def _key_kind(entity: Entity, key: str, kinds: dict[str, str], view: str) -> str:
+    declared = _VALUE_KINDS.get(entity.value_type)
+    if declared is not None:
+        return declared
+    found = kinds.get(key)
+    if found in ("int", "string"):
+        return found
+    raise FeatureRepoError(
+        f"WindowedFeatureView {view!r}: the type of join key {key!r} of entity {entity.name!r} "
+        "is unknown; declare it, e.g. Entity(..., value_type=ValueType.STRING) or "
+        "ValueType.INT64."
+    )
+
+
+def check_columns(spec: WindowSpec, kinds: dict[str, str]) -> None:
+    """Refuse columns the source does not have, by name, with close matches (at apply)."""
+    import difflib
+
+    name = spec.name
+    for col in sorted(spec.source_columns):
+        if col not in kinds:
+            close = difflib.get_close_matches(col, list(kinds), n=3)
             raise FeatureRepoError(
-                f"Windows are whole days > 0, e.g. [7, 30, 90]. Got {w!r} in {list(windows)}."
+                f"WindowedFeatureView {name!r} reads column {col!r}, which source "
+                f"{spec.source_name!r} ({spec.source_path}) does not have; close matches: "
+                f"{close}. Its columns: {sorted(kinds)}."
             )
-    if len(set(windows)) != len(windows):
-        raise FeatureRepoError(f"Windows must be distinct. Got {list(windows)}.")
-    return tuple(sorted(windows))
+    for agg in spec.aggregates:
+        kind = kinds.get(agg.column or "")
+        if agg.function in ("sum", "mean") and kind not in ("int", "float", "bool"):
+            raise FeatureRepoError(
+                f"Aggregate {agg.name!r} of {name!r} takes the {agg.function} of "
+                f"{agg.column!r}, a {kind} column; sum and mean need numbers."
+            )
 
 
 def WindowedFeatureView(
     *,
     name: str,
-    entity: Entity,
     source: FileSource,
-    windows: list[int] | tuple[int, ...],
+    windows: list[Any] | tuple[Any, ...],
     aggregates: list[Aggregate],
+    entity: Entity | None = None,
+    entities: list[Entity] | None = None,
     prefix: str | None = None,
     table_path: str | Path | None = None,
     description: str = "",
@@ -156,21 +331,23 @@ def WindowedFeatureView(
 
     Example::
 
-        user_activity = WindowedFeatureView(
-            name="user_activity",
-            entity=user,
-            source=events_source,
-            windows=[7, 30, 90],
+        card_spend = WindowedFeatureView(
+            name="card_spend",
+            entity=card,                     # or entities=[card, merchant]
+            source=payments,
+            windows=[timedelta(minutes=15), timedelta(hours=1), 7, LIFETIME],
             aggregates=[
-                Aggregate("events", "count"),
+                Aggregate("payments", "count"),
                 Aggregate("amount", "sum", column="amount"),
-                Aggregate("page_views_google", "count",
-                          where='event_type == "page_view" and source == "google"'),
+                Aggregate("amount", "max", column="amount"),
+                Aggregate("merchants", "count_distinct", column="merchant_id"),
+                Aggregate("web", "count", where='channel == "web"'),
             ],
         )
 
-    creates ``user_events_count_7d``, ..., ``user_amount_sum_90d``, ... (names are
-    ``<prefix>_<aggregate>_<function>_<N>d``; the prefix defaults to the entity name).
+    creates ``card_payments_count_15m``, ..., ``card_amount_max_lifetime`` (names
+    are ``<prefix>_<aggregate>_<function>_<window>``; the prefix defaults to the
+    entity names joined by ``_``).
 
     It returns an ordinary ``FeatureView`` (Feast rebuilds views from their
     protos, so a subclass would not survive the registry); the declaration is in
@@ -181,26 +358,54 @@ def WindowedFeatureView(
             f"WindowedFeatureView {name!r} reads a FileSource over a parquet file of events; "
             f"got {type(source).__name__}."
         )
+    if (entity is None) == (entities is None):
+        raise FeatureRepoError(
+            f"WindowedFeatureView {name!r} needs entity=... (one) or entities=[...] (several)."
+        )
+    ents = [entity] if entity is not None else list(entities or [])
+    if not ents or not all(isinstance(e, Entity) for e in ents):
+        raise FeatureRepoError(
+            f"WindowedFeatureView {name!r}: entities must be Feast Entity objects."
+        )
     if not aggregates:
         raise FeatureRepoError(f"WindowedFeatureView {name!r} needs at least one aggregate.")
-    names = [a.name for a in aggregates]
-    if len(set(names)) != len(names):
-        raise FeatureRepoError(f"Aggregate names in {name!r} must be distinct: {names}.")
+    ids = [(a.name, a.function) for a in aggregates]
+    if len(set(ids)) != len(ids):
+        raise FeatureRepoError(
+            f"Aggregates in {name!r} must differ by name or function: {[f'{n}/{f}' for n, f in ids]}."
+        )
+    keys = [e.join_key for e in ents]
+    if len(set(keys)) != len(keys):
+        raise FeatureRepoError(f"WindowedFeatureView {name!r}: join keys repeat: {keys}.")
     source_path = Path(source.path)
+    kinds = source_kinds(source_path)
     table = Path(table_path) if table_path else source_path.parent / "derived" / f"{name}.parquet"
+    key_kinds = {e.join_key: _key_kind(e, e.join_key, kinds, name) for e in ents}
+    read = {c for a in aggregates if a.column for c in [a.column]}
     spec = WindowSpec(
         name=name,
-        entity_key=entity.join_key,
+        entity_keys=tuple(keys),
+        source_name=source.name or source_path.stem,
         source_path=str(source_path),
         timestamp_field=source.timestamp_field or "event_timestamp",
         windows=_check_windows(windows),
         aggregates=tuple(aggregates),
-        prefix=prefix or entity.name,
+        prefix=prefix or "_".join(e.name for e in ents),
         table_path=str(table),
+        key_kinds=key_kinds,
+        column_kinds={c: kinds.get(c, "float") for c in sorted(read)},
     )
-    schema = [Field(name=spec.entity_key, dtype=Int64)]
     for agg in spec.aggregates:
-        dtype = Int32 if agg.function == "count" else Float64
+        if agg.function in ("min", "max", "last") and agg.column not in kinds:
+            raise FeatureRepoError(
+                f"Aggregate {agg.name!r} ({agg.function}) of {name!r}: the type of column "
+                f"{agg.column!r} comes from the events file, which is not there yet "
+                f"({spec.source_path}). Write the file first."
+            )
+    schema = [Field(name=k, dtype=String if key_kinds[k] == "string" else Int64) for k in keys]
+    for agg in spec.aggregates:
+        kind = spec.output_kind(agg)
+        dtype = Int32 if kind == "int32" else _FEAST_TYPES[kind]
         schema += [Field(name=spec.feature_name(agg, w), dtype=dtype) for w in spec.windows]
     table_source = FileSource(
         name=f"{name}_table",
@@ -210,7 +415,7 @@ def WindowedFeatureView(
     )
     return FeatureView(
         name=name,
-        entities=[entity],
+        entities=ents,
         source=table_source,
         schema=schema,
         ttl=spec.ttl,

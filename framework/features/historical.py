@@ -29,9 +29,9 @@ from framework.features.resolve import (
     TIMESTAMP,
     ViewFeatures,
     check_entity_frame,
-    entity_keys,
     feature_refs,
     finish,
+    key_kinds,
     resolve_features,
 )
 
@@ -50,11 +50,7 @@ def _direct_supported(views: list[ViewFeatures]) -> bool:
                 return False
         else:
             src = vf.view.batch_source
-            if (
-                not isinstance(src, FileSource)
-                or src.field_mapping
-                or len(vf.view.entity_columns) != 1
-            ):
+            if not isinstance(src, FileSource) or src.field_mapping:
                 return False
     return True
 
@@ -74,16 +70,17 @@ def _direct(df: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
         spec = WindowSpec.from_feature_view(vf.view)
         windows = load_window_index(spec) if spec else None
         if spec is not None and windows is not None:
-            key = spec.entity_key
-            values, _ = windows.at(df[key].to_numpy(), times)
+            values, _ = windows.at(windows.codes(df), times)
             out.update({n: values[n] for n in vf.features})
             continue
         src = vf.view.batch_source
-        key = vf.view.entity_columns[0].name
-        index = load_index(src.path, key, src.timestamp_field, vf.features, presorted=vf.windowed)
+        keys = [c.name for c in vf.view.entity_columns]
+        index = load_index(
+            src.path, keys, src.timestamp_field, vf.features, presorted=spec is not None
+        )
         ttl = vf.view.ttl
         ttl_us = int(ttl.total_seconds() * 1_000_000) if ttl else 0
-        rows = index.lookup(df[key].to_numpy(), times, ttl_us)
+        rows = index.lookup(index.codes(df), times, ttl_us)
         for name, values in index.take(rows, vf.features).items():
             out[name] = values.to_pandas()
     return out
@@ -116,7 +113,7 @@ def get_historical_features(
     if engine not in ENGINES:
         raise FeatureRepoError(f"engine must be one of {ENGINES}; got {engine!r}.")
     views = resolve_features(repo, service, features)
-    df = check_entity_frame(entity_df, entity_keys(views))
+    df = check_entity_frame(entity_df, key_kinds(views))
     taken = set(df.columns)
     clash = [n for vf in views for n in vf.features if n in taken]
     if clash:

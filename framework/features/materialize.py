@@ -73,7 +73,7 @@ def _latest_windowed(
     if start is not None:
         keep &= changed >= _us(start)
     src = _file_source(view)
-    frame = pd.DataFrame({index.spec.entity_key: keys[keep]})
+    frame = pd.DataFrame(index.key_columns(keys[keep]))
     frame[src.timestamp_field] = pd.to_datetime(changed[keep], unit="us", utc=True)
     for f in view.features:
         frame[f.name] = values[f.name][keep]
@@ -102,16 +102,16 @@ def latest_rows(view: FeatureView, start: datetime | None, end: datetime) -> pd.
     if windows is not None:
         return _latest_windowed(view, windows, start, end)
     src = _file_source(view)
-    key = view.entity_columns[0].name
+    keys_ = [c.name for c in view.entity_columns]
     features = [f.name for f in view.features]
-    index = load_index(src.path, key, src.timestamp_field, features)
+    index = load_index(src.path, keys_, src.timestamp_field, features, presorted=spec is not None)
     keys = np.asarray(index.keys)
     rows = index.lookup(keys, np.full(len(keys), _us(end), dtype=np.int64))
     keep = rows >= 0
     if start is not None:
         keep &= np.asarray(index.times)[np.maximum(rows, 0)] >= _us(start)
     rows = rows[keep]
-    frame = pd.DataFrame({key: keys[keep]})
+    frame = pd.DataFrame(index.key_columns(keys[keep]))
     frame[src.timestamp_field] = pd.to_datetime(np.asarray(index.times)[rows], unit="us", utc=True)
     for name, values in index.take(rows, features).items():
         frame[name] = values.to_pandas()

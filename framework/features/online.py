@@ -19,9 +19,9 @@ from framework.errors import DataError, FeatureRepoError, StoreError
 from framework.features.resolve import (
     ENGINES,
     TIMESTAMP,
-    entity_keys,
     feature_refs,
     finish,
+    key_kinds,
     resolve_features,
     typed_column,
 )
@@ -51,14 +51,15 @@ def get_online_features(
     if engine == "direct" and fast is None:
         raise FeatureRepoError("The direct online engine supports single-key views only.")
     views = fast.views if fast is not None else resolve_features(repo, service, features)
-    keys = entity_keys(views)
+    kinds = key_kinds(views)
     rows = []
     now = datetime.now(UTC)
     for i, row in enumerate(entity_rows):
-        missing = [k for k in keys if k not in row]
+        missing = [k for k in kinds if k not in row]
         if missing:
             raise DataError(f"entity row {i} is missing {missing}; it has {sorted(row)}.")
-        rows.append({**row, TIMESTAMP: row.get(TIMESTAMP, now)})
+        typed = {k: _key_value(row[k], kind, k, i) for k, kind in kinds.items()}
+        rows.append({**row, **typed, TIMESTAMP: row.get(TIMESTAMP, now)})
     frame = pd.DataFrame(rows)
     frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP]).astype("datetime64[us, UTC]")
     names = features or [n for vf in views for n in vf.features]  # the order asked for
@@ -94,6 +95,22 @@ def get_online_features(
     result = finish(pd.concat([frame, out], axis=1), views)
     result["feature_status"] = _status(found, frame)
     return result
+
+
+def _key_value(value: Any, kind: str, key: str, row: int) -> Any:
+    """A key value of its kind: a string key keeps text; an integer key gets an int."""
+    if kind == "string":
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise DataError(f"entity row {row}: {key!r} must be a string, got {value!r}.")
+        return str(value)
+    if isinstance(value, bool):
+        raise DataError(f"entity row {row}: {key!r} must be an integer, got {value!r}.")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    try:
+        return int(str(value))
+    except ValueError:
+        raise DataError(f"entity row {row}: {key!r} must be an integer, got {value!r}.") from None
 
 
 def _status(found: dict[str, list[bool]], frame: pd.DataFrame) -> np.ndarray:

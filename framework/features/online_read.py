@@ -54,7 +54,10 @@ class OnlineReader:
         self.repo = repo
         self.views = views
         self.stored = [vf for vf in views if not vf.on_demand]
-        self.keys = {vf.view.name: vf.view.entity_columns[0].name for vf in self.stored}
+        self.keys = {
+            vf.view.name: [(c.name, c.dtype.to_value_type()) for c in vf.view.entity_columns]
+            for vf in self.stored
+        }
         store = repo.store
         self.config = store.config
         self.provider = store._get_provider()
@@ -63,8 +66,34 @@ class OnlineReader:
 
     @staticmethod
     def supports(views: list) -> bool:
-        """Single-key stored views (the framework's), with any on-demand views."""
-        return all(vf.on_demand or len(vf.view.entity_columns) == 1 for vf in views)
+        """Stored views keyed by integers or strings (one key or several), with any
+        on-demand views."""
+        from feast.value_type import ValueType
+
+        kinds = (ValueType.INT64, ValueType.INT32, ValueType.STRING)
+        return all(
+            vf.on_demand or all(c.dtype.to_value_type() in kinds for c in vf.view.entity_columns)
+            for vf in views
+        )
+
+    def _entity_keys(self, view: str, frame: pd.DataFrame) -> list:
+        from feast.value_type import ValueType
+
+        join = self.keys[view]
+        names = [k for k, _ in join]
+        columns = []
+        for key, kind in join:
+            values = frame[key].tolist()
+            if kind == ValueType.STRING:
+                columns.append([self._value(string_val=str(v)) for v in values])
+            elif kind == ValueType.INT32:
+                columns.append([self._value(int32_val=int(v)) for v in values])
+            else:
+                columns.append([self._value(int64_val=int(v)) for v in values])
+        return [
+            self._entity_key(join_keys=names, entity_values=list(vals))
+            for vals in zip(*columns, strict=True)
+        ]
 
     def read(self, frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, list[bool]]]:
         """Values per feature for ``frame``'s rows (keys and event_timestamp): a list per
@@ -73,12 +102,7 @@ class OnlineReader:
         out: dict[str, Any] = {}
         found: dict[str, list[bool]] = {}
         for vf in self.stored:
-            key = self.keys[vf.view.name]
-            ids = frame[key].tolist()
-            entity_keys = [
-                self._entity_key(join_keys=[key], entity_values=[self._value(int64_val=int(i))])
-                for i in ids
-            ]
+            entity_keys = self._entity_keys(vf.view.name, frame)
             try:
                 rows = self.provider.online_read(
                     config=self.config,

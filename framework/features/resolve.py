@@ -45,11 +45,8 @@ class ViewFeatures:
     view: Any  # feast FeatureView or OnDemandFeatureView
     features: list[str]
     dtypes: dict[str, str]  # feature -> Feast type name
-    zero_fill: frozenset[str]  # windowed counts and sums: null means 0
-
-    @property
-    def windowed(self) -> bool:
-        return bool(self.zero_fill)
+    zero_fill: frozenset[str]  # windowed counts, sums and distinct counts: null means 0
+    windowed: bool = False  # a WindowedFeatureView
 
     @property
     def on_demand(self) -> bool:
@@ -76,7 +73,7 @@ def resolve_features(
     repo: FeatureRepo, service: str | None = None, features: list[str] | None = None
 ) -> list[ViewFeatures]:
     """The views and features of a feature service (or of every view), narrowed to ``features``."""
-    from framework.declare.windows import WindowSpec
+    from framework.declare.windows import ZERO_WHEN_EMPTY, WindowSpec
 
     if service is None:
         pairs = [
@@ -99,28 +96,36 @@ def resolve_features(
             zero = {
                 spec.feature_name(a, w)
                 for a in spec.aggregates
-                if a.function in ("count", "sum")
+                if a.function in ZERO_WHEN_EMPTY
                 for w in spec.windows
             }
-        out.append(ViewFeatures(view, names, {n: types[n] for n in names}, frozenset(zero)))
+        dtypes = {n: types[n] for n in names}
+        out.append(ViewFeatures(view, names, dtypes, frozenset(zero), spec is not None))
     return out
 
 
 def entity_keys(views: list[ViewFeatures]) -> list[str]:
-    keys: list[str] = []
+    return list(key_kinds(views))
+
+
+def key_kinds(views: list[ViewFeatures]) -> dict[str, str]:
+    """The join keys of the views, in order, and their kind (``int`` or ``string``)."""
+    keys: dict[str, str] = {}
     for v in views:
         if v.on_demand:
             continue
         for col in v.view.entity_columns:
             if col.name not in keys and not col.name.startswith("__dummy"):
-                keys.append(col.name)
+                keys[col.name] = "string" if str(col.dtype) == "String" else "int"
     return keys
 
 
 def check_entity_frame(
-    entity_df: pd.DataFrame, keys: list[str], source: str = "entity rows"
+    entity_df: pd.DataFrame, keys: list[str] | dict[str, str], source: str = "entity rows"
 ) -> pd.DataFrame:
-    """Check the entity rows: keys and a tz-aware ``event_timestamp``, no nulls."""
+    """Check the entity rows: keys of their kind and a tz-aware ``event_timestamp``, no nulls."""
+    kinds = keys if isinstance(keys, dict) else dict.fromkeys(keys, "int")
+    keys = list(kinds)
     missing = [c for c in [*keys, TIMESTAMP] if c not in entity_df.columns]
     if missing:
         raise DataError(
@@ -133,6 +138,18 @@ def check_entity_frame(
     for key in keys:
         if df[key].isna().any():
             raise DataError(f"{source}: column {key!r} has null values.")
+        if kinds[key] == "string":
+            if pd.api.types.is_integer_dtype(df[key]):  # digits read from a CSV
+                df[key] = df[key].astype(str)
+            if not (
+                pd.api.types.is_string_dtype(df[key]) or pd.api.types.is_object_dtype(df[key])
+            ) or not all(isinstance(v, str) for v in df[key]):
+                raise DataError(
+                    f"{source}: column {key!r} must hold strings (the entity's key is a "
+                    f"string), got {df[key].dtype}."
+                )
+            df[key] = df[key].astype(object)
+            continue
         if not pd.api.types.is_integer_dtype(df[key]):
             raise DataError(f"{source}: column {key!r} must hold integers, got {df[key].dtype}.")
         df[key] = df[key].astype("int64")
@@ -151,6 +168,7 @@ def check_entity_frame(
     return df
 
 
+_ZERO = {"Int32": "int32", "Int64": "int64", "Float64": "float64", "Float32": "float64"}
 _NULLABLE = {"Int32": "Int32", "Int64": "Int64", "Float32": "float32", "Float64": "float64"}
 
 
@@ -164,7 +182,7 @@ def finish(df: pd.DataFrame, views: list[ViewFeatures]) -> pd.DataFrame:
 
 def _typed_series(col: pd.Series, typ: str, zero_fill: bool) -> Any:
     if zero_fill:
-        return col.fillna(0).astype("int32" if typ == "Int32" else "float64")
+        return col.fillna(0).astype(_ZERO[typ])
     if typ in _NULLABLE:
         if typ.startswith("Int"):
             return pd.array(col, dtype=_NULLABLE[typ])
@@ -181,8 +199,8 @@ def typed_column(values: list | pd.Series, typ: str, zero_fill: bool) -> Any:
     if isinstance(values, pd.Series):
         return _typed_series(values, typ, zero_fill)
     if zero_fill:
-        if typ == "Int32":
-            return np.array([0 if v is None else v for v in values], dtype="int32")
+        if typ in ("Int32", "Int64"):
+            return np.array([0 if v is None else v for v in values], dtype=_ZERO[typ])
         out = np.array([np.nan if v is None else v for v in values], dtype="float64")
         out[np.isnan(out)] = 0.0
         return out

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from framework.collect.checks import check_events, check_frame, read_table
-from framework.declare.contracts import EVENT_COLUMNS, Column
-from framework.declare.repo import FeatureRepo
+from framework.declare.contracts import SCHEMA_TAG, Column, SourceContract
+from framework.declare.repo import EventSource, FeatureRepo, infer_contract
 from framework.errors import DataError, StoreError
 from framework.prepare.window_tables import TableStats, build_window_table
 
@@ -45,18 +45,79 @@ def _kind(dtype: object) -> str:
     return "string"
 
 
-def check_inputs(repo: FeatureRepo) -> list[str]:
-    """Check every raw input file the repo reads; return their paths."""
-    checked: list[str] = []
-    for spec in repo.declared_window_specs:
-        if spec.source_path in checked:
-            continue
-        table = read_table(spec.source_path, "Event")
+def check_source(repo: FeatureRepo, source: EventSource) -> SourceContract:
+    """Check an event source's log against its contract (declared, or implied by the
+    file) and the columns its views read; return the contract to record."""
+    from framework.declare.windows import check_columns
+
+    table = read_table(source.path, f"Event source {source.name!r}:")
+    declared = source.contract
+    if declared is not None and declared.columns is not None:
+        contract = declared
         check_frame(
-            table, EVENT_COLUMNS, source=spec.source_path, no_duplicate_rows=True, nulls=False
+            table,
+            contract.column_list(source.timestamp_field),
+            source=source.path,
+            nulls=False,
         )
-        check_events(table, repo.event_contract, source=spec.source_path)
-        checked.append(spec.source_path)
+    else:
+        inferred = infer_contract(source)
+        if declared is not None:
+            import dataclasses
+
+            inferred = dataclasses.replace(
+                declared, columns=inferred.columns, nullable=inferred.nullable
+            )
+        contract = inferred
+        if source.timestamp_field not in table.column_names:
+            raise DataError(
+                f"Event source {source.name!r} ({source.path}) has no timestamp column "
+                f"{source.timestamp_field!r}; it has {table.column_names}. Fix the source's "
+                "timestamp_field."
+            )
+        check_frame(
+            table,
+            [Column(source.timestamp_field, "timestamp")],
+            source=source.path,
+            allow_extra=True,
+        )
+    kinds = dict(contract.columns or {})
+    for spec in repo.declared_window_specs:
+        if spec.source_name == source.name:
+            check_columns(spec, kinds)
+    check_events(
+        table.select(list(kinds)),
+        contract,
+        source=source.path,
+        timestamp_field=source.timestamp_field,
+        keys=source.keys,
+    )
+    if contract.event_id:
+        check_frame(
+            table,
+            [Column(contract.event_id, kinds[contract.event_id])],
+            source=source.path,
+            allow_extra=True,
+            unique=(contract.event_id,),
+        )
+    return contract
+
+
+def check_inputs(repo: FeatureRepo) -> list[str]:
+    """Check every raw input file the repo reads; return their paths.
+
+    Each event source's contract is recorded in its tags (the registry keeps
+    them), so ingestion checks new rows against it even when none is declared.
+    """
+    from feast import FileSource
+
+    checked: list[str] = []
+    declared = {s.name: s for s in repo.contents.data_sources if isinstance(s, FileSource)}
+    for source in repo.event_sources.values():
+        contract = check_source(repo, source)
+        if source.name in declared:
+            declared[source.name].tags[SCHEMA_TAG] = contract.to_json()
+        checked.append(source.path)
     derived = {s.table_path for s in repo.declared_window_specs}
     for fv in repo.contents.feature_views:
         src = fv.batch_source
@@ -75,6 +136,7 @@ def check_inputs(repo: FeatureRepo) -> list[str]:
             cols,
             source=path,
             unique=(*(k.name for k in keys), src.timestamp_field),
+            allow_extra=True,
         )
         checked.append(path)
     return checked
@@ -125,7 +187,7 @@ def merge_inbox(repo: FeatureRepo, say: Progress) -> int:
     """Merge appended events into the event log (caller holds the lock); return rows added."""
     from framework.collect.ingest import compact, inbox_files
 
-    if not repo.declared_window_specs or not inbox_files(repo):
+    if not repo.event_sources or not inbox_files(repo):
         return 0
     merged = compact(repo, locked=True)
     if merged.files:

@@ -3,14 +3,15 @@
 The change-point table (parquet) is what Feast reads. Beside it, the build
 writes the sorted events' times and the very prefix sums it computed the table
 from (about 40 bytes per event instead of about 4 table rows of every feature).
-From them, the value of a W-day aggregate at any t is
+From them, the value of a count, sum or mean over a window W at any t is
 
     P[#events <= t] - P[#events <= t - W]
 
-for the entity: the same subtraction of the same numbers as the table's row at
+for the entity (the entity's first event for the lifetime window): the same subtraction of the same numbers as the table's row at
 its last change point <= t, so the answer is bit-identical to the table's.
 
-Files under ``<table>.parquet.win/``: ``keys.i64`` (entity keys, sorted),
+Files under ``<table>.parquet.win/``: ``keys.i64`` (entity key codes, sorted;
+``keys.parquet`` maps codes to keys other than one integer column),
 ``offsets.i64`` (first event of each entity, plus the total), ``times.i64``
 (microseconds, UTC), per prefix column ``<col>.inc`` (inclusive chunk-local
 prefix at each event) and ``<col>.base`` (the prefix before each entity's first
@@ -30,13 +31,19 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from framework.common.times import US_PER_DAY
+from framework.common.keys import KeyMap
 from framework.declare.windows import WindowSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Chunk", "WindowIndex", "WindowIndexWriter", "load_window_index"]
+__all__ = [
+    "Chunk",
+    "WindowIndex",
+    "WindowIndexWriter",
+    "load_window_index",
+    "remove_window_index",
+]
 
 _DTYPES = {"c": np.int32, "s": np.float64}
 
@@ -44,6 +51,11 @@ _DTYPES = {"c": np.int32, "s": np.float64}
 def index_path(table_path: str | Path) -> Path:
     table_path = Path(table_path)
     return table_path.with_name(table_path.name + ".win")
+
+
+def remove_window_index(table_path: str | Path) -> None:
+    """Drop the index of a table that has none any more (a view with min, max, ...)."""
+    shutil.rmtree(index_path(table_path), ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,13 @@ class Chunk:
 class WindowIndexWriter:
     """Streams chunks of a build into a temporary folder; ``commit`` moves it into place."""
 
-    def __init__(self, table_path: str | Path, spec: WindowSpec) -> None:
+    def __init__(self, table_path: str | Path, spec: WindowSpec, keymap: KeyMap) -> None:
         self.final = index_path(table_path)
         self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         self.spec = spec
+        self.keymap = keymap
         self.events = 0
         self.entities = 0
         self._files: dict[str, BinaryIO] = {}
@@ -92,6 +105,12 @@ class WindowIndexWriter:
     def commit(self, table_path: str | Path) -> None:
         self._out("offsets.i64").write(np.array([self.events], dtype=np.int64).tobytes())
         self._close()
+        if not self.keymap.identity:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            keys = pa.table(dict(zip(self.keymap.names, self.keymap.columns, strict=True)))
+            pq.write_table(keys, self.tmp / "keys.parquet")
         st = os.stat(table_path)
         manifest = {
             "events": self.events,
@@ -137,6 +156,19 @@ class WindowIndex:
     times: np.ndarray
     inc: dict[str, np.ndarray]
     base: dict[str, np.ndarray]
+    keymap: KeyMap
+
+    def codes(self, frame: Any) -> np.ndarray:
+        """The key code of each row of ``frame`` (its join-key columns); -1 if unknown."""
+        if self.keymap.identity:
+            return np.asarray(frame[self.spec.entity_keys[0]], dtype=np.int64)
+        return self.keymap.codes(frame)
+
+    def key_columns(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """The join-key columns of ``codes`` (codes of this index)."""
+        if self.keymap.identity:
+            return {self.spec.entity_keys[0]: np.asarray(codes)}
+        return self.keymap.decode(np.asarray(codes))
 
     def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n_keys = len(self.keys)
@@ -154,12 +186,12 @@ class WindowIndex:
     def at(
         self, keys: np.ndarray, times_us: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every feature at (key, time); and the time of the last change point (-1 if none)."""
+        """Every feature at (key code, time); and the time of the last change point (-1 if none)."""
         ent, found, lo, hi = self._locate(np.asarray(keys, dtype=np.int64))
         t = np.asarray(times_us, dtype=np.int64)
         k_now = _upper(self.times, lo, hi, t)
-        windows_us = [w * US_PER_DAY for w in self.spec.windows]
-        k_then = [_upper(self.times, lo, hi, t - w) for w in windows_us]
+        windows_us = [w * 1_000_000 for w in self.spec.windows]
+        k_then = [_upper(self.times, lo, hi, t - w) if w else lo for w in windows_us]
         out: dict[str, np.ndarray] = {}
         for i, agg in enumerate(self.spec.aggregates):
             c, s = f"c{i}", f"s{i}"
@@ -174,7 +206,9 @@ class WindowIndex:
                         n = c_now - self._value(c, then, lo, ent)
                     out[name] = np.where(found, n, 0).astype(np.int32)
                 elif agg.function == "sum":
-                    out[name] = np.where(found, s_now - self._value(s, then, lo, ent), 0.0)
+                    total = np.where(found, s_now - self._value(s, then, lo, ent), 0.0)
+                    is_int = self.spec.output_kind(agg) == "int"
+                    out[name] = total.astype(np.int64) if is_int else total
                 else:
                     n = c_now - self._value(c, then, lo, ent)
                     with np.errstate(invalid="ignore", divide="ignore"):
@@ -182,6 +216,8 @@ class WindowIndex:
                     out[name] = np.where(found & (n > 0), mean, np.nan)
         last = np.where(k_now > lo, np.take(self.times, np.maximum(k_now - 1, 0), mode="clip"), -1)
         for w, then in zip(windows_us, k_then, strict=True):
+            if not w:
+                continue
             leave = np.take(self.times, np.maximum(then - 1, 0), mode="clip") + w
             last = np.maximum(last, np.where(then > lo, leave, -1))
         return out, np.where(found, last, -1)
@@ -193,6 +229,8 @@ _LOCK = threading.Lock()
 
 def load_window_index(spec: WindowSpec) -> WindowIndex | None:
     """The memory-mapped index of ``spec``'s table, or None when it is missing or stale."""
+    if not spec.prefix_only:
+        return None
     folder = index_path(spec.table_path)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -216,6 +254,15 @@ def load_window_index(spec: WindowSpec) -> WindowIndex | None:
         return np.memmap(path, dtype=dtype, mode="r")
 
     cols = sorted({p.stem for p in folder.glob("*.inc")})
+    keymap = KeyMap((), ())
+    if (folder / "keys.parquet").exists():
+        import pyarrow.parquet as pq
+
+        keys = pq.read_table(folder / "keys.parquet")
+        keymap = KeyMap(
+            tuple(keys.column_names),
+            tuple(np.asarray(c.to_numpy(zero_copy_only=False)) for c in keys.columns),
+        )
     index = WindowIndex(
         spec=spec,
         keys=raw("keys.i64", np.int64),
@@ -223,6 +270,7 @@ def load_window_index(spec: WindowSpec) -> WindowIndex | None:
         times=raw("times.i64", np.int64),
         inc={c: raw(f"{c}.inc", _DTYPES[c[0]]) for c in cols},
         base={c: raw(f"{c}.base", _DTYPES[c[0]]) for c in cols},
+        keymap=keymap,
     )
     with _LOCK:
         _CACHE[cache_key] = index

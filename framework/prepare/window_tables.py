@@ -1,6 +1,6 @@
 """Build the change-point table behind a windowed feature view.
 
-Every W-day aggregate of an entity is piecewise constant in time and changes
+Every windowed aggregate of an entity is piecewise constant in time and changes
 only at an event time t_i (the event enters) or at t_i + W (it leaves). The table
 holds one row per entity and distinct change time with the value of every
 feature from that instant on, so any point-in-time join with
@@ -8,13 +8,20 @@ feature from that instant on, so any point-in-time join with
 
 How it is built, with no Python loop over rows:
 
-1. DuckDB reads the events, evaluates the filters and sorts by (entity, time).
+1. DuckDB reads the events, evaluates the filters and sorts by (key, time); keys
+   other than one integer column become dense codes (:mod:`framework.common.keys`).
 2. Per chunk of entities, numpy packs (entity, time, kind) into one int64 key
    for every "enter" (t_i) and every "leave" (t_i + W) item. Each kind's keys are
    already sorted, so a stable sort merges m + 1 sorted runs.
-3. After the merge, the running number of enters K and of leaves J_W at each
-   distinct (entity, time) index prefix sums: value = P[K] - P[J_W], which is
-   exactly 0 when nothing is in the window.
+3. After the merge, the events in the window of each change point are the
+   positions [J_W, K) of the sorted events (J_W: the entity's first event for the
+   lifetime window). Then
+   - count, sum, mean: prefix sums, P[K] - P[J_W] (exactly 0 when empty);
+   - min, max: a sparse table (range-minimum query) over the positions;
+   - last: the latest matching position before K, if it is >= J_W;
+   - count_distinct: each matching event stands for its value from t_i until the
+     value's next event or t_i + W, whichever is first; the count at a change
+     point is the number of such intervals open at it.
 """
 
 from __future__ import annotations
@@ -23,22 +30,24 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from framework.common.times import US_PER_DAY
+from framework.common.keys import KeyMap, dense_codes
 from framework.declare.expressions import filter_to_sql
-from framework.declare.windows import Aggregate, WindowSpec
+from framework.declare.windows import PREFIX_FUNCTIONS, Aggregate, WindowSpec
 from framework.errors import DataError
-from framework.prepare.window_index import Chunk, WindowIndexWriter
+from framework.prepare.window_index import Chunk, WindowIndexWriter, remove_window_index
 
-__all__ = ["TableStats", "build_window_table", "compute_change_points"]
+__all__ = ["TableStats", "build_window_table", "compute_change_points", "table_schema"]
 
 _CHUNK_EVENTS = 1 << 16  # small chunks reuse heap memory: 1.3x faster than 1 << 18
+US = 1_000_000
 
 Progress = Callable[[int, int], None]
 
@@ -54,43 +63,130 @@ class TableStats:
     rows: int
 
 
+@dataclass
+class Events:
+    """The sorted events of one view: codes, times and the per-aggregate columns."""
+
+    k: np.ndarray  # int64 entity codes, sorted
+    t: np.ndarray  # int64 microseconds, sorted within an entity
+    cols: dict[str, np.ndarray]  # c{i} (int8 match), s{i} (float sums), m{i}, v{i}
+    keymap: KeyMap  # distinct keys by code (identity for one integer key)
+    values: dict[int, np.ndarray] = field(default_factory=dict)  # aggregate -> decode table
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_SQL_KIND = {"int": "BIGINT", "string": "VARCHAR"}
+
+
 def _select_sql(spec: WindowSpec, path: str) -> str:
-    cols = [
-        f"CAST({_q(spec.entity_key)} AS BIGINT) AS k",
-        f"epoch_us(CAST({_q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS t",
+    keys = [
+        f"CAST({_q(k)} AS {_SQL_KIND[spec.key_kinds.get(k, 'int')]}) AS {_q('key_' + k)}"
+        for k in spec.entity_keys
     ]
+    cols = [*keys, f"epoch_us(CAST({_q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS t"]
     for i, agg in enumerate(spec.aggregates):
         cond = filter_to_sql(agg.where) if agg.where else "TRUE"
+        col = _q(agg.column or "")
         if agg.function == "count":
             if agg.where:
                 cols.append(f"CAST({cond} AS TINYINT) AS c{i}")
-        else:
-            col = _q(agg.column or "")
+            continue
+        if agg.function in ("sum", "mean"):
             cols.append(
                 f"CASE WHEN {cond} AND {col} IS NOT NULL THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}"
             )
             if agg.function == "mean":
                 cols.append(f"CAST({cond} AND {col} IS NOT NULL AS TINYINT) AS c{i}")
-    src = "read_parquet(" + "'" + path.replace("'", "''") + "')"
-    return f"SELECT {', '.join(cols)} FROM {src} ORDER BY k, t"
+            continue
+        kind = spec.column_kinds.get(agg.column or "")
+        value = f"epoch_us(CAST({col} AS TIMESTAMPTZ))" if kind == "timestamp" else col
+        cols.append(f"COALESCE({cond} AND {col} IS NOT NULL, FALSE) AS m{i}")
+        cols.append(f"{value} AS v{i}")
+    order = [_q("key_" + k) for k in spec.entity_keys] + ["t"]
+    if any(a.function == "last" for a in spec.aggregates):
+        order.append("file_row_number")  # ties in time: the later row of the log is last
+    src = "read_parquet(" + "'" + path.replace("'", "''") + "', file_row_number = true)"
+    return f"SELECT {', '.join(cols)} FROM {src} ORDER BY {', '.join(order)}"
 
 
-def _read_sorted_events(spec: WindowSpec, path: str) -> dict[str, np.ndarray]:
+def _numpy(col: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(col.combine_chunks().to_numpy(zero_copy_only=False))
+
+
+def _value_column(
+    spec: WindowSpec, i: int, agg: Aggregate, raw: pa.ChunkedArray, match: np.ndarray, ev: Events
+) -> None:
+    """v{i}: an int64 or float64 array the kernels can compare; decode tables beside it."""
+    kind = spec.column_kinds.get(agg.column or "")
+    if agg.function == "count_distinct":
+        import pandas as pd
+
+        codes, _ = pd.factorize(_numpy(raw), use_na_sentinel=True)
+        ev.cols[f"v{i}"] = np.where(match, codes, -1).astype(np.int64)
+        return
+    if kind == "string" or agg.function == "last":
+        values = _numpy(raw)
+        if agg.function == "last":  # positions into the decode table: the raw column itself
+            ev.cols[f"v{i}"] = np.arange(len(values), dtype=np.int64)
+            ev.values[i] = values
+            return
+        present = values[match]
+        uniques, inverse = np.unique(present.astype(str), return_inverse=True)
+        codes = np.full(len(values), -1, dtype=np.int64)
+        codes[match] = inverse
+        ev.cols[f"v{i}"] = codes
+        ev.values[i] = uniques.astype(object)
+        return
+    filled = raw.combine_chunks().fill_null(0)
+    if kind == "float":
+        ev.cols[f"v{i}"] = np.asarray(filled.cast(pa.float64()).to_numpy(), dtype=np.float64)
+    else:
+        ev.cols[f"v{i}"] = np.asarray(filled.cast(pa.int64()).to_numpy(), dtype=np.int64)
+
+
+def _read_sorted_events(spec: WindowSpec, path: str) -> Events:
     import duckdb
 
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        result = con.execute(_select_sql(spec, path)).fetchnumpy()
+        table = con.sql(_select_sql(spec, path)).to_arrow_table()
     except duckdb.Error as exc:
         raise DataError(f"Could not read events for {spec.name!r} from {path}: {exc}") from exc
     finally:
         con.close()
-    return {name: np.asarray(col) for name, col in result.items()}
+    key_cols = [_numpy(table.column("key_" + k)) for k in spec.entity_keys]
+    for name, _col in zip(spec.entity_keys, key_cols, strict=True):
+        if table.column("key_" + name).null_count:
+            raise DataError(
+                f"Events of {spec.name!r} ({path}) have null values in join key {name!r}; "
+                "every event needs its entity."
+            )
+    if spec.int_key:
+        codes = key_cols[0].astype(np.int64)
+        keymap = KeyMap((), ())
+    else:
+        codes, starts = dense_codes(key_cols)
+        keymap = KeyMap(tuple(spec.entity_keys), tuple(c[starts] for c in key_cols))
+    times = table.column("t")
+    if times.null_count:
+        raise DataError(
+            f"Events of {spec.name!r} ({path}) have null values in {spec.timestamp_field!r}."
+        )
+    ev = Events(k=codes, t=_numpy(times).astype(np.int64), cols={}, keymap=keymap)
+    for i, agg in enumerate(spec.aggregates):
+        for prefix in ("c", "s"):
+            name = f"{prefix}{i}"
+            if name in table.column_names:
+                ev.cols[name] = _numpy(table.column(name))
+        if agg.function not in PREFIX_FUNCTIONS:
+            match = _numpy(table.column(f"m{i}")).astype(bool)
+            ev.cols[f"m{i}"] = match
+            _value_column(spec, i, agg, table.column(f"v{i}"), match, ev)
+    return ev
 
 
 def _prefix(values: np.ndarray, dtype: type) -> np.ndarray:
@@ -100,26 +196,36 @@ def _prefix(values: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
-def _merge_positions(
-    keys: np.ndarray, times: np.ndarray, windows_us: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Change points of one chunk: (entity index, time, K, [J_W per window]).
+@dataclass(frozen=True)
+class Points:
+    """The change points of one chunk and the event positions around each."""
 
-    ``keys`` are dense entity indices (0..E-1, sorted), ``times`` microseconds.
-    """
+    ent: np.ndarray  # chunk entity index of each point
+    times: np.ndarray  # time of each point (us)
+    packed: np.ndarray  # (entity << tbits) | (time - tmin)
+    tbits: int
+    tmin: int
+    enters: np.ndarray  # K: events (chunk-local) with time <= point
+    lows: list[np.ndarray]  # J per window: first event (chunk-local) inside the window
+    starts: np.ndarray  # first event of each chunk entity
+
+
+def _merge_positions(ent_of: np.ndarray, times: np.ndarray, windows_us: list[int]) -> Points:
+    """Change points of one chunk. ``ent_of`` are dense chunk entity indices (sorted)."""
     n = len(times)
-    m = len(windows_us)
+    finite = [w for w in windows_us if w]
+    m = len(finite)
     tmin = int(times.min())
     trel = times - tmin
-    span = int(trel.max()) + max(windows_us) + 1
+    span = int(trel.max()) + max(finite, default=0) + 1
     tbits = span.bit_length()
     kbits = m.bit_length()
-    if int(keys[-1]).bit_length() + tbits + kbits > 63:
+    if int(ent_of[-1]).bit_length() + tbits + kbits > 63:
         raise OverflowError  # the caller splits the chunk
-    base = (keys << tbits) | trel
+    base = (ent_of << tbits) | trel
     items = np.empty(n * (m + 1), dtype=np.int64)
     items[:n] = base << kbits
-    for j, w in enumerate(windows_us, start=1):
+    for j, w in enumerate(finite, start=1):
         items[j * n : (j + 1) * n] = ((base + w) << kbits) | j
     items.sort(kind="stable")  # merges m + 1 sorted runs
     kind = items & ((1 << kbits) - 1)
@@ -129,42 +235,190 @@ def _merge_positions(
     np.not_equal(point[1:], point[:-1], out=last[:-1])
     # intp positions: numpy gathers with them without converting (3x faster than int32)
     enters = np.cumsum(kind == 0, dtype=np.intp)[last]
-    leaves = [np.cumsum(kind == j, dtype=np.intp)[last] for j in range(1, m + 1)]
+    leaves = iter([np.cumsum(kind == j, dtype=np.intp)[last] for j in range(1, m + 1)])
     point = point[last]
-    return point >> tbits, (point & ((1 << tbits) - 1)) + tmin, enters, leaves
+    ent = point >> tbits
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(ent_of[1:], ent_of[:-1], out=new[1:])
+    starts = np.flatnonzero(new).astype(np.intp)
+    lows = [next(leaves) if w else starts[ent] for w in windows_us]
+    return Points(
+        ent, (point & ((1 << tbits) - 1)) + tmin, point, tbits, tmin, enters, lows, starts
+    )
 
 
-def _chunk_table(
-    spec: WindowSpec, ev: dict[str, np.ndarray], lo: int, hi: int, schema: pa.Schema
-) -> Chunk:
-    k = ev["k"][lo:hi]
-    t = ev["t"][lo:hi]
+def _range_extreme(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn: Any) -> np.ndarray:
+    """fn (np.minimum or np.maximum) over values[lo:hi] per query (hi > lo), by sparse table."""
+    levels = [values]
+    width = 1
+    while width * 2 <= len(values):
+        prev = levels[-1]
+        levels.append(fn(prev[: len(prev) - width], prev[width:]))
+        width *= 2
+    out = np.zeros(len(lo), dtype=values.dtype)
+    some = hi > lo
+    level = np.zeros(len(lo), dtype=np.intp)
+    level[some] = np.floor(np.log2(hi[some] - lo[some])).astype(np.intp)
+    for j in np.unique(level[some]):
+        sel = some & (level == j)
+        table = levels[j]
+        out[sel] = fn(table[lo[sel]], table[hi[sel] - (1 << int(j))])
+    return out
+
+
+Valued = dict[str, tuple[np.ndarray, np.ndarray | None]]  # feature -> (values, valid)
+
+
+def _extreme_columns(
+    spec: WindowSpec, agg: Aggregate, i: int, cols: dict[str, np.ndarray], pts: Points
+) -> Valued:
+    match = cols[f"m{i}"]
+    values = cols[f"v{i}"]
+    fn = np.minimum if agg.function == "min" else np.maximum
+    if values.dtype == np.float64:
+        sentinel: Any = np.inf if agg.function == "min" else -np.inf
+    else:
+        info = np.iinfo(np.int64)
+        sentinel = info.max if agg.function == "min" else info.min
+    masked = np.where(match, values, sentinel)
+    matches = _prefix(match, np.int64)
+    out: Valued = {}
+    for w, lo in zip(spec.windows, pts.lows, strict=True):
+        hi = pts.enters
+        any_ = matches[hi] - matches[lo] > 0
+        best = _range_extreme(masked, lo, hi, fn)
+        out[spec.feature_name(agg, w)] = (best, any_)
+    return out
+
+
+def _last_columns(
+    spec: WindowSpec, agg: Aggregate, i: int, cols: dict[str, np.ndarray], pts: Points
+) -> Valued:
+    match = cols[f"m{i}"]
+    latest = np.maximum.accumulate(np.where(match, np.arange(len(match)), -1))
+    pos = latest[np.maximum(pts.enters - 1, 0)]
+    pos = np.where(pts.enters > 0, pos, -1)
+    out: Valued = {}
+    for w, lo in zip(spec.windows, pts.lows, strict=True):
+        valid = pos >= lo
+        out[spec.feature_name(agg, w)] = (cols[f"v{i}"][np.maximum(pos, 0)], valid)
+    return out
+
+
+def _distinct_columns(
+    spec: WindowSpec,
+    agg: Aggregate,
+    i: int,
+    cols: dict[str, np.ndarray],
+    ent_of: np.ndarray,
+    t: np.ndarray,
+    pts: Points,
+) -> Valued:
+    codes = cols[f"v{i}"]
+    idx = np.flatnonzero(codes >= 0)
+    e, v, ti = ent_of[idx], codes[idx], t[idx] - pts.tmin
+    order = np.lexsort((idx, v, e))  # by entity, value, then time (positions are time-sorted)
+    e, v, ti = e[order], v[order], ti[order]
+    same_next = np.zeros(len(idx), dtype=bool)
+    if len(idx) > 1:
+        same_next[:-1] = (e[1:] == e[:-1]) & (v[1:] == v[:-1])
+    nxt = np.empty(len(idx), dtype=np.int64)
+    if len(idx):
+        nxt[:-1] = ti[1:]
+        nxt[-1] = 0
+    base = e << pts.tbits
+    enters = np.sort(base | ti)
+    ent_lo = pts.ent << pts.tbits  # the first packed value of each point's entity
+    opened = np.searchsorted(enters, pts.packed, side="right") - np.searchsorted(
+        enters, ent_lo, side="left"
+    )
+    out: Valued = {}
+    for w in spec.windows:
+        if w:
+            end = np.where(same_next, np.minimum(ti + w * US, nxt), ti + w * US)
+            leaves = np.sort(base | end)
+        else:
+            leaves = np.sort((base | nxt)[same_next])
+        closed = np.searchsorted(leaves, pts.packed, side="right") - np.searchsorted(
+            leaves, ent_lo, side="left"
+        )
+        out[spec.feature_name(agg, w)] = ((opened - closed).astype(np.int32), None)
+    return out
+
+
+def _chunk_table(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Schema) -> Chunk:
+    k = ev.k[lo:hi]
+    t = ev.t[lo:hi]
     new = np.empty(len(k), dtype=bool)
     new[0] = True
     np.not_equal(k[1:], k[:-1], out=new[1:])
     dense = np.cumsum(new) - 1
-    windows_us = [w * US_PER_DAY for w in spec.windows]
-    ent, times, enters, leaves = _merge_positions(dense, t, windows_us)
-    columns: dict[str, np.ndarray] = {
-        spec.entity_key: k[new][ent],
-        spec.timestamp_field: times,
-    }
+    pts = _merge_positions(dense, t, [w * US for w in spec.windows])
+    codes = k[new][pts.ent]
+    columns: dict[str, Any] = {spec.timestamp_field: pts.times}
+    if ev.keymap.identity:
+        columns[spec.entity_keys[0]] = codes
+    else:
+        columns.update(ev.keymap.decode(codes))
+    cols = {name: col[lo:hi] for name, col in ev.cols.items()}
     prefixes = {
-        name: _prefix(ev[name][lo:hi], np.int32 if name[0] == "c" else np.float64)
-        for name in ev
+        name: _prefix(cols[name], np.int32 if name[0] == "c" else np.float64)
+        for name in cols
         if name[0] in "cs"
     }
     for i, agg in enumerate(spec.aggregates):
-        columns.update(_aggregate_columns(spec, agg, i, prefixes, enters, leaves))
+        if agg.function in PREFIX_FUNCTIONS:
+            columns.update(_aggregate_columns(spec, agg, i, prefixes, pts.enters, pts.lows))
+            continue
+        if agg.function in ("min", "max"):
+            parts = _extreme_columns(spec, agg, i, cols, pts)
+        elif agg.function == "last":
+            parts = _last_columns(spec, agg, i, cols, pts)
+        else:
+            parts = _distinct_columns(spec, agg, i, cols, dense, t, pts)
+        for name, (values, valid) in parts.items():
+            columns[name] = _typed(spec, agg, i, values, valid, ev)
     arrays = [
         pa.array(columns[f.name], type=f.type)
         if f.name != spec.timestamp_field
-        else pa.array(times.astype("datetime64[us]"), type=f.type)
+        else pa.array(pts.times.astype("datetime64[us]"), type=f.type)
         for f in schema
     ]
     table = pa.Table.from_arrays(arrays, schema=schema)
     starts = np.flatnonzero(new)
     return Chunk(table, k[starts], starts, t, prefixes)
+
+
+def _typed(
+    spec: WindowSpec,
+    agg: Aggregate,
+    i: int,
+    values: np.ndarray,
+    valid: np.ndarray | None,
+    ev: Events,
+) -> Any:
+    """The feature column as an arrow array of the output kind, null where not valid."""
+    if valid is None:
+        return values
+    kind = spec.output_kind(agg)
+    mask = ~valid
+    if i in ev.values:  # codes or positions into a decode table
+        decoded = ev.values[i][np.where(valid, values, 0)] if len(ev.values[i]) else values
+        if agg.function == "last" and kind == "timestamp":
+            decoded = decoded.astype("datetime64[us]").astype(np.int64)
+        elif agg.function == "last" and kind in ("int", "float", "bool"):
+            decoded = decoded.astype({"int": np.int64, "float": np.float64, "bool": bool}[kind])
+        values = decoded
+    if kind == "timestamp":
+        return pa.array(np.asarray(values, dtype=np.int64), mask=mask).cast(
+            pa.timestamp("us", tz="UTC")
+        )
+    if kind == "bool":
+        return pa.array(np.asarray(values).astype(bool), mask=mask)
+    if kind == "string":
+        return pa.array(np.asarray(values, dtype=object), type=pa.string(), mask=mask)
+    return pa.array(values, mask=mask)
 
 
 def _aggregate_columns(
@@ -193,20 +447,31 @@ def _aggregate_columns(
             raise DataError(f"{name}: the build kept no sums for a {agg.function} aggregate.")
         total = s_now - np.take(sums, left, mode="clip")
         if agg.function == "sum":
-            out[name] = total
+            out[name] = total.astype(np.int64) if spec.output_kind(agg) == "int" else total
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[name] = np.where(n > 0, total / n, np.nan)
     return out
 
 
+_ARROW = {
+    "int32": pa.int32(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
 def table_schema(spec: WindowSpec) -> pa.Schema:
     fields = [
-        pa.field(spec.entity_key, pa.int64()),
-        pa.field(spec.timestamp_field, pa.timestamp("us", tz="UTC")),
+        pa.field(k, pa.string() if spec.key_kinds.get(k) == "string" else pa.int64())
+        for k in spec.entity_keys
     ]
+    fields.append(pa.field(spec.timestamp_field, pa.timestamp("us", tz="UTC")))
     for agg in spec.aggregates:
-        typ = pa.int32() if agg.function == "count" else pa.float64()
+        typ = _ARROW[spec.output_kind(agg)]
         fields += [pa.field(spec.feature_name(agg, w), typ) for w in spec.windows]
     return pa.schema(fields)
 
@@ -227,14 +492,12 @@ def _chunk_bounds(keys: np.ndarray, size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _chunk_tables(
-    spec: WindowSpec, ev: dict[str, np.ndarray], lo: int, hi: int, schema: pa.Schema
-) -> list[Chunk]:
+def _chunk_tables(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Schema) -> list[Chunk]:
     """The tables of events [lo, hi); halves the chunk when its keys do not fit 63 bits."""
     try:
         return [_chunk_table(spec, ev, lo, hi, schema)]
     except OverflowError:
-        parts = _chunk_bounds(ev["k"][lo:hi], max(1, (hi - lo) // 2))
+        parts = _chunk_bounds(ev.k[lo:hi], max(1, (hi - lo) // 2))
         if len(parts) == 1:
             raise DataError(
                 f"The events of {spec.name!r} span too long a time to pack into 63 bits; "
@@ -249,16 +512,17 @@ def compute_change_points(
     *,
     chunk_events: int = _CHUNK_EVENTS,
     progress: Progress | None = None,
+    events: Events | None = None,
 ) -> Iterator[Chunk]:
     """Yield the change-point table in chunks, sorted by (entity, time).
 
     Chunks are computed on two threads (numpy releases the GIL) while the caller
     consumes earlier ones; at most four chunks are in flight.
     """
-    ev = _read_sorted_events(spec, str(events_path))
+    ev = events if events is not None else _read_sorted_events(spec, str(events_path))
     schema = table_schema(spec)
-    n = len(ev["k"])
-    bounds = _chunk_bounds(ev["k"], chunk_events)
+    n = len(ev.k)
+    bounds = _chunk_bounds(ev.k, chunk_events)
     with ThreadPoolExecutor(max_workers=2) as pool:
         inflight: deque = deque()
         for lo, hi in bounds:
@@ -293,23 +557,30 @@ def build_window_table(
     entities = 0
     events = 0
     schema = table_schema(spec)
-    sidecar = WindowIndexWriter(out, spec)
+    ev = _read_sorted_events(spec, str(events_path))
+    # The compact index answers counts, sums and means; other views are read from the table.
+    sidecar = WindowIndexWriter(out, spec, ev.keymap) if spec.prefix_only else None
     try:
         with pq.ParquetWriter(tmp, schema, compression="lz4", use_dictionary=False) as writer:
             for chunk in compute_change_points(
-                spec, events_path, chunk_events=chunk_events, progress=progress
+                spec, events_path, chunk_events=chunk_events, progress=progress, events=ev
             ):
                 writer.write_table(chunk.table, row_group_size=1 << 20)
-                sidecar.write(chunk)
+                if sidecar is not None:
+                    sidecar.write(chunk)
                 rows += chunk.table.num_rows
                 entities += len(chunk.keys)
         os.replace(tmp, out)
-        sidecar.commit(out)
+        if sidecar is not None:
+            sidecar.commit(out)
+        else:
+            remove_window_index(out)
     except BaseException:
-        sidecar.abort()
+        if sidecar is not None:
+            sidecar.abort()
         raise
     finally:
         if tmp.exists():
             tmp.unlink()
-    events = pq.read_metadata(events_path).num_rows
+    events = len(ev.k)
     return TableStats(view=spec.name, path=str(out), events=events, entities=entities, rows=rows)

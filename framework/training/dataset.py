@@ -146,6 +146,8 @@ def _window_facts(views: list[ViewFeatures]) -> dict[str, list[Any]]:
             continue
         zero_fill += [f for f in vf.features if f in vf.zero_fill]
         for agg in spec.aggregates:
+            if agg.function not in ("count", "count_distinct"):
+                continue  # only counts never fall as the window grows (a sum may)
             group = [spec.feature_name(agg, w) for w in spec.windows]
             group = [f for f in group if f in vf.features and f in vf.zero_fill]
             if len(group) > 1:

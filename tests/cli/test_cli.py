@@ -182,7 +182,7 @@ def test_online_json_and_unknown_entity(run, cli_repo):
             1,
             "Unknown feature service 'nope'",
         ),
-        (["features", "online", "--entity", "customer=1"], 1, "missing ['user_id']"),
+        (["features", "online", "--entity", "customer=1"], 2, "missing ['user_id']"),
         (
             ["features", "online", "--entity", "user_id=1", "--feature", "user_events_count_8d"],
             1,

@@ -79,20 +79,39 @@ def test_materialize_merges_and_rebuilds_the_windows(repo):
     assert materialize(repo, end=T).merged_events == 0  # nothing new: the windows are kept
 
 
-def test_resent_events_and_a_crash_before_cleanup_are_not_counted_twice(repo, tmp_path):
+def test_identical_rows_are_separate_events(repo):
+    """Two equal purchases on one day are two events: nothing is deduplicated."""
+    log = event_log_path(repo)
+    rows = len(pd.read_parquet(log))
+    new = pa.Table.from_pandas(_new_events([7, 7], T), preserve_index=False)
+    assert append(repo, new) == 2
+    assert append(repo, new) == 2  # sent again without a batch id: two more events
+    merged = compact(repo)
+    assert (merged.files, merged.added, merged.duplicates, merged.total) == (2, 4, 0, rows + 4)
+
+
+def test_a_batch_id_makes_resending_safe_and_a_crash_before_cleanup_is_not_counted_twice(
+    repo, tmp_path
+):
     log = event_log_path(repo)
     rows = len(pd.read_parquet(log))
     new = pa.Table.from_pandas(_new_events([7, 8], T), preserve_index=False)
-    append(repo, new)
-    append(repo, new)  # a client re-sends after a timeout
+    assert append(repo, new, batch_id="b-1") == 2
+    assert append(repo, new, batch_id="b-1") == 2  # a client re-sends after a timeout
+    assert len(inbox_files(repo)) == 1
     saved = [shutil.copy(f, tmp_path / f.name) for f in inbox_files(repo)]
     first = compact(repo)
-    assert (first.files, first.added, first.duplicates, first.total) == (2, 2, 2, rows + 2)
+    assert (first.files, first.added, first.total) == (1, 2, rows + 2)
+    assert append(repo, new, batch_id="b-1") == 2  # after the merge: still taken once
+    assert inbox_files(repo) == []
+    other = pa.Table.from_pandas(_new_events([9], T), preserve_index=False)
+    with pytest.raises(DataError, match="batch 'b-1' was taken before with other rows"):
+        append(repo, other, batch_id="b-1")
     # A crash after the log was replaced but before the inbox was cleaned: the files come back.
     for f in saved:
         shutil.copy(f, log.with_name(log.name + ".inbox"))
     again = compact(repo)
-    assert (again.added, again.duplicates, again.total) == (0, 4, rows + 2)
+    assert (again.added, again.total) == (0, rows + 2)
     assert len(pd.read_parquet(log)) == rows + 2
     assert inbox_files(repo) == []
 
@@ -131,7 +150,7 @@ def test_a_corrupted_file_is_refused_with_a_report_of_every_problem(repo, tmp_pa
     bad["user_id"] = bad.user_id.astype("Int64")
     bad.loc[5, "user_id"] = pd.NA
     with pytest.raises(RefusedEvents) as info:
-        append(repo, pa.Table.from_pandas(bad, preserve_index=False), source="bad.parquet")
+        append(repo, pa.Table.from_pandas(bad, preserve_index=False), origin="bad.parquet")
     found = {p.check.split(" (")[0]: p for p in info.value.violations}
     assert set(found) == {
         "user_id is missing",
@@ -156,11 +175,13 @@ def test_cli_ingest_of_a_csv(repo, tmp_path):
         "11,2025-09-01T10:00:00Z,purchase,direct,12.5\n"
         "12,2025-09-01T11:00:00+02:00,conversion,email,\n"
     )
-    result = CliRunner().invoke(main, ["--repo", str(repo.path), "events", "ingest", str(path)])
+    args = ["--repo", str(repo.path), "events", "ingest", str(path), "--batch-id", "csv-1"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "Appended 2 of 2 events" in result.output
-    result = CliRunner().invoke(main, ["--repo", str(repo.path), "events", "ingest", str(path)])
-    assert "Appended 0 of 2 events (2 were already logged)" in result.output
+    result = CliRunner().invoke(main, args)  # re-run: the batch was taken
+    assert result.exit_code == 0, result.output
+    assert "Appended 0 of 2 events" in result.output
     log_frame = pd.read_parquet(log)
     assert len(log_frame) == rows + 2
     last = log_frame[log_frame.user_id == 12].iloc[-1]
@@ -187,7 +208,7 @@ def test_a_contract_without_a_future_limit_takes_any_time():
     import pyarrow as pa
 
     from framework.collect.checks import contract_violations
-    from framework.declare.contracts import EventContract
+    from framework.declare.contracts import SourceContract
 
     far = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
     table = pa.table(
@@ -199,6 +220,8 @@ def test_a_contract_without_a_future_limit_takes_any_time():
             "amount": pa.array([None], pa.float64()),
         }
     )
-    assert contract_violations(table, EventContract(max_future=timedelta(days=3_000_000))) == []
-    refused = contract_violations(table, EventContract())
+    forever = SourceContract(source="events", max_future=timedelta(days=3_000_000))
+    ts = "event_timestamp"
+    assert contract_violations(table, forever, timestamp_field=ts) == []
+    refused = contract_violations(table, SourceContract(source="events"), timestamp_field=ts)
     assert [v.check.split(" (")[0] for v in refused] == ["event_timestamp in the future"]

@@ -199,10 +199,25 @@ def test_events_breaking_the_contract_are_422_with_a_report(served):
     assert len(inbox_files(repo)) == before
 
 
-def test_duplicate_events_in_one_request_are_refused(served):
-    _, url = served
-    response = requests.post(f"{url}/events", json={"events": [GOOD, GOOD]}, timeout=30)
-    assert response.status_code == 422 and "duplicate" in response.text
+def test_identical_events_are_two_events_and_an_idempotency_key_takes_a_batch_once(served):
+    repo, url = served
+    # A user the other tests do not score: these events change its features.
+    event = {**GOOD, "user_id": 987_654}
+    before = len(inbox_files(repo))
+    response = requests.post(f"{url}/events", json={"events": [event, event]}, timeout=30)
+    assert response.status_code == 202 and response.json() == {"accepted": 2}
+    assert len(inbox_files(repo)) == before + 1
+    key = {"Idempotency-Key": "batch-42"}
+    for _ in range(2):  # a client re-sends after a timeout: the same answer, one batch
+        again = requests.post(f"{url}/events", json={"events": [event]}, headers=key, timeout=30)
+        assert again.status_code == 202 and again.json() == {"accepted": 1}
+    assert len(inbox_files(repo)) == before + 2
+    other = {**event, "event_type": "purchase", "amount": 3.0}
+    refused = requests.post(f"{url}/events", json={"events": [other]}, headers=key, timeout=30)
+    assert refused.status_code == 422 and "batch-42" in refused.text
+    assert len(inbox_files(repo)) == before + 2
+    unknown = requests.post(f"{url}/events", json={"source": "nope", "events": [event]}, timeout=30)
+    assert unknown.status_code == 422 and "source" in unknown.text
     empty = requests.post(f"{url}/events", json={"events": []}, timeout=30)
     assert empty.status_code == 422
 

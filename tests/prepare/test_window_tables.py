@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,10 +196,14 @@ def test_ttl_is_the_largest_gap_between_windows():
     [
         ({"windows": []}, "at least one window"),
         ({"windows": [7, 7]}, "distinct"),
-        ({"windows": [0]}, "whole days > 0"),
-        ({"windows": [1.5]}, "whole days > 0"),
+        ({"windows": [0]}, "a whole number of days"),
+        ({"windows": [1.5]}, "a whole number of days"),
+        ({"windows": [timedelta(milliseconds=500)]}, "at least 1 s"),
+        ({"windows": [timedelta(hours=24), 1]}, "distinct"),
+        ({"windows": ["forever"]}, "LIFETIME"),
         ({"aggregates": []}, "at least one aggregate"),
-        ({"aggregates": [Aggregate("a"), Aggregate("a")]}, "distinct"),
+        ({"aggregates": [Aggregate("a"), Aggregate("a")]}, "must differ by name or function"),
+        ({"entity": None}, "needs entity="),
     ],
 )
 def test_bad_declarations_are_refused(kwargs, message):
@@ -237,7 +243,7 @@ def test_a_stale_or_foreign_index_is_not_used(tmp_path):
     build_window_table(spec)
     assert load_window_index(spec) is not None
     other = _spec(tmp_path, events)
-    changed = type(other)(**{**other.__dict__, "windows": (2, 7, 30)})
+    changed = type(other)(**{**other.__dict__, "windows": (2 * 86400, 7 * 86400, 30 * 86400)})
     assert load_window_index(changed) is None  # built for another declaration
     table = pd.read_parquet(spec.table_path)
     table.to_parquet(spec.table_path)  # rewritten by someone else: size/mtime differ

@@ -32,7 +32,14 @@ from framework.deploy.service.schemas import (
     RequestModels,
     error_responses,
 )
-from framework.errors import DataError, InvalidRequest, LifecycleError, StoreError, Unauthorized
+from framework.errors import (
+    ConfigError,
+    DataError,
+    InvalidRequest,
+    LifecycleError,
+    StoreError,
+    Unauthorized,
+)
 
 __all__ = ["Service", "add_routes"]
 
@@ -76,10 +83,21 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
             finite(answer), background=BackgroundTask(service.log_predictions, pending)
         )
 
-    def post_events(body: Any) -> dict[str, Any]:
-        """Append events durably to the offline event log (merged by the next apply or
-        materialize). Answered only once the events are on disk."""
-        return {"accepted": _append_events(service.repo, body.events)}
+    def post_events(
+        body: Any,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=256,
+                description="Makes re-sending safe: a batch with a key already taken is "
+                "accepted once (the same rows again: the same answer; other rows: 422).",
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Append events durably to their source's offline log (merged by the next apply
+        or materialize). Answered only once the events are on disk."""
+        accepted = _append_events(service.repo, bodies, body.source, body.events, idempotency_key)
+        return {"accepted": accepted}
 
     # The bodies are this repo's models (built at run time): given to FastAPI as such.
     predict.__annotations__["body"] = bodies.predict
@@ -136,18 +154,39 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
         )
 
 
-def _append_events(repo: FeatureRepo, events: list[BaseModel]) -> int:
+def _append_events(
+    repo: FeatureRepo,
+    bodies: RequestModels,
+    source: str | None,
+    events: list[Any],
+    batch_id: str | None,
+) -> int:
     import pyarrow as pa
+    from pydantic import ValidationError
 
-    from framework.collect.ingest import EVENT_SCHEMA, append
+    from framework.collect.ingest import append, log_schema
 
     try:
-        rows = [e.model_dump() for e in events]
-        table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
-    except (pa.ArrowException, OverflowError, ValueError) as exc:  # e.g. year 9999 at -23:59
+        src = repo.event_source(source)
+        schema = log_schema(repo.source_contract(src))
+    except ConfigError as exc:
+        raise InvalidRequest("source", str(exc)) from exc
+    model = bodies.event_models.get(src.name)
+    try:
+        rows = []
+        for e in events:
+            if model is not None and not isinstance(e, model):
+                # parsed as another source's event (or as a plain dict): check it as this one's
+                raw = e.model_dump(mode="json") if isinstance(e, BaseModel) else e
+                e = model.model_validate(raw)
+            rows.append(e.model_dump() if isinstance(e, BaseModel) else e)
+        table = pa.Table.from_pylist(rows, schema=schema)
+    except ValidationError as exc:
+        raise InvalidRequest("events", f"not an event of source {src.name!r}: {exc}") from exc
+    except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
         raise InvalidRequest("events", str(exc)) from exc
     try:
-        return append(repo, table, source="events")
+        return append(repo, table, source=src.name, origin="events", batch_id=batch_id)
     except DataError as exc:
         if type(exc) is DataError:  # RefusedEvents keeps its own status and violations
             raise InvalidRequest("events", str(exc)) from exc

@@ -4,8 +4,8 @@ The request models are built per app from the repo's declarations
 (``build_request_models``): ``problem`` is an enum of the declared problems, an
 entity has the problems' key fields (64-bit integers) and an optional
 ``event_timestamp`` (epoch seconds), a batch holds at most the app's
-``max_entities``; an event's ``event_type`` and ``source`` are enums of the
-repo's ``EventContract`` and its ``amount`` has the contract's minimum. A
+``max_entities``; an event has its source's columns with their kinds, enums
+for the contract's allowed values and its numeric ranges as bounds. A
 generated request that follows the schema therefore reaches feature lookup,
 scoring and the logs, not only the refusals.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from annotated_types import Ge, Le
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     create_model,
 )
 
@@ -146,6 +147,7 @@ class RequestModels:
 
     predict: type[BaseModel]
     events: type[BaseModel]
+    event_models: dict[str, type[BaseModel]]
 
 
 def _text(values: tuple[str, ...] | None, description: str) -> tuple[Any, Any]:
@@ -182,28 +184,78 @@ def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
             Field(min_length=1, description=f"At most {max_entities} (more: 413)."),
         ),
     )
-    contract = repo.event_contract
-    low = contract.min_amount
-    event = create_model(
-        "Event",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="One product event (the event log's schema; see ``framework.collect.checks``).",
-        user_id=(Int64, ...),
-        event_timestamp=(
-            IsoTime,
-            Field(description="With a time zone, e.g. 2025-06-01T12:00:00Z; not in the future."),
-        ),
-        event_type=_text(contract.event_types, "The event's type (the repo's EventContract)."),
-        source=_text(contract.sources, "Where the event came from (the EventContract)."),
-        amount=(
-            Annotated[float, *([Ge(low)] if low is not None else []), BeforeValidator(_json_number)]
-            | None,
-            None,
-        ),
-    )
-    events = create_model(
-        "EventsRequest",
-        __config__=ConfigDict(extra="forbid"),
-        events=(list[event], Field(min_length=1, max_length=MAX_EVENTS)),  # type: ignore[valid-type]
-    )
-    return RequestModels(predict=predict, events=events)
+    models = event_models(repo)
+    events: type[BaseModel]
+    if not models:
+        events = create_model(
+            "EventsRequest",
+            __config__=ConfigDict(extra="forbid"),
+            source=(str | None, None),
+            events=(list[dict[str, Any]], Field(min_length=1, max_length=MAX_EVENTS)),
+        )
+    else:
+        names = tuple(models)
+        one = len(names) == 1
+        union: Any = models[names[0]] if one else Union[tuple(models.values())]  # noqa: UP007
+        source_type: Any = Literal[names] | None if one else Literal[names]
+        events = create_model(
+            "EventsRequest",
+            __config__=ConfigDict(extra="forbid"),
+            __doc__="Events of one declared source, checked against its contract.",
+            source=(
+                source_type,
+                Field(
+                    default=names[0] if one else ...,
+                    description="The event source (optional when the repo has one).",
+                ),
+            ),
+            events=(list[union], Field(min_length=1, max_length=MAX_EVENTS)),
+        )
+    return RequestModels(predict=predict, events=events, event_models=models)
+
+
+def _event_field(kind: str, column: str, contract: Any) -> Any:
+    if column in contract.allowed:
+        return Literal[tuple(contract.allowed[column])]
+    if kind == "int":
+        return Int64
+    if kind == "float":
+        low, high = contract.ranges.get(column, (None, None))
+        bounds = [
+            *([Ge(low)] if low is not None else []),
+            *([Le(high)] if high is not None else []),
+        ]
+        return Annotated[float, *bounds, BeforeValidator(_json_number)]
+    if kind == "bool":
+        return StrictBool
+    if kind == "timestamp":
+        return IsoTime
+    return Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+def event_models(repo: FeatureRepo) -> dict[str, type[BaseModel]]:
+    """One model per event source, from its contract (declared or recorded at apply)."""
+    out: dict[str, type[BaseModel]] = {}
+    for name, src in repo.event_sources.items():
+        try:
+            contract = repo.source_contract(src)
+        except Exception:  # no contract known yet (never applied): no typed model
+            continue
+        fields: dict[str, Any] = {}
+        for col in contract.column_list(src.timestamp_field):
+            typ = _event_field(col.kind, col.name, contract)
+            desc = f"{col.kind}" + (
+                " (with a time zone, not in the future)" if col.kind == "timestamp" else ""
+            )
+            if col.nullable and col.name not in src.keys:
+                fields[col.name] = (typ | None, Field(default=None, description=desc))
+            else:
+                fields[col.name] = (typ, Field(description=desc))
+        title = "".join(part.capitalize() for part in name.split("_")) or "Event"
+        out[name] = create_model(
+            f"{title}Event",
+            __config__=ConfigDict(extra="forbid"),
+            __doc__=f"One event of source {name!r} (its contract).",
+            **fields,
+        )
+    return out

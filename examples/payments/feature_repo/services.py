@@ -1,0 +1,10 @@
+"""Feature services of the card-payments example."""
+
+from feast import FeatureService
+from features import card_disputes, card_merchant, card_spend, merchant_volume
+
+fraud_v1 = FeatureService(
+    name="fraud_v1",
+    features=[card_spend, merchant_volume, card_merchant, card_disputes],
+    description="Features of a payment-dispute model.",
+)

@@ -1,0 +1,75 @@
+"""Entity keys of any shape as dense int64 codes, for the numpy indexes.
+
+One integer join key is its own code. Any other key (a string, or several
+columns) gets the position of its value in a table of the distinct keys: the
+indexes then search int64 codes whatever the key, and a lookup maps each
+requested key to its code through a hash table (``-1`` for a key never seen).
+The mapping is exact: no hashing of values into codes, so no collisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["KeyMap", "dense_codes"]
+
+
+def _column(values: Any) -> np.ndarray:
+    if hasattr(values, "to_numpy"):
+        try:
+            return np.asarray(values.to_numpy(zero_copy_only=False))
+        except TypeError:
+            return np.asarray(values.to_numpy())
+    return np.asarray(values)
+
+
+def dense_codes(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by the key columns: (code per row, position of each key's first row)."""
+    n = len(columns[0]) if columns else 0
+    new = np.zeros(n, dtype=bool)
+    if n:
+        new[0] = True
+        for col in columns:
+            new[1:] |= col[1:] != col[:-1]
+    starts = np.flatnonzero(new)
+    return np.cumsum(new, dtype=np.int64) - 1, starts
+
+
+@dataclass
+class KeyMap:
+    """Distinct keys (one array per key column, in code order) and their lookup."""
+
+    names: tuple[str, ...]
+    columns: tuple[np.ndarray, ...]
+    _index: pd.Index | None = None
+
+    @property
+    def identity(self) -> bool:
+        return not self.names
+
+    def _lookup(self) -> pd.Index:
+        if self._index is None:
+            if len(self.columns) == 1:
+                self._index = pd.Index(self.columns[0])
+            else:
+                self._index = pd.MultiIndex.from_arrays(list(self.columns))
+        return self._index
+
+    def codes(self, frame: Any) -> np.ndarray:
+        """The code of each row's key in ``frame`` (anything indexable by column name)."""
+        cols = [_column(frame[name]) for name in self.names]
+        index = self._lookup()
+        if len(cols) == 1:
+            query: Any = pd.Index(cols[0])
+            if index.dtype == object and query.dtype != object:
+                query = pd.Index(cols[0].astype(object))
+        else:
+            query = pd.MultiIndex.from_arrays(cols)
+        return np.asarray(index.get_indexer(query), dtype=np.int64)
+
+    def decode(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        return {n: c[codes] for n, c in zip(self.names, self.columns, strict=True)}
