@@ -27,14 +27,22 @@ def _column(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-def dense_codes(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by the key columns: (code per row, position of each key's first row)."""
+def dense_codes(columns: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by the key columns (numpy or Arrow arrays): (code per row, position
+    of each key's first row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     n = len(columns[0]) if columns else 0
     new = np.zeros(n, dtype=bool)
     if n:
         new[0] = True
         for col in columns:
-            new[1:] |= col[1:] != col[:-1]
+            if isinstance(col, pa.Array | pa.ChunkedArray):
+                differs = pc.not_equal(col.slice(1), col.slice(0, n - 1))
+                new[1:] |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
+            else:
+                new[1:] |= col[1:] != col[:-1]
     starts = np.flatnonzero(new)
     return np.cumsum(new, dtype=np.int64) - 1, starts
 

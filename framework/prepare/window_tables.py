@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from framework.common.keys import KeyMap, dense_codes
@@ -112,35 +113,40 @@ def _select_sql(spec: WindowSpec, path: str) -> str:
     return f"SELECT {', '.join(cols)} FROM {src} ORDER BY {', '.join(order)}"
 
 
-def _numpy(col: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(col.combine_chunks().to_numpy(zero_copy_only=False))
+def _numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return np.asarray(col.to_numpy(zero_copy_only=False))
 
 
 def _value_column(
     spec: WindowSpec, i: int, agg: Aggregate, raw: pa.ChunkedArray, match: np.ndarray, ev: Events
 ) -> None:
-    """v{i}: an int64 or float64 array the kernels can compare; decode tables beside it."""
-    kind = spec.column_kinds.get(agg.column or "")
-    if agg.function == "count_distinct":
-        import pandas as pd
+    """v{i}: an int64 or float64 array the kernels can compare; decode tables beside it.
 
-        codes, _ = pd.factorize(_numpy(raw), use_na_sentinel=True)
-        ev.cols[f"v{i}"] = np.where(match, codes, -1).astype(np.int64)
+    Strings stay in Arrow (no Python object per event): distinct counts and string
+    extremes compare dictionary codes (ranked in code-point order for min/max); ``last``
+    keeps positions into the raw column.
+    """
+    kind = spec.column_kinds.get(agg.column or "")
+    column = raw.combine_chunks()
+    if agg.function == "last":
+        ev.cols[f"v{i}"] = np.arange(len(column), dtype=np.int64)
+        ev.values[i] = column
         return
-    if kind == "string" or agg.function == "last":
-        values = _numpy(raw)
-        if agg.function == "last":  # positions into the decode table: the raw column itself
-            ev.cols[f"v{i}"] = np.arange(len(values), dtype=np.int64)
-            ev.values[i] = values
-            return
-        present = values[match]
-        uniques, inverse = np.unique(present.astype(str), return_inverse=True)
-        codes = np.full(len(values), -1, dtype=np.int64)
-        codes[match] = inverse
-        ev.cols[f"v{i}"] = codes
-        ev.values[i] = uniques.astype(object)
+    if agg.function == "count_distinct" or kind == "string":
+        encoded = pc.dictionary_encode(column)
+        codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
+        if agg.function != "count_distinct":  # rank the codes in code-point order
+            dictionary = encoded.dictionary
+            order = np.asarray(pc.array_sort_indices(dictionary).to_numpy(), dtype=np.int64)
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+            ev.values[i] = dictionary.take(pa.array(order))
+        ev.cols[f"v{i}"] = np.where(match, codes, -1)
         return
-    filled = raw.combine_chunks().fill_null(0)
+    filled = column.fill_null(0)
     if kind == "float":
         ev.cols[f"v{i}"] = np.asarray(filled.cast(pa.float64()).to_numpy(), dtype=np.float64)
     else:
@@ -158,19 +164,20 @@ def _read_sorted_events(spec: WindowSpec, path: str) -> Events:
         raise DataError(f"Could not read events for {spec.name!r} from {path}: {exc}") from exc
     finally:
         con.close()
-    key_cols = [_numpy(table.column("key_" + k)) for k in spec.entity_keys]
-    for name, _col in zip(spec.entity_keys, key_cols, strict=True):
-        if table.column("key_" + name).null_count:
+    key_cols = [table.column("key_" + k).combine_chunks() for k in spec.entity_keys]
+    for name, col in zip(spec.entity_keys, key_cols, strict=True):
+        if col.null_count:
             raise DataError(
                 f"Events of {spec.name!r} ({path}) have null values in join key {name!r}; "
                 "every event needs its entity."
             )
     if spec.int_key:
-        codes = key_cols[0].astype(np.int64)
+        codes = _numpy(key_cols[0]).astype(np.int64)
         keymap = KeyMap((), ())
     else:
         codes, starts = dense_codes(key_cols)
-        keymap = KeyMap(tuple(spec.entity_keys), tuple(c[starts] for c in key_cols))
+        distinct = tuple(_numpy(c.take(pa.array(starts))) for c in key_cols)
+        keymap = KeyMap(tuple(spec.entity_keys), distinct)
     times = table.column("t")
     if times.null_count:
         raise DataError(
@@ -403,13 +410,12 @@ def _typed(
         return values
     kind = spec.output_kind(agg)
     mask = ~valid
-    if i in ev.values:  # codes or positions into a decode table
-        decoded = ev.values[i][np.where(valid, values, 0)] if len(ev.values[i]) else values
-        if agg.function == "last" and kind == "timestamp":
-            decoded = decoded.astype("datetime64[us]").astype(np.int64)
-        elif agg.function == "last" and kind in ("int", "float", "bool"):
-            decoded = decoded.astype({"int": np.int64, "float": np.float64, "bool": bool}[kind])
-        values = decoded
+    if i in ev.values:  # codes or positions into a decode table (Arrow)
+        taken = ev.values[i].take(pa.array(np.where(valid, values, 0)))
+        column = pc.if_else(pa.array(valid), taken, pa.nulls(len(taken), type=taken.type))
+        if kind == "timestamp" and not pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        return column.cast(_ARROW[kind])
     if kind == "timestamp":
         return pa.array(np.asarray(values, dtype=np.int64), mask=mask).cast(
             pa.timestamp("us", tz="UTC")

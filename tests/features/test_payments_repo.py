@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, FeatureRepoError, RefusedEvents
@@ -172,6 +174,54 @@ def test_online_values_after_materialize_equal_the_historical_ones(payments):
     ]
 
 
+def test_stock_feast_materialize_writes_the_same_online_values(payments):
+    repo, pay, _ = payments
+    at = pay.ts.max() + pd.Timedelta(hours=3)
+    materialize(repo, end=at)
+    rows = [
+        {"card_id": c, "merchant_id": m} for c, m in pay[["card_id", "merchant_id"]].head(8).values
+    ]
+    refs = [
+        "card_merchant:card_merchant_amount_last_lifetime",
+        "card_merchant:card_merchant_payments_count_30d",
+        "card_spend:card_merchants_count_distinct_7d",
+    ]
+    ours = repo.store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    views = [repo.store.get_feature_view(n) for n in ("card_merchant", "card_spend")]
+    repo.store.materialize(
+        start_date=(pay.ts.min() - pd.Timedelta(days=1)).to_pydatetime(),
+        end_date=at.to_pydatetime(),
+        feature_views=[v.name for v in views],
+    )
+    stock = repo.store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    assert stock == ours
+    assert all(v >= 1 for v in ours["card_merchant_payments_count_30d"])
+
+
+def test_the_events_schema_has_each_sources_fields(payments):
+    from framework.deploy.service.schemas import event_models
+
+    repo, _, _ = payments
+    models = event_models(FeatureRepo(repo.path))
+    assert set(models) == {"chargebacks", "payments"}
+    pay = models["payments"].model_json_schema()
+    assert set(pay["properties"]) == {
+        "payment_id",
+        "card_id",
+        "ts",
+        "merchant_id",
+        "channel",
+        "amount",
+    }
+    channel = json.dumps(pay["properties"]["channel"])
+    assert all(v in channel for v in ("web", "pos", "phone"))
+    assert "channel" not in pay["required"] and "card_id" in pay["required"]
+    assert pay["properties"]["amount"]["minimum"] == 0.01
+    cb = models["chargebacks"].model_json_schema()
+    assert set(cb["properties"]) == {"card_id", "merchant_id", "reported_at", "reason"}
+    assert "card_id" in cb["required"]  # a key the views read: never null
+
+
 def _py(value):
     if value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -273,3 +323,72 @@ def test_unknown_columns_are_named_at_apply(tmp_path):
         FeatureRepoError, match=r"reads column 'merchant'.*close matches: \['merchant_id'\]"
     ):
         apply(FeatureRepo(path))
+
+
+payment_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["c_1", "c_2", "c_10"]),
+        st.sampled_from(["m_1", "m_2"]),
+        # seconds: ties, and gaps of exactly 15 min, 1 h, 1 d, 36 h and 7 d
+        st.sampled_from([0, 0, 60, 900, 960, 3600, 86_400, 129_600, 604_800, 700_000]),
+        st.sampled_from(["web", "pos", None]),
+        st.sampled_from([0.01, 5.0, 12.5, 99.99]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(raw=payment_rows, disputes=st.lists(st.integers(0, 11), min_size=1, max_size=3))
+def test_generated_logs_match_the_oracle_offline_on_both_engines_and_online(
+    tmp_path_factory, raw, disputes
+):
+    """Hypothesis-made logs through apply, both retrieval engines, materialize and the
+    profile's online store, each against the oracle."""
+    base = pd.Timestamp("2025-09-01", tz="UTC")
+    path = copy_payments_repo(tmp_path_factory.mktemp("gen") / "feature_repo", cards=None)
+    pay = pd.DataFrame(raw, columns=["card_id", "merchant_id", "sec", "channel", "amount"])
+    pay.insert(0, "payment_id", [f"p_{i}" for i in range(len(pay))])
+    pay["ts"] = (base + pd.to_timedelta(pay.pop("sec"), unit="s")).astype("datetime64[us, UTC]")
+    pay = pay[["payment_id", "card_id", "ts", "merchant_id", "channel", "amount"]]
+    picked = pay.iloc[[d % len(pay) for d in disputes]]
+    cb = pd.DataFrame(
+        {
+            "card_id": picked.card_id.to_numpy(),
+            "merchant_id": picked.merchant_id.to_numpy(),
+            "reported_at": (picked.ts + pd.Timedelta(days=2)).to_numpy(),
+            "reason": ["fraud", "other", "fraud"][: len(picked)],
+        }
+    )
+    cb["reported_at"] = pd.to_datetime(cb.reported_at, utc=True).astype("datetime64[us, UTC]")
+    (path / "data").mkdir(parents=True, exist_ok=True)
+    pay.to_parquet(path / "data" / "payments.parquet", index=False)
+    cb.to_parquet(path / "data" / "chargebacks.parquet", index=False)
+    repo = FeatureRepo(path)
+    apply(repo)
+    times = sorted({*pay.ts, *(pay.ts + 15 * M), *(pay.ts + 36 * H - pd.Timedelta(seconds=1))})
+    rows = pd.DataFrame(
+        [(c, m, t) for t in times[:12] for c, m in [("c_1", "m_1"), ("c_10", "m_2")]],
+        columns=["card_id", "merchant_id", "event_timestamp"],
+    ).astype({"event_timestamp": "datetime64[us, UTC]"})
+    direct = get_historical_features(repo, rows, "fraud_v1", engine="direct")
+    feast = get_historical_features(repo, rows, "fraud_v1", engine="feast")
+    pd.testing.assert_frame_equal(direct, feast, check_dtype=False)
+    for i, r in rows.iterrows():
+        for name, value in _oracle(pay, cb, r.card_id, r.merchant_id, r.event_timestamp).items():
+            assert _equal(direct.loc[i, name], value), (name, r.tolist())
+    at = pay.ts.max() + 2 * H
+    materialize(repo, end=at)
+    entity_rows = [
+        {"card_id": c, "merchant_id": m, "event_timestamp": at}
+        for c, m in pay[["card_id", "merchant_id"]].drop_duplicates().values
+    ]
+    online = get_online_features(repo, entity_rows, "fraud_v1")
+    for i, r in enumerate(entity_rows):
+        for name, value in _oracle(pay, cb, r["card_id"], r["merchant_id"], at).items():
+            assert _equal(_py(online[name].iloc[i]), value), (name, r)
