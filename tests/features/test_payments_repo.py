@@ -392,3 +392,53 @@ def test_generated_logs_match_the_oracle_offline_on_both_engines_and_online(
     for i, r in enumerate(entity_rows):
         for name, value in _oracle(pay, cb, r["card_id"], r["merchant_id"], at).items():
             assert _equal(_py(online[name].iloc[i]), value), (name, r)
+
+
+def test_post_events_takes_each_source_by_name(payments, tmp_path):
+    import requests
+
+    from framework.collect.ingest import inbox_files
+    from framework.deploy.service import create_app
+    from tests.helpers import clone_repo, serve_app
+
+    repo = clone_repo(payments[0], tmp_path / "repo")
+    server, thread, url = serve_app(create_app(repo))
+    try:
+        payment = {
+            "payment_id": "p_http_1",
+            "card_id": "c_1",
+            "ts": "2025-09-30T10:00:00Z",
+            "merchant_id": "m_1",
+            "channel": "web",
+            "amount": 12.5,
+        }
+        body = {"source": "payments", "events": [payment]}
+        first = requests.post(f"{url}/events", json=body, timeout=30)
+        assert first.status_code == 202 and first.json() == {"accepted": 1}
+        again = requests.post(f"{url}/events", json=body, timeout=30)  # the same id, same content
+        assert again.status_code == 202 and again.json() == {"accepted": 0}
+        changed = {**payment, "amount": 13.0}
+        refused = requests.post(
+            f"{url}/events", json={"source": "payments", "events": [changed]}, timeout=30
+        )
+        assert refused.status_code == 422 and "p_http_1" in refused.text
+        chargeback = {
+            "card_id": "c_1",
+            "merchant_id": "m_1",
+            "reported_at": "2025-09-30T11:00:00Z",
+            "reason": "fraud",
+        }
+        wrong = requests.post(
+            f"{url}/events", json={"source": "payments", "events": [chargeback]}, timeout=30
+        )
+        assert wrong.status_code == 422 and "payments" in wrong.text
+        ok = requests.post(
+            f"{url}/events", json={"source": "chargebacks", "events": [chargeback]}, timeout=30
+        )
+        assert ok.status_code == 202, ok.text
+        unnamed = requests.post(f"{url}/events", json={"events": [chargeback]}, timeout=30)
+        assert unnamed.status_code == 422  # two sources: the request names one
+        assert len(inbox_files(repo)) == 2
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
