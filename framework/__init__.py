@@ -4,8 +4,9 @@ The stable public API, by stage (imported lazily, so that ``lifecycle --help``
 and a feature repo's ``import framework`` do not pay for Feast, pandas or
 scikit-learn until a name is used)::
 
-    declare    WindowedFeatureView, Aggregate, DateExpansions, Problem, NoEvents, Sum,
-               WeeklyCutoffs, Monitoring, SourceContract, Experiment, FeatureRepo
+    declare    WindowedFeatureView, Aggregate, LIFETIME, DateExpansions, SourceContract,
+               Problem, NoEvents, AnyEvent, Count, Sum, Mean, LabelTable, Cutoffs,
+               WeeklyCutoffs, EventSpine, TableSpine, Monitoring, Experiment, FeatureRepo
     collect    append_events
     prepare    apply
     features   get_historical_features, get_online_features, materialize
@@ -35,6 +36,13 @@ _LAZY = {
     "FeatureRepo": "framework.declare.repo",
     "Monitoring": "framework.declare.problems",
     "NoEvents": "framework.declare.problems",
+    "AnyEvent": "framework.declare.problems",
+    "Count": "framework.declare.problems",
+    "Mean": "framework.declare.problems",
+    "Cutoffs": "framework.declare.problems",
+    "EventSpine": "framework.declare.problems",
+    "TableSpine": "framework.declare.problems",
+    "LabelTable": "framework.declare.problems",
     "Problem": "framework.declare.problems",
     "Sum": "framework.declare.problems",
     "WeeklyCutoffs": "framework.declare.problems",

@@ -7,21 +7,26 @@ A ``Problem`` is declared in Python inside the feature repo (for example
         name="churn",
         task="binary",
         events=events_source,
-        label=NoEvents(horizon_days=30),
-        spine=WeeklyCutoffs(active_within_days=90),
+        label=NoEvents(horizon=timedelta(days=30)),
+        spine=Cutoffs(every=7, active_within=90, warmup=90),
         feature_service="churn_model_v1",
         metric="pr_auc",
         success_threshold=0.5,
     )
 
-Labels look forward from each observation time t, over (t, t + horizon];
-features look back from t. Nothing here imports Feast or a learning library.
+Labels look forward from each observation time t, over (t, t + horizon]
+(``NoEvents``, ``AnyEvent``, ``Count``, ``Sum``, ``Mean`` of any event source,
+with a ``where`` filter), or come from a table (``LabelTable``); observations
+are periodic cutoffs (``Cutoffs``, any period), events (``EventSpine``) or the
+rows of a table (``TableSpine``); features look back from t. Nothing here
+imports Feast or a learning library.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from framework.declare.expressions import filter_to_sql
@@ -30,10 +35,17 @@ from framework.errors import FeatureRepoError
 __all__ = [
     "CLASSIFICATION_METRICS",
     "REGRESSION_METRICS",
+    "AnyEvent",
+    "Count",
+    "Cutoffs",
+    "EventSpine",
+    "LabelTable",
+    "Mean",
     "Monitoring",
     "NoEvents",
     "Problem",
     "Sum",
+    "TableSpine",
     "WeeklyCutoffs",
 ]
 
@@ -47,48 +59,227 @@ CANDIDATES = {
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class _Label:
-    """Checks shared by the label builders: a horizon in whole days, a valid filter."""
+def span(value: Any, what: str, *, zero: bool = False) -> timedelta:
+    """A duration declared as a ``timedelta`` (whole seconds) or a whole number of days."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        if seconds == int(seconds) and (seconds > 0 or (zero and seconds == 0)):
+            return value
+    elif (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (value > 0 or (zero and value == 0))
+    ):
+        return timedelta(days=value)
+    bound = ">= 0" if zero else "> 0"
+    raise FeatureRepoError(
+        f"{what} is a timedelta of whole seconds or a whole number of days {bound}; got {value!r}."
+    )
 
-    horizon_days: int
-    where: str | None
+
+def _us(value: timedelta) -> int:
+    return int(value.total_seconds()) * 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class _EventLabel:
+    """A label computed from the events of a source in (t, t + horizon] matching ``where``.
+
+    ``horizon`` is a timedelta or whole days (``horizon_days=`` is the older spelling);
+    ``source`` is an event source (a FileSource), by default the problem's ``events``.
+    """
+
+    horizon: Any = None
+    where: str | None = None
+    source: Any = None
+    horizon_days: int | None = None
+    kind = "event"
 
     def __post_init__(self) -> None:
-        _check_horizon(self.horizon_days)
+        if (self.horizon is None) == (self.horizon_days is None):
+            raise FeatureRepoError(
+                f"{type(self).__name__} needs a horizon: horizon=timedelta(hours=1) or "
+                "horizon_days=30 (labels cover (t, t + horizon])."
+            )
+        value = self.horizon if self.horizon is not None else self.horizon_days
+        object.__setattr__(self, "horizon", span(value, "A label horizon"))
+        object.__setattr__(self, "horizon_days", None)
         if self.where:
             filter_to_sql(self.where)
+        if self.source is not None and not getattr(self.source, "path", None):
+            raise FeatureRepoError(
+                f"{type(self).__name__}(source=...) must be a FileSource over an event log."
+            )
+
+    def _matching(self) -> str:
+        what = f"event matching {self.where!r}" if self.where else "event"
+        src = f" of {self.source.name}" if self.source is not None else ""
+        return what + src
+
+    def window(self) -> str:
+        return f"(t, t + {_describe(self.horizon)}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "horizon_seconds": int(self.horizon.total_seconds()),
+            "where": self.where,
+            "source": getattr(self.source, "name", None),
+            **{k: getattr(self, k) for k in ("column",) if hasattr(self, k)},
+        }
+
+
+def _describe(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True)
-class NoEvents(_Label):
-    """Binary label: 1 when the entity has no event (matching ``where``) in (t, t + horizon]."""
+class NoEvents(_EventLabel):
+    """Binary label: 1 when the entity has no matching event in (t, t + horizon]."""
 
-    horizon_days: int
-    where: str | None = None
+    task = "binary"
 
     def describe(self) -> str:
-        what = f"event matching {self.where!r}" if self.where else "event"
-        return f"1 when no {what} in (t, t + {self.horizon_days}d]"
+        return f"1 when no {self._matching()} in {self.window()}"
 
 
 @dataclass(frozen=True)
-class Sum(_Label):
-    """Regression label: the sum of ``column`` over events (matching ``where``) in (t, t + horizon]."""
+class AnyEvent(_EventLabel):
+    """Binary label: 1 when the entity has at least one matching event in (t, t + horizon]."""
+
+    task = "binary"
+
+    def describe(self) -> str:
+        return f"1 when at least one {self._matching()} in {self.window()}"
+
+
+@dataclass(frozen=True)
+class Count(_EventLabel):
+    """Regression label: the number of matching events in (t, t + horizon]."""
+
+    task = "regression"
+
+    def describe(self) -> str:
+        return f"number of {self._matching()}s in {self.window()}"
+
+
+@dataclass(frozen=True)
+class Sum(_EventLabel):
+    """Regression label: the sum of ``column`` over matching events in (t, t + horizon]
+    (0 when there is none)."""
 
     column: str
-    horizon_days: int
-    where: str | None = None
+    task = "regression"
+
+    def __post_init__(self) -> None:
+        if not self.column:
+            raise FeatureRepoError("Sum(column, ...) needs the column to add up.")
+        super().__post_init__()
 
     def describe(self) -> str:
         cond = f" where {self.where}" if self.where else ""
-        return f"sum of {self.column}{cond} in (t, t + {self.horizon_days}d]"
+        return f"sum of {self.column}{cond} in {self.window()}"
+
+
+@dataclass(frozen=True)
+class Mean(_EventLabel):
+    """Regression label: the mean of ``column`` over matching events in (t, t + horizon];
+    an observation without such an event has no label and is left out."""
+
+    column: str
+    task = "regression"
+
+    def __post_init__(self) -> None:
+        if not self.column:
+            raise FeatureRepoError("Mean(column, ...) needs the column to average.")
+        super().__post_init__()
+
+    def describe(self) -> str:
+        cond = f" where {self.where}" if self.where else ""
+        return f"mean of {self.column}{cond} in {self.window()} (rows without one left out)"
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """Labels taken as given from a table: each row (keys, timestamp, ``column``) is one
+    observation, with features as of its timestamp.
+
+    ``horizon`` is how long after the row's timestamp its label can be known (a
+    chargeback 60 days after a payment): the time split purges that much between
+    training and evaluation rows, so no training label comes from their future.
+    """
+
+    source: Any
+    column: str
+    horizon: Any = 0
+    kind = "table"
+    task = "any"
+
+    def __post_init__(self) -> None:
+        if not getattr(self.source, "path", None):
+            raise FeatureRepoError("LabelTable(source=...) must be a FileSource over a table.")
+        if not self.column:
+            raise FeatureRepoError("LabelTable(column=...) names the label column.")
+        object.__setattr__(self, "horizon", span(self.horizon, "A label horizon", zero=True))
+
+    def describe(self) -> str:
+        return f"{self.column} of {self.source.name} (a label table)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "LabelTable",
+            "source": self.source.name,
+            "column": self.column,
+            "horizon_seconds": int(self.horizon.total_seconds()),
+        }
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Observation spine: every ``every`` (a timedelta or days), the entities with an
+    event in (t - active_within, t]. Cutoffs start ``warmup`` after the first event
+    (so features have history), aligned to the period (midnight for a day or more),
+    and stop where the label horizon leaves the data."""
+
+    every: Any = 7
+    active_within: Any = 90
+    warmup: Any = 90
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "every", span(self.every, "Cutoffs.every"))
+        object.__setattr__(self, "active_within", span(self.active_within, "Cutoffs.active_within"))
+        object.__setattr__(self, "warmup", span(self.warmup, "Cutoffs.warmup", zero=True))
+
+    @property
+    def every_us(self) -> int:
+        return _us(self.every)
+
+    @property
+    def active_us(self) -> int:
+        return _us(self.active_within)
+
+    @property
+    def warmup_us(self) -> int:
+        return _us(self.warmup)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "every_seconds": self.every_us // 1_000_000,
+            "active_within_seconds": self.active_us // 1_000_000,
+            "warmup_seconds": self.warmup_us // 1_000_000,
+        }
 
 
 @dataclass(frozen=True)
 class WeeklyCutoffs:
-    """Observation spine: every ``every_days`` days, the entities with an event in
-    (t - active_within_days, t]. Cutoffs start ``warmup_days`` after the first event
-    (so features have history) and stop where the label horizon leaves the data."""
+    """``Cutoffs`` in whole days (the older spelling): every ``every_days`` days, the
+    entities with an event in the last ``active_within_days`` days, after
+    ``warmup_days`` of warm-up."""
 
     active_within_days: int = 90
     every_days: int = 7
@@ -102,12 +293,67 @@ class WeeklyCutoffs:
                     f"WeeklyCutoffs.{name} must be a whole number of days > 0; got {value!r}."
                 )
 
+    @property
+    def every_us(self) -> int:
+        return self.every_days * 86_400_000_000
 
-def _check_horizon(days: Any) -> None:
-    if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
-        raise FeatureRepoError(
-            f"A label horizon is a whole number of days > 0 (labels cover (t, t + horizon]); got {days!r}."
-        )
+    @property
+    def active_us(self) -> int:
+        return self.active_within_days * 86_400_000_000
+
+    @property
+    def warmup_us(self) -> int:
+        return self.warmup_days * 86_400_000_000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "WeeklyCutoffs", **self.__dict__}
+
+
+@dataclass(frozen=True)
+class EventSpine:
+    """Observation spine: each event of ``source`` (default: the problem's events) that
+    matches ``where`` is one observation. Its features are read as of just before the
+    event (its time minus 1 microsecond), as a request made before the event is logged
+    would see them; its label looks forward from the event's time, (t_event, t_event + H]."""
+
+    where: str | None = None
+    source: Any = None
+
+    def __post_init__(self) -> None:
+        if self.where:
+            filter_to_sql(self.where)
+        if self.source is not None and not getattr(self.source, "path", None):
+            raise FeatureRepoError("EventSpine(source=...) must be a FileSource over an event log.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "EventSpine",
+            "where": self.where,
+            "source": getattr(self.source, "name", None),
+        }
+
+
+@dataclass(frozen=True)
+class TableSpine:
+    """Observation spine: the rows of a table (the problem's keys and a timestamp), e.g.
+    the moments a product asks for a prediction."""
+
+    source: Any
+
+    def __post_init__(self) -> None:
+        if not getattr(self.source, "path", None):
+            raise FeatureRepoError("TableSpine(source=...) must be a FileSource over a table.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "TableSpine", "source": self.source.name}
+
+
+Label = NoEvents | AnyEvent | Count | Sum | Mean | LabelTable
+Spine = Cutoffs | WeeklyCutoffs | EventSpine | TableSpine
+LABELS_BY_TASK = {
+    "binary": (NoEvents, AnyEvent, LabelTable),
+    "regression": (Count, Sum, Mean, LabelTable),
+}
 
 
 @dataclass(frozen=True)
@@ -148,13 +394,13 @@ class Problem:
 
     name: str
     task: str
-    events: Any  # a Feast FileSource over the event log the labels come from
-    label: NoEvents | Sum
-    spine: WeeklyCutoffs
+    events: Any  # a Feast FileSource: the default source of event labels and spines
+    label: Label
+    spine: Spine | None  # None with a LabelTable: its rows are the observations
     feature_service: str
     metric: str
     success_threshold: float
-    entity: str = "user_id"
+    entity: str | None = None  # the join key; None: the feature service's (set by FeatureRepo)
     candidates: tuple[str, ...] = ()
     tuning_budget: int = 8
     margin: float = 0.0
@@ -170,13 +416,23 @@ class Problem:
             raise FeatureRepoError(
                 f"The 'task' of problem {self.name!r} must be 'binary' or 'regression'. Got {self.task!r} instead."
             )
-        if self.task == "binary" and not isinstance(self.label, NoEvents):
+        allowed = LABELS_BY_TASK[self.task]
+        if not isinstance(self.label, allowed):
+            names = " or ".join(f"{c.__name__}(...)" for c in allowed)
             raise FeatureRepoError(
-                f"Problem {self.name!r} is binary: its label must be NoEvents(...)."
+                f"Problem {self.name!r} is {'a regression' if self.task == 'regression' else self.task}: "
+                f"its label must be {names}; got {type(self.label).__name__}."
             )
-        if self.task == "regression" and not isinstance(self.label, Sum):
+        if isinstance(self.label, LabelTable):
+            if self.spine is not None:
+                raise FeatureRepoError(
+                    f"Problem {self.name!r}: a LabelTable's rows are the observations; "
+                    "leave spine=None."
+                )
+        elif not isinstance(self.spine, Cutoffs | WeeklyCutoffs | EventSpine | TableSpine):
             raise FeatureRepoError(
-                f"Problem {self.name!r} is a regression: its label must be Sum(...)."
+                f"Problem {self.name!r} needs a spine: Cutoffs(...), EventSpine(...) or "
+                f"TableSpine(...); got {self.spine!r}."
             )
         metrics = CLASSIFICATION_METRICS if self.task == "binary" else REGRESSION_METRICS
         if self.metric not in metrics:
@@ -204,8 +460,28 @@ class Problem:
         return ("baseline", *[c for c in chosen if c != "baseline"])
 
     @property
-    def horizon_days(self) -> int:
-        return self.label.horizon_days
+    def key(self) -> str:
+        """The join key (set from the feature service when the repo loads the problem)."""
+        if not self.entity:
+            raise FeatureRepoError(
+                f"Problem {self.name!r} has no entity key yet; load it through FeatureRepo "
+                "(which takes its feature service's join key) or declare entity=..."
+            )
+        return self.entity
+
+    @property
+    def horizon(self) -> timedelta:
+        """How far after t the label looks (or, for a label table, can become known)."""
+        horizon: timedelta = self.label.horizon
+        return horizon
+
+    @property
+    def horizon_us(self) -> int:
+        return _us(self.horizon)
+
+    @property
+    def horizon_days(self) -> float:
+        return self.horizon.total_seconds() / 86_400
 
     @property
     def higher_is_better(self) -> bool:
@@ -224,9 +500,9 @@ class Problem:
             "task": self.task,
             "entity": self.entity,
             "events": str(self.events.path),
-            "label": {"type": type(self.label).__name__, **self.label.__dict__},
+            "label": self.label.to_dict(),
             "label_description": self.label.describe(),
-            "spine": {"type": type(self.spine).__name__, **self.spine.__dict__},
+            "spine": self.spine.to_dict() if self.spine is not None else None,
             "feature_service": self.feature_service,
             "metric": self.metric,
             "success_threshold": self.success_threshold,

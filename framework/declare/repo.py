@@ -210,9 +210,39 @@ class FeatureRepo:
     @cached_property
     def problems(self) -> dict[str, Problem]:
         """The problems declared in the repo's Python files, by name."""
+        import dataclasses
+
         from framework.declare.problems import Problem
 
-        return self._declared(Problem, "problems")
+        found = self._declared(Problem, "problems")
+        return {
+            name: p if p.entity else dataclasses.replace(p, entity=self._service_key(p))
+            for name, p in found.items()
+        }
+
+    def _service_key(self, problem: Problem) -> str:
+        """The join key of a problem's feature service, from the declarations."""
+        services = {fs.name: fs for fs in self.contents.feature_services}
+        service = services.get(problem.feature_service)
+        if service is None:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r} names feature service {problem.feature_service!r}, "
+                f"which the repo does not declare; it declares {sorted(services)}."
+            )
+        views = {v.name: v for v in self.contents.feature_views}
+        keys: list[str] = []
+        for projection in service.feature_view_projections:
+            view = views.get(projection.name)
+            for col in getattr(view, "entity_columns", []) or []:
+                if col.name not in keys and not col.name.startswith("__dummy"):
+                    keys.append(col.name)
+        if len(keys) != 1:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: feature service {problem.feature_service!r} has the "
+                f"join keys {keys}; a problem takes one key (composite keys are not supported "
+                "by problems yet). Declare entity=... on the problem."
+            )
+        return keys[0]
 
     @cached_property
     def contracts(self) -> dict[str, SourceContract]:

@@ -45,7 +45,7 @@ class ModelMeta:
     reference: dict[str, Any]  # profile of the training data (and the sample's file)
     label: dict[str, Any]
     label_description: str
-    spine: dict[str, Any]
+    spine: dict[str, Any] | None
     events: str
     tuning_budget: int
     description: str = ""

@@ -67,7 +67,7 @@ class Split:
 
 
 def split_by_time(
-    frame: pd.DataFrame, horizon_days: int, fractions: tuple[float, float] = (0.7, 0.15)
+    frame: pd.DataFrame, horizon_days: float, fractions: tuple[float, float] = (0.7, 0.15)
 ) -> Split:
     """Train / validation / test by observation time, purging rows whose labels overlap the next part."""
     times = np.sort(frame[TIMESTAMP].unique())
@@ -88,7 +88,7 @@ def split_by_time(
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         if part.empty:
             raise DataError(
-                f"The {name} split is empty after purging rows whose {horizon_days}-day label window "
+                f"The {name} split is empty after purging rows whose {horizon_days:g}-day label window "
                 "overlaps the next split: the training set spans too little time."
             )
     return Split(train, validation, test)

@@ -111,7 +111,7 @@ def check_no_leakage(problem: Problem, views: list[ViewFeatures]) -> None:
     entity rows, where the label lives.
     """
     features = [n for vf in views for n in vf.features]
-    clash = sorted({LABEL, problem.entity} & set(features))
+    clash = sorted({LABEL, problem.key} & set(features))
     if clash:
         raise FeatureRepoError(
             f"Problem {problem.name!r}: feature service {problem.feature_service!r} has feature(s) "

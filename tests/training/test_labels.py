@@ -33,6 +33,7 @@ def _problem(tmp_path, events, task="binary", **kw):
         "feature_service": "fs",
         "metric": "pr_auc" if task == "binary" else "mae",
         "success_threshold": 0.5,
+        "entity": "user_id",
     }
     return Problem(**{**args, **kw})
 

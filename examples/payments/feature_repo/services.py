@@ -8,3 +8,9 @@ fraud_v1 = FeatureService(
     features=[card_spend, merchant_volume, card_merchant, card_disputes],
     description="Features of a payment-dispute model.",
 )
+
+dispute_v1 = FeatureService(
+    name="dispute_v1",
+    features=[card_spend, card_disputes],
+    description="Card-level features of the dispute model (one key: card_id).",
+)

@@ -51,7 +51,7 @@ class Predictor:
         """``body``: the app's ``PredictRequest`` (``problem``, ``entities``)."""
         problem, loaded = self._resolve(body.problem, len(body.entities))
         entities = [e.model_dump(exclude_none=True) for e in body.entities]
-        rows = self._entity_rows(problem.entity, entities)
+        rows = self._entity_rows(problem.key, entities)
         experiment = self.repo.active_experiment(problem.name)
         arms, policies = self._policies(problem, loaded, experiment, rows)
         frames = await self._features(rows, [loaded, *policies.values()])
@@ -62,7 +62,7 @@ class Predictor:
             used = model or loaded  # a no-model arm logs the production model's features
             full = frames[used.artifact.meta.feature_service]
             frame = full if len(idx) == len(rows) else full.iloc[idx]
-            items = _answers(problem.entity, [rows[i] for i in idx], frame, model, arm)
+            items = _answers(problem.key, [rows[i] for i in idx], frame, model, arm)
             for i, item in zip(idx, items, strict=True):
                 predictions[i] = item
             version = model.artifact.version if model else "none"
@@ -102,7 +102,7 @@ class Predictor:
         """Each row's arm, and each arm's model (None: the arm answers no score)."""
         if experiment is None:
             return [None] * len(rows), {None: loaded}
-        assigned = assign(experiment.salt_text, [r[problem.entity] for r in rows], experiment.split)
+        assigned = assign(experiment.salt_text, [r[problem.key] for r in rows], experiment.split)
         policies: dict[str | None, Loaded | None] = {}
         try:
             for arm in set(assigned):
@@ -174,7 +174,7 @@ def _log_row(
         "problem": problem.name,
         "model_version": version,
         "entity_key": problem.entity,
-        "entity_id": item[problem.entity],
+        "entity_id": item[problem.key],
         "feature_status": item["feature_status"],
         "score": item.get("score"),
         "label": item.get("label"),

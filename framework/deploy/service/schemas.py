@@ -160,8 +160,8 @@ def _text(values: tuple[str, ...] | None, description: str) -> tuple[Any, Any]:
 def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
     """The ``/predict`` and ``/events`` bodies as the repo declares them (see the module)."""
     problems = tuple(sorted(repo.problems))
-    keys = sorted({p.entity for p in repo.problems.values()})
-    shared = {k for k in keys if all(p.entity == k for p in repo.problems.values())}
+    keys = sorted({p.key for p in repo.problems.values()})
+    shared = {k for k in keys if all(p.key == k for p in repo.problems.values())}
     key_fields: dict[str, Any] = {
         k: (Int64, ...) if k in shared else (Int64 | None, None) for k in keys
     }
