@@ -194,7 +194,7 @@ def _check(tmp_path, events: pd.DataFrame, keys: str, chunk_events: int = 1 << 1
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(raw=events_strategy, keys=st.sampled_from(["string", "int", "composite"]))
 def test_every_aggregate_matches_the_oracle(tmp_path_factory, raw, keys):
@@ -202,7 +202,7 @@ def test_every_aggregate_matches_the_oracle(tmp_path_factory, raw, keys):
 
 
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(raw=events_strategy)
 def test_small_chunks_give_the_same_answers(tmp_path_factory, raw):
