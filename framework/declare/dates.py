@@ -32,7 +32,9 @@ from framework.errors import DataError, FeatureRepoError
 if TYPE_CHECKING:
     from feast import OnDemandFeatureView
 
-__all__ = ["DATE_FEATURES", "DateExpansions", "expand_dates", "to_utc_timestamps"]
+__all__ = ["DATES_TAG", "DATE_FEATURES", "DateExpansions", "expand_dates", "to_utc_timestamps"]
+
+DATES_TAG = "lifecycle.date_expansions"  # marks the calendar features
 
 DATE_FEATURES = (
     "year",
@@ -163,5 +165,5 @@ def DateExpansions(
         udf_string=udf_string,
         description=description
         or f"Calendar features of {timestamp_field} (UTC) with {country} public holidays.",
-        tags={"lifecycle.date_expansions": country},
+        tags={DATES_TAG: country},
     )

@@ -372,6 +372,7 @@ class Monitoring:
     retrain_when_drifted: int = 3
     performance_drop: float | None = 0.05  # realized metric worse than test by more: retrain
     new_labels: int | None = None  # this many labeled predictions of the version: retrain
+    count_calendar: bool = False  # date expansions count toward drift (off: reported only)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.psi, int | float) and self.psi > 0):

@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from framework.declare.problems import Monitoring, Problem
     from framework.models.registry import ModelArtifact
 
-__all__ = ["apply_policy", "current_from_log", "detect_drift", "logged_predictions"]
+__all__ = [
+    "apply_policy",
+    "calendar_features",
+    "current_from_log",
+    "detect_drift",
+    "logged_predictions",
+]
 
 
 def logged_predictions(
@@ -159,6 +165,19 @@ def _read_current(path: Path, features: list[str]) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def calendar_features(repo: FeatureRepo, problem: Problem) -> frozenset[str]:
+    """The problem's features that come from date expansions (the calendar of t)."""
+    from framework.declare.dates import DATES_TAG
+    from framework.features.resolve import resolve_features
+
+    return frozenset(
+        name
+        for vf in resolve_features(repo, problem.feature_service)
+        if DATES_TAG in (vf.view.tags or {})
+        for name in vf.features
+    )
+
+
 def detect_drift(
     repo: FeatureRepo,
     problem: str,
@@ -207,6 +226,7 @@ def detect_drift(
         psi_max=policy.psi,
         alpha=policy.p_value,
         retrain_when=policy.retrain_when_drifted,
+        uncounted=frozenset() if policy.count_calendar else calendar_features(repo, declared),
     )
     realized = None
     if policy.performance_drop is not None or policy.new_labels is not None:

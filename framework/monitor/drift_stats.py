@@ -21,6 +21,7 @@ on small samples. Defaults: PSI 0.2, p-value 0.01 (``Monitoring`` on the problem
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -87,6 +88,7 @@ class FeatureDrift:
     reference_missing_rate: float
     out_of_range_rate: float  # numeric: outside the reference's [min, max]; categorical: unseen
     drifted: bool
+    counted: bool = True  # False: a calendar feature, reported but not counted toward drift
     bins: list[str] = field(default_factory=list)
     reference_shares: list[float] = field(default_factory=list)
     current_shares: list[float] = field(default_factory=list)
@@ -237,7 +239,8 @@ class DriftReport:
         for f in rows:
             lines.append(
                 f"  {f.name:<38} {f.test:<5} {f.psi:>7.3f} {f.p_value:>9.2g} {f.js_distance:>6.3f} "
-                f"{f.missing_rate:>8.1%} {f.out_of_range_rate:>8.1%}  {'YES' if f.drifted else 'no'}"
+                f"{f.missing_rate:>8.1%} {f.out_of_range_rate:>8.1%}  "
+                + ("YES" if f.drifted and f.counted else "calendar" if f.drifted else "no")
             )
         lines.append(
             f"Action: {self.action}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
@@ -257,11 +260,14 @@ def drift(
     retrain_when: int = 3,
     score_column: str = "score",
     label_column: str = "label",
+    uncounted: frozenset[str] = frozenset(),
 ) -> DriftReport:
     """Drift of every feature, of the scores and (when present) of the label.
 
     Action: ``retrain`` when the scores drifted or at least ``retrain_when``
     features did; ``investigate`` when any feature or the label drifted; else ``none``.
+    Features in ``uncounted`` (calendar features: their distribution follows the
+    calendar of the traffic) are reported but count toward neither.
     """
     if len(current) == 0:
         raise DataError("The current data is empty: there is nothing to compare.")
@@ -290,7 +296,9 @@ def drift(
             ref_label = ref_label.astype(float).astype(int).astype(str)
             cur_label = cur_label.astype(float).astype(int).astype(str)
         target = feature_drift("target (label)", ref_label, cur_label, psi_max, alpha)
-    drifted_features = [f.name for f in results if f.drifted]
+    results = [dataclasses.replace(f, counted=False) if f.name in uncounted else f for f in results]
+    drifted_features = [f.name for f in results if f.drifted and f.counted]
+    calendar = [f.name for f in results if f.drifted and not f.counted]
     reasons = []
     if prediction is not None and prediction.drifted:
         reasons.append("the score distribution moved")
@@ -300,6 +308,11 @@ def drift(
         )
     if target is not None and target.drifted:
         reasons.append("the label distribution moved")
+    if calendar:
+        reasons.append(
+            f"{len(calendar)} calendar feature(s) moved with the calendar of the traffic, not "
+            f"counted: {', '.join(calendar[:5])}"
+        )
     if (prediction is not None and prediction.drifted) or len(drifted_features) >= retrain_when:
         action = "retrain"
     elif drifted_features or (target is not None and target.drifted):

@@ -142,3 +142,49 @@ def test_the_declared_policy_recommends_retraining_on_a_performance_drop_or_new_
         "retrain"
     )
     assert apply_policy(quiet, None, Monitoring(), "mae", False) is quiet
+
+
+def test_calendar_features_are_reported_but_not_counted():
+    """Traffic of another month moves the calendar features by nature, not by drift."""
+    rng = np.random.default_rng(8)
+    reference = _population(20_000, rng)
+    current = _population(20_000, rng)
+    reference["event_month"] = rng.integers(1, 7, len(reference))  # trained on Jan-Jun
+    current["event_month"] = 11  # served in November
+    reference["event_day"] = rng.integers(1, 29, len(reference))
+    current["event_day"] = rng.integers(1, 3, len(current))
+    features = [*FEATURES, "event_month", "event_day"]
+    counted = drift(reference, current, features, retrain_when=2)
+    assert counted.action == "retrain" and counted.drifted  # without the rule: a false alarm
+    report = drift(
+        reference,
+        current,
+        features,
+        retrain_when=2,
+        uncounted=frozenset({"event_month", "event_day"}),
+    )
+    assert report.action == "none" and not report.drifted
+    moved = {f.name: (f.drifted, f.counted) for f in report.features if f.name.startswith("event_")}
+    assert moved == {"event_month": (True, False), "event_day": (True, False)}
+    assert "2 calendar feature(s) moved" in report.to_text() and "calendar" in report.to_text()
+    # a real shift beside them is still found
+    shifted = _population(20_000, rng, google_rate=4.0)
+    shifted["event_month"], shifted["event_day"] = 11, 1
+    report = drift(reference, shifted, features, uncounted=frozenset({"event_month", "event_day"}))
+    assert [f.name for f in report.features if f.drifted and f.counted] == ["views_google"]
+    assert report.action == "investigate"
+
+
+def test_the_example_problems_calendar_features_come_from_date_expansions(applied_repo):
+    from framework.monitor.drift import calendar_features
+
+    names = calendar_features(applied_repo, applied_repo.problem("churn"))
+    assert names == {
+        "event_year",
+        "event_month",
+        "event_day",
+        "event_day_of_week",
+        "event_is_weekend",
+        "event_days_since_holiday",
+        "event_days_until_holiday",
+    }
