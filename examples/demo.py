@@ -179,7 +179,7 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
         if "label" not in predictions:
             predictions["label"] = None
         outcomes = simulate_outcomes(
-            predictions, at, window_days=exp.window_days, outcome=exp.outcome
+            predictions, at, window_days=exp.window_days, outcome="conversion"
         )
         for lo in range(0, len(outcomes), 5_000):
             chunk = outcomes.iloc[lo : lo + 5_000].astype({"event_timestamp": str})
@@ -191,7 +191,7 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
         f"({served:.1f}s): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
     )
     click.echo(
-        f"   /events: {len(outcomes):,} simulated {exp.outcome!r} events (treatment users "
+        f"   /events: {len(outcomes):,} simulated 'conversion' events (treatment users "
         "the model flags get an offer and convert at 15%, everyone else at 6%)"
     )
     click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))

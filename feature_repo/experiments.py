@@ -10,7 +10,7 @@ retention_offers = Experiment(
     problem="churn",
     control="none",
     treatment="production",
-    outcome="conversion",
+    outcome='event_type == "conversion"',
     window_days=7,
     description="Do retention offers to users flagged by the churn model raise conversions?",
 )

@@ -168,7 +168,7 @@ def experiment_list(obj: Context) -> None:
         click.echo(
             f"  {e.name:<20} {e.problem:<8} {state:<8} control={e.control} "
             f"treatment={e.treatment} split={1 - e.split:.0%}/{e.split:.0%} "
-            f"outcome={e.outcome!r} within {e.window_days}d"
+            f"outcome {e.outcome!r} within {e.window_days}d"
         )
 
 
@@ -193,7 +193,7 @@ def experiment_report(
     \b
     Exposures come from the prediction log (every /predict answer in the
     experiment's problem while it is active), outcomes from the event log
-    (events of the experiment's outcome type, e.g. POST /events).
+    (events matching the experiment's outcome filter, e.g. from POST /events).
     """
     from framework.deploy.experiment_report import experiment_report as run
 

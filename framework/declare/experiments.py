@@ -7,7 +7,7 @@ Declared in the feature repo (for example ``feature_repo/experiments.py``)::
         problem="churn",
         control="none",          # no model: the product does what it did before
         treatment="production",  # act on the production churn model's label
-        outcome="conversion",    # the event type that counts as a success
+        outcome='event_type == "conversion"',  # a filter: the events that count as success
         window_days=7,           # ... within 7 days of the user's first exposure
     )
 
@@ -17,7 +17,9 @@ answers no score). While an experiment is active, ``POST /predict`` for its
 problem assigns each entity an arm with ``assign`` (a deterministic hash of
 the experiment's salt and the entity id: the same user always gets the same
 arm), answers with that arm's policy, and logs the exposure in the prediction
-log. Outcome events arrive through event logging (``POST /events``).
+log. Outcome events arrive through event logging (``POST /events``): those of the
+event source ``source`` (default: the repo's only one) that match the ``outcome``
+filter, keyed by the problem's key.
 
 The report (counts, lift, tests, verdict) is :mod:`framework.deploy.experiment_report`.
 """
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framework.declare.expressions import filter_to_sql
 from framework.errors import FeatureRepoError
 
 __all__ = ["ARMS", "Experiment", "assign"]
@@ -46,8 +49,9 @@ class Experiment:
     name: str
     problem: str
     treatment: str
+    outcome: str
     control: str = "production"
-    outcome: str = "conversion"
+    source: str | None = None  # the event source of the outcomes (default: the only one)
     window_days: int = 7
     split: float = 0.5  # share of entities in the treatment arm
     salt: str | None = None  # default: the name; change it to re-randomize
@@ -81,7 +85,11 @@ class Experiment:
                 "number of days > 0."
             )
         if not isinstance(self.outcome, str) or not self.outcome:
-            raise FeatureRepoError(f"Experiment {self.name!r}: outcome must be an event type.")
+            raise FeatureRepoError(
+                f"Experiment {self.name!r}: outcome is a filter over the events, e.g. "
+                "'event_type == \"conversion\"'."
+            )
+        filter_to_sql(self.outcome)  # fail at declaration time on a bad filter
 
     @property
     def salt_text(self) -> str:

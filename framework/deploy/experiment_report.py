@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from framework.declare.experiments import ARMS, Experiment
+from framework.declare.expressions import filter_to_sql
 from framework.errors import DataError
 
 if TYPE_CHECKING:
@@ -164,9 +165,13 @@ def report(
     exposures: pd.DataFrame,
     events: pd.DataFrame,
     now: datetime | None = None,
+    *,
+    key: str,
+    timestamp_field: str = "event_timestamp",
 ) -> ExperimentReport:
     """The report of ``experiment`` from its exposures (entity_id, arm, exposed_at) and the
-    event log (user_id, event_timestamp, event_type), both pandas frames.
+    outcome source's events (``key``, ``timestamp_field`` and the columns the outcome filter
+    reads), both pandas frames.
 
     An entity counts in the arm of its first exposure; one still inside its outcome
     window at ``now`` (default: the current time) is left out as pending.
@@ -174,17 +179,15 @@ def report(
     import pandas as pd
 
     ex = exposures.sort_values("exposed_at", kind="stable").drop_duplicates("entity_id")
-    ends = ex["exposed_at"] + pd.Timedelta(days=experiment.window_days)
-    ev = events[events["event_type"] == experiment.outcome]
+    window = pd.Timedelta(days=experiment.window_days)
+    ends = ex["exposed_at"] + window
+    ev = _outcomes(experiment, events, key, timestamp_field)
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     done = ex[ends <= now]
     pending = len(ex) - len(done)
-    joined = done.merge(
-        ev[["user_id", "event_timestamp"]], left_on="entity_id", right_on="user_id", how="left"
-    )
-    hit = (joined["event_timestamp"] > joined["exposed_at"]) & (
-        joined["event_timestamp"]
-        <= joined["exposed_at"] + pd.Timedelta(days=experiment.window_days)
+    joined = done.merge(ev, on="entity_id", how="left")
+    hit = (joined["outcome_at"] > joined["exposed_at"]) & (
+        joined["outcome_at"] <= joined["exposed_at"] + window
     )
     converted = set(joined.loc[hit, "entity_id"])
     arms: dict[str, dict[str, Any]] = {}
@@ -231,9 +234,44 @@ def experiment_report(
     from framework.deploy.prediction_log import read_exposures
 
     experiment = repo.experiment(name)
+    source = repo.event_source(experiment.source)
     exposures = read_exposures(db or repo.prediction_db, experiment.name)
-    events = read_events(repo, ["user_id", "event_timestamp", "event_type"])
-    return report(experiment, exposures, events, now=now)
+    events = read_events(repo, source=source.name)
+    key = repo.problem(experiment.problem).key
+    return report(
+        experiment, exposures, events, now=now, key=key, timestamp_field=source.timestamp_field
+    )
+
+
+def _outcomes(
+    experiment: Experiment, events: pd.DataFrame, key: str, timestamp_field: str
+) -> pd.DataFrame:
+    """The events matching the outcome filter, as (entity_id, outcome_at)."""
+    import duckdb
+
+    missing = [c for c in (key, timestamp_field) if c not in events.columns]
+    if missing:
+        raise DataError(
+            f"Experiment {experiment.name!r}: the outcome events lack column(s) {missing}; "
+            f"they have {list(events.columns)}. Name the source with Experiment(source=...)."
+        )
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("ev", events)
+        q = '"' + key.replace('"', '""') + '"'
+        ts = '"' + timestamp_field.replace('"', '""') + '"'
+        return con.execute(
+            f"SELECT {q} AS entity_id, CAST({ts} AS TIMESTAMPTZ) AS outcome_at FROM ev "
+            f"WHERE {filter_to_sql(experiment.outcome)}"
+        ).df()
+    except duckdb.Error as exc:
+        raise DataError(
+            f"Experiment {experiment.name!r}: the outcome filter {experiment.outcome!r} "
+            f"does not apply to the events: {exc}"
+        ) from exc
+    finally:
+        con.close()
 
 
 def _verdict(

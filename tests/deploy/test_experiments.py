@@ -12,9 +12,15 @@ from scipy import stats
 
 from framework.declare.experiments import Experiment, assign
 from framework.deploy.experiment_report import report, srm_p_value, two_proportion_test
-from framework.errors import FeatureRepoError
+from framework.errors import DataError, FeatureRepoError
 
-EXP = Experiment(name="offers", problem="churn", control="none", treatment="production")
+EXP = Experiment(
+    name="offers",
+    problem="churn",
+    control="none",
+    treatment="production",
+    outcome='event_type == "conversion"',
+)
 
 
 def test_assignment_is_a_stable_hash_close_to_50_50_on_100k_ids():
@@ -99,7 +105,7 @@ def test_report_counts_outcomes_inside_each_users_window_only():
             (7, "2025-06-21T00:00:00Z", "conversion"),
         ]
     )
-    r = report(EXP, exposures, events, now=pd.Timestamp("2025-06-22T00:00:00Z"))
+    r = report(EXP, exposures, events, now=pd.Timestamp("2025-06-22T00:00:00Z"), key="user_id")
     assert r.arms["control"] == {"policy": "none", "exposures": 3, "conversions": 1, "rate": 1 / 3}
     assert r.arms["treatment"]["exposures"] == 3 and r.arms["treatment"]["conversions"] == 1
     assert r.pending == 1
@@ -116,7 +122,7 @@ def _simulated(n_c: int, x_c: int, n_t: int, x_t: int):
     )
     converted = list(ids_c)[:x_c] + list(ids_t)[:x_t]
     events = _events([(i, t0 + pd.Timedelta(days=1), "conversion") for i in converted])
-    return report(EXP, exposures, events, now=t0 + pd.Timedelta(days=30))
+    return report(EXP, exposures, events, now=t0 + pd.Timedelta(days=30), key="user_id")
 
 
 def test_verdicts():
@@ -138,9 +144,40 @@ def test_verdicts():
         ({"treatment": "v2", "split": 1.0}, "must be a share in"),
         ({"treatment": "v2", "window_days": 0}, "whole number of days"),
         ({"treatment": "v2", "name": "Bad Name"}, "lower_snake_case"),
+        ({"treatment": "v2", "outcome": ""}, "outcome is a filter"),
+        ({"treatment": "v2", "outcome": "conversion ="}, "not a valid expression"),
     ],
 )
 def test_bad_declarations(kwargs, message):
-    args = {"name": "x", "problem": "churn", **kwargs}
+    args = {"name": "x", "problem": "churn", "outcome": 'kind == "win"', **kwargs}
     with pytest.raises(FeatureRepoError, match=message):
         Experiment(**args)
+
+
+def test_the_outcome_is_a_filter_over_any_columns_and_key():
+    """A source with its own key and time columns: a purchase over 50 counts."""
+    t0 = pd.Timestamp("2025-06-01T00:00:00Z")
+    exp = Experiment(
+        name="upsell",
+        problem="spend",
+        control="none",
+        treatment="production",
+        outcome='kind == "purchase" and value > 50',
+    )
+    exposures = _exposures(
+        [("c_1", "control", t0), ("c_2", "treatment", t0), ("c_3", "treatment", t0)]
+    )
+    events = pd.DataFrame(
+        {
+            "card_id": ["c_1", "c_2", "c_3"],
+            "ts": pd.to_datetime(["2025-06-02T00:00:00Z"] * 3, utc=True),
+            "kind": ["purchase", "purchase", "refund"],
+            "value": [60.0, 40.0, 90.0],
+        }
+    )
+    r = report(
+        exp, exposures, events, now=t0 + pd.Timedelta(days=30), key="card_id", timestamp_field="ts"
+    )
+    assert r.arms["control"]["conversions"] == 1 and r.arms["treatment"]["conversions"] == 0
+    with pytest.raises(DataError, match=r"lack column\(s\) \['user_id'\]"):
+        report(exp, exposures, events, key="user_id", timestamp_field="ts")

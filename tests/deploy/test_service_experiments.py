@@ -137,7 +137,7 @@ def test_an_arm_can_serve_another_version(experiment_repo, tmp_path, prediction_
     (repo.path / "experiments.py").write_text(
         "from framework import Experiment\n"
         f"v = Experiment(name='versions', problem='churn', control='{old}', "
-        "treatment='production')\n"
+        "treatment='production', outcome='event_type == \"conversion\"')\n"
     )
     repo = FeatureRepo(repo.path)
     users = user_ids(repo, 60)
