@@ -370,23 +370,22 @@ BAD_EVENTS = [
 
 
 def batch_runs(url: str, as_of) -> pd.DataFrame:
-    """The rows of the run(s) at ``as_of``, read through the typed table (as the writer does)."""
+    """The rows of the run(s) at ``as_of`` (every column, the key columns too), read
+    through the table as the database reflects it."""
     import sqlalchemy as sa
 
-    from framework.deploy.batch import _table
     from framework.deploy.prediction_log import engine_url
 
-    table = _table(sa)
     engine = sa.create_engine(engine_url(url))
+    table = sa.Table("predictions", sa.MetaData(), autoload_with=engine)
     query = (
-        sa.select(table.c.run_id, table.c.entity_id, table.c.score, table.c.label)
+        sa.select(table)
         .where(table.c.as_of == pd.Timestamp(as_of).to_pydatetime())
         .order_by(table.c.entity_id)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query).fetchall(), columns=["run_id", "entity_id", "score", "label"]
-        )
+        result = conn.execute(query)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     engine.dispose()
     return frame
 

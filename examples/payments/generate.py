@@ -2,8 +2,13 @@
 
 Cards pay at a few favourite merchants (popularity is skewed), in sessions
 that bunch payments within minutes; amounts are log-normal per merchant; a
-small share of payments is disputed days later (chargebacks), more often for
-cards that go on a spree. Timestamps are whole seconds, so ties happen.
+small share of payments is disputed days later (chargebacks). Timestamps are
+whole seconds, so ties happen.
+
+Each payment is also reviewed within three days (a label table,
+payment_reviews.parquet: card_id, merchant_id, ts, outcome): ``fraud`` is more
+likely in a spree (3+ payments of the card within the hour) and at a merchant
+new to the card, ``not_received`` on the web, ``ok`` otherwise.
 """
 
 from __future__ import annotations
@@ -62,13 +67,43 @@ def payments_frames(
     return pay, cb
 
 
+def reviews_frame(pay: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The review outcome of every payment (a multiclass label table)."""
+    rng = np.random.default_rng(seed + 1)
+    ts = pay.ts.astype("int64") // 1_000_000  # seconds
+    order = np.lexsort((ts.to_numpy(), pay.card_id.to_numpy()))
+    card = pay.card_id.to_numpy()[order]
+    sec = ts.to_numpy()[order]
+    spree = np.zeros(len(pay), dtype=bool)
+    for i in range(len(order)):  # 3+ payments of the card in the hour up to this one
+        j = i - 2
+        spree[order[i]] = j >= 0 and card[j] == card[i] and sec[i] - sec[j] <= 3_600
+    first = ~pay.duplicated(["card_id", "merchant_id"]).to_numpy()
+    web = (pay.channel == "web").to_numpy()
+    p_fraud = 0.02 + 0.4 * spree + 0.1 * first
+    p_nr = 0.01 + 0.08 * web
+    u = rng.random(len(pay))
+    outcome = np.where(u < p_fraud, "fraud", np.where(u < p_fraud + p_nr, "not_received", "ok"))
+    return pd.DataFrame(
+        {
+            "card_id": pay.card_id.to_numpy(),
+            "merchant_id": pay.merchant_id.to_numpy(),
+            "ts": pay.ts.to_numpy(),
+            "outcome": outcome,
+        }
+    ).astype({"ts": "datetime64[us, UTC]"})
+
+
 def write_payments(data_dir: str | Path, **kwargs: object) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write payments.parquet and chargebacks.parquet under ``data_dir``."""
+    """Write payments.parquet, chargebacks.parquet and payment_reviews.parquet under
+    ``data_dir``."""
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
     pay, cb = payments_frames(**kwargs)  # type: ignore[arg-type]
     pay.to_parquet(data / "payments.parquet", index=False)
     cb.to_parquet(data / "chargebacks.parquet", index=False)
+    seed = int(kwargs.get("seed", 0))  # type: ignore[call-overload]
+    reviews_frame(pay, seed).to_parquet(data / "payment_reviews.parquet", index=False)
     return pay, cb
 
 

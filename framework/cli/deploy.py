@@ -117,7 +117,8 @@ def serve(
     "entities_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="Parquet or CSV with the entity key column (default: every known entity).",
+    help="Parquet or CSV with the problem's key column(s) (default: the population of "
+    "the problem's spine rule at the as-of time, e.g. the entities active within its lookback).",
 )
 @db_option("Where to write the run")
 @pass_ctx
@@ -135,11 +136,15 @@ def predict(
 
     entities = None
     if entities_path is not None:
-        key = obj.repo.problem(problem).entity
+        keys = list(obj.repo.problem(problem).keys)
         table = read_table(entities_path, "Entity")
-        if key not in table.column_names:
-            raise DataError(f"{entities_path} has no {key!r} column; it has {table.column_names}.")
-        entities = [int(v) for v in table.column(key).to_pylist()]
+        missing = [k for k in keys if k not in table.column_names]
+        if missing:
+            raise DataError(
+                f"{entities_path} has no {missing} column(s); it has {table.column_names} "
+                f"(problem {problem!r} is keyed by {keys})."
+            )
+        entities = table.select(keys).to_pandas()
     t0 = time.perf_counter()
     run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db)
     elapsed = time.perf_counter() - t0

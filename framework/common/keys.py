@@ -5,6 +5,11 @@ columns) gets the position of its value in a table of the distinct keys: the
 indexes then search int64 codes whatever the key, and a lookup maps each
 requested key to its code through a hash table (``-1`` for a key never seen).
 The mapping is exact: no hashing of values into codes, so no collisions.
+
+In the databases (prediction log, batch predictions) an entity is one text,
+``entity_text``: the key's value for one key (``42``, ``c_17``), a JSON array of
+the values for a composite key (``["u_1", "sku_9"]``); ``entity_frame`` reads it
+back into typed key columns.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["KeyMap", "dense_codes"]
+__all__ = ["KeyMap", "dense_codes", "entity_frame", "entity_text", "entity_texts"]
 
 
 def _column(values: Any) -> np.ndarray:
@@ -81,3 +86,45 @@ class KeyMap:
 
     def decode(self, codes: np.ndarray) -> dict[str, np.ndarray]:
         return {n: c[codes] for n, c in zip(self.names, self.columns, strict=True)}
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def entity_text(values: tuple[Any, ...] | list[Any]) -> str:
+    """One entity's key values as the text stored in the databases."""
+    import json
+
+    if len(values) == 1:
+        return str(_plain(values[0]))
+    return json.dumps([_plain(v) for v in values], separators=(",", ":"))
+
+
+def entity_texts(frame: Any, keys: list[str] | tuple[str, ...]) -> list[str]:
+    """``entity_text`` of each row of ``frame``'s key columns."""
+    columns = [_column(frame[k]).tolist() for k in keys]
+    if len(columns) == 1:
+        return [str(_plain(v)) for v in columns[0]]
+    return [entity_text(row) for row in zip(*columns, strict=True)]
+
+
+def entity_frame(texts: Any, kinds: dict[str, str]) -> pd.DataFrame:
+    """Typed key columns (int64 for an ``int`` key, text otherwise) from entity texts."""
+    import json
+
+    keys = list(kinds)
+    values = [str(t) for t in texts]
+    rows = [[v] for v in values] if len(keys) == 1 else [json.loads(v) for v in values]
+    out = {}
+    for j, key in enumerate(keys):
+        col = [r[j] for r in rows]
+        out[key] = (
+            np.asarray([int(v) for v in col], dtype=np.int64)
+            if kinds[key] == "int"
+            else np.asarray([str(v) for v in col], dtype=object)
+        )
+    return pd.DataFrame(out)

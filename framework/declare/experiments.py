@@ -17,9 +17,13 @@ answers no score). While an experiment is active, ``POST /predict`` for its
 problem assigns each entity an arm with ``assign`` (a deterministic hash of
 the experiment's salt and the entity id: the same user always gets the same
 arm), answers with that arm's policy, and logs the exposure in the prediction
-log. Outcome events arrive through event logging (``POST /events``): those of the
-event source ``source`` (default: the repo's only one) that match the ``outcome``
-filter, keyed by the problem's key.
+log. The unit of assignment is ``unit`` (some of the problem's keys, by default
+all: by user in a user x product problem). Outcome events arrive through event
+logging (``POST /events``): those of the event source ``source`` (default: the
+repo's only one) that match the ``outcome`` filter, keyed by the unit's keys.
+The metric is the conversion rate (units with an outcome) or, with
+``value="amount"``, the mean per unit of the value summed over its outcomes
+(revenue per user).
 
 The report (counts, lift, tests, verdict) is :mod:`framework.deploy.experiment_report`.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +57,8 @@ class Experiment:
     outcome: str
     control: str = "production"
     source: str | None = None  # the event source of the outcomes (default: the only one)
+    value: str | None = None  # a column: the metric is its sum per unit (revenue per user)
+    unit: str | tuple[str, ...] | None = None  # the unit of assignment (default: the keys)
     window_days: int = 7
     split: float = 0.5  # share of entities in the treatment arm
     salt: str | None = None  # default: the name; change it to re-randomize
@@ -90,25 +97,53 @@ class Experiment:
                 "'event_type == \"conversion\"'."
             )
         filter_to_sql(self.outcome)  # fail at declaration time on a bad filter
+        if self.value is not None and (not isinstance(self.value, str) or not self.value):
+            raise FeatureRepoError(
+                f"Experiment {self.name!r}: value= names the column to sum per unit "
+                "(e.g. value='amount' for revenue per user)."
+            )
+        if isinstance(self.unit, list | tuple):
+            object.__setattr__(self, "unit", tuple(self.unit))
+
+    def unit_keys(self, problem_keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The keys of the unit of assignment: ``unit``, or the problem's keys."""
+        if self.unit is None:
+            return problem_keys
+        unit = (self.unit,) if isinstance(self.unit, str) else tuple(self.unit)
+        missing = [k for k in unit if k not in problem_keys]
+        if missing or not unit:
+            raise FeatureRepoError(
+                f"Experiment {self.name!r}: unit {list(unit)} must be some of the problem's "
+                f"keys {list(problem_keys)}; {missing} are not."
+            )
+        return unit
+
+    @property
+    def metric(self) -> str:
+        """``conversion_rate`` (units with an outcome), or ``mean_<value>`` per unit."""
+        return "conversion_rate" if self.value is None else f"mean_{self.value}"
 
     @property
     def salt_text(self) -> str:
         return self.salt or self.name
 
-    def arm_of(self, entity_id: int) -> str:
+    def arm_of(self, entity_id: Any) -> str:
         return assign(self.salt_text, [entity_id], self.split)[0]
 
     def policy(self, arm: str) -> str:
         return getattr(self, arm)
 
 
-def assign(salt: str, entity_ids: list[int] | np.ndarray, split: float = 0.5) -> list[str]:
-    """The arm of each entity: ``treatment`` when the first 8 bytes of
-    sha256(salt:id), read as a fraction of 2**64, fall below ``split``."""
+def assign(salt: str, entity_ids: list[Any] | np.ndarray, split: float = 0.5) -> list[str]:
+    """The arm of each unit: ``treatment`` when the first 8 bytes of sha256(salt:id),
+    read as a fraction of 2**64, fall below ``split``. An id is the unit's entity text
+    (``framework.common.keys.entity_text``: an integer key's decimal digits, a text key
+    as is, a composite key's JSON array)."""
     out = []
     bound = int(split * 2**64)
     prefix = f"{salt}:".encode()
     for entity_id in entity_ids:
-        digest = hashlib.sha256(prefix + str(int(entity_id)).encode()).digest()
+        text = str(int(entity_id)) if isinstance(entity_id, int | np.integer) else str(entity_id)
+        digest = hashlib.sha256(prefix + text.encode()).digest()
         out.append(ARMS[1] if int.from_bytes(digest[:8], "big") < bound else ARMS[0])
     return out

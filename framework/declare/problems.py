@@ -34,6 +34,7 @@ from framework.errors import FeatureRepoError
 
 __all__ = [
     "CLASSIFICATION_METRICS",
+    "MULTICLASS_METRICS",
     "REGRESSION_METRICS",
     "AnyEvent",
     "Count",
@@ -50,10 +51,17 @@ __all__ = [
 ]
 
 CLASSIFICATION_METRICS = ("pr_auc", "roc_auc", "f1", "precision", "recall")
+MULTICLASS_METRICS = ("macro_f1", "log_loss", "accuracy")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
-LOWER_IS_BETTER = ("mae", "rmse")
+METRICS = {
+    "binary": CLASSIFICATION_METRICS,
+    "multiclass": MULTICLASS_METRICS,
+    "regression": REGRESSION_METRICS,
+}
+LOWER_IS_BETTER = ("mae", "rmse", "log_loss")
 CANDIDATES = {
     "binary": ("baseline", "lightgbm", "logistic_regression", "random_forest"),
+    "multiclass": ("baseline", "lightgbm", "logistic_regression", "random_forest"),
     "regression": ("baseline", "lightgbm", "ridge", "random_forest"),
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -352,6 +360,7 @@ Label = NoEvents | AnyEvent | Count | Sum | Mean | LabelTable
 Spine = Cutoffs | WeeklyCutoffs | EventSpine | TableSpine
 LABELS_BY_TASK = {
     "binary": (NoEvents, AnyEvent, LabelTable),
+    "multiclass": (LabelTable,),
     "regression": (Count, Sum, Mean, LabelTable),
 }
 
@@ -401,9 +410,12 @@ class Problem:
     feature_service: str
     metric: str
     success_threshold: float
-    entity: str | None = None  # the join key; None: the feature service's (set by FeatureRepo)
+    # the join key(s): a name, or a tuple of names for a composite key; None: the
+    # feature service's join keys (set by FeatureRepo)
+    entity: str | tuple[str, ...] | None = None
     candidates: tuple[str, ...] = ()
     tuning_budget: int = 8
+    min_split_times: int = 3  # distinct observation times in each of train, validation, test
     margin: float = 0.0
     categories: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     description: str = ""
@@ -413,16 +425,25 @@ class Problem:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise FeatureRepoError(f"Problem name {self.name!r} must be lower_snake_case.")
+        if isinstance(self.entity, list | tuple):
+            names = tuple(self.entity)
+            if not names or not all(isinstance(k, str) and k for k in names):
+                raise FeatureRepoError(
+                    f"Problem {self.name!r}: entity= is a join key name or a tuple of them; "
+                    f"got {self.entity!r}."
+                )
+            object.__setattr__(self, "entity", names[0] if len(names) == 1 else names)
         if self.task not in CANDIDATES:
             raise FeatureRepoError(
-                f"The 'task' of problem {self.name!r} must be 'binary' or 'regression'. Got {self.task!r} instead."
+                f"The 'task' of problem {self.name!r} must be 'binary', 'multiclass' or "
+                f"'regression'. Got {self.task!r} instead."
             )
         allowed = LABELS_BY_TASK[self.task]
         if not isinstance(self.label, allowed):
-            names = " or ".join(f"{c.__name__}(...)" for c in allowed)
+            wanted = " or ".join(f"{c.__name__}(...)" for c in allowed)
             raise FeatureRepoError(
                 f"Problem {self.name!r} is {'a regression' if self.task == 'regression' else self.task}: "
-                f"its label must be {names}; got {type(self.label).__name__}."
+                f"its label must be {wanted}; got {type(self.label).__name__}."
             )
         if isinstance(self.label, LabelTable):
             if self.spine is not None:
@@ -435,7 +456,7 @@ class Problem:
                 f"Problem {self.name!r} needs a spine: Cutoffs(...), EventSpine(...) or "
                 f"TableSpine(...); got {self.spine!r}."
             )
-        metrics = CLASSIFICATION_METRICS if self.task == "binary" else REGRESSION_METRICS
+        metrics = METRICS[self.task]
         if self.metric not in metrics:
             raise FeatureRepoError(
                 f"The 'metric' of {self.task} problem {self.name!r} must be one of {list(metrics)}. "
@@ -446,6 +467,10 @@ class Problem:
         if unknown:
             raise FeatureRepoError(
                 f"Problem {self.name!r}: unknown candidate(s) {unknown}; choose from {list(known)}."
+            )
+        if not isinstance(self.min_split_times, int) or self.min_split_times < 1:
+            raise FeatureRepoError(
+                f"Problem {self.name!r}: min_split_times must be an integer >= 1."
             )
         if not isinstance(self.tuning_budget, int) or self.tuning_budget < 1:
             raise FeatureRepoError(f"Problem {self.name!r}: tuning_budget must be an integer >= 1.")
@@ -461,14 +486,25 @@ class Problem:
         return ("baseline", *[c for c in chosen if c != "baseline"])
 
     @property
-    def key(self) -> str:
-        """The join key (set from the feature service when the repo loads the problem)."""
+    def keys(self) -> tuple[str, ...]:
+        """The join keys, in order (set from the feature service when the repo loads the
+        problem): one name, or several for a composite key (a user x product pair)."""
         if not self.entity:
             raise FeatureRepoError(
                 f"Problem {self.name!r} has no entity key yet; load it through FeatureRepo "
-                "(which takes its feature service's join key) or declare entity=..."
+                "(which takes its feature service's join keys) or declare entity=..."
             )
-        return self.entity
+        return (self.entity,) if isinstance(self.entity, str) else tuple(self.entity)
+
+    @property
+    def key(self) -> str:
+        """The join key of a single-key problem (a composite one: see ``keys``)."""
+        keys = self.keys
+        if len(keys) != 1:
+            raise FeatureRepoError(
+                f"Problem {self.name!r} has the composite key {list(keys)}; use .keys."
+            )
+        return keys[0]
 
     @property
     def horizon(self) -> timedelta:
@@ -499,7 +535,7 @@ class Problem:
         return {
             "name": self.name,
             "task": self.task,
-            "entity": self.entity,
+            "entity": self.entity if isinstance(self.entity, str) else list(self.keys),
             "events": str(self.events.path),
             "label": self.label.to_dict(),
             "label_description": self.label.describe(),

@@ -220,8 +220,21 @@ class FeatureRepo:
             for name, p in found.items()
         }
 
-    def _service_key(self, problem: Problem) -> str:
-        """The join key of a problem's feature service, from the declarations."""
+    def key_kinds(self, problem: Problem | str) -> dict[str, str]:
+        """The problem's join keys, in order, with their kind (``int`` or ``string``), from
+        the declarations of its feature service's views."""
+        if isinstance(problem, str):
+            problem = self.problem(problem)
+        kinds: dict[str, str] = {}
+        for view in self.contents.feature_views:
+            for col in getattr(view, "entity_columns", []) or []:
+                if col.name not in kinds:
+                    kinds[col.name] = "string" if str(col.dtype) == "String" else "int"
+        return {k: kinds.get(k, "int") for k in problem.keys}
+
+    def _service_key(self, problem: Problem) -> str | tuple[str, ...]:
+        """The join keys of a problem's feature service, from the declarations (one name,
+        or a tuple of names in the order the views declare them)."""
         services = {fs.name: fs for fs in self.contents.feature_services}
         service = services.get(problem.feature_service)
         if service is None:
@@ -236,13 +249,12 @@ class FeatureRepo:
             for col in getattr(view, "entity_columns", []) or []:
                 if col.name not in keys and not col.name.startswith("__dummy"):
                     keys.append(col.name)
-        if len(keys) != 1:
+        if not keys:
             raise FeatureRepoError(
-                f"Problem {problem.name!r}: feature service {problem.feature_service!r} has the "
-                f"join keys {keys}; a problem takes one key (composite keys are not supported "
-                "by problems yet). Declare entity=... on the problem."
+                f"Problem {problem.name!r}: feature service {problem.feature_service!r} has no "
+                "join key (only entity-less views); declare entity=... on the problem."
             )
-        return keys[0]
+        return keys[0] if len(keys) == 1 else tuple(keys)
 
     @cached_property
     def contracts(self) -> dict[str, SourceContract]:
@@ -355,6 +367,7 @@ class FeatureRepo:
                     f"Experiment {exp.name!r} names unknown problem {exp.problem!r}; the repo "
                     f"declares {sorted(self.problems)}."
                 )
+            exp.unit_keys(self.problems[exp.problem].keys)  # refuses a unit not of its keys
             if exp.active:
                 if exp.problem in active:
                     raise FeatureRepoError(

@@ -1,11 +1,19 @@
 """Batch prediction: score entities with point-in-time features, write them to a database.
 
-``predict_batch(repo, "churn", as_of=T)`` scores every entity of the problem's
-feature views (or the ones given) with the production model, on the features
-as of T (the same point-in-time retrieval as training), and writes the rows to
-the table ``predictions`` (run_id, problem, model_version, entity_id, as_of,
-score, label, created_at) in SQLite (default: ``<repo>/data/predictions.db``)
-or PostgreSQL.
+``predict_batch(repo, "churn", as_of=T)`` scores the population of the
+problem's spine rule at T (for periodic cutoffs: the entities active within its
+lookback; otherwise every entity its source holds) or the entities given, with
+the production model, on the features as of T (the same point-in-time retrieval
+as training), and writes the rows to the table ``predictions`` (run_id,
+problem, model_version, entity_key, entity_id, as_of, score, label, created_at,
+and one column per join key) in SQLite (default: ``<repo>/data/predictions.db``)
+or PostgreSQL. The key columns are typed as declared (integer or text) and
+added the first time a problem with a new key writes, so a product developer
+asks ``SELECT score FROM predictions WHERE problem = 'dispute' AND card_id =
+'c_17'`` (a composite key: one condition per key column). ``entity_id`` holds the
+entity text of ``framework.common.keys``; a multiclass run stores the
+probability of the most likely class as ``score`` and its index in the model's
+classes as ``label`` (and the class itself in ``predicted_class``).
 
 Before anything is written, the features are checked with the model's own
 validation suite (its training suite without the label expectations: types,
@@ -25,7 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from framework.common.times import to_utc
@@ -47,45 +54,106 @@ class BatchRun:
     replaced: int
 
 
-def _table(sa: Any) -> Any:
+BASE_COLUMNS = (
+    "run_id",
+    "problem",
+    "model_version",
+    "entity_key",
+    "entity_id",
+    "as_of",
+    "score",
+    "label",
+    "predicted_class",
+    "created_at",
+)
+
+
+def _table(sa: Any, kinds: dict[str, str] | None = None) -> Any:
+    """The ``predictions`` table, with a column per join key of ``kinds`` (nullable: a
+    row has the columns of its problem's keys)."""
     metadata = sa.MetaData()
+    keys = [
+        sa.Column(k, sa.BigInteger if kind == "int" else sa.String(256))
+        for k, kind in (kinds or {}).items()
+        if k not in BASE_COLUMNS
+    ]
     return sa.Table(
         "predictions",
         metadata,
         sa.Column("run_id", sa.String(36), nullable=False, index=True),
         sa.Column("problem", sa.String(64), nullable=False),
         sa.Column("model_version", sa.String(16), nullable=False),
-        sa.Column("entity_id", sa.BigInteger, nullable=False),
+        sa.Column("entity_key", sa.String(256)),
+        sa.Column("entity_id", sa.String(1024), nullable=False),
         sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
         sa.Column("score", sa.Float, nullable=False),
         sa.Column("label", sa.Integer),
+        sa.Column("predicted_class", sa.String(256)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        *keys,
         sa.Index("predictions_run_key", "problem", "model_version", "as_of"),
     )
 
 
-def _all_entities(repo: FeatureRepo, service: str) -> np.ndarray:
-    """Every entity key the service's stored views know."""
-    from framework.declare.windows import WindowSpec
-    from framework.features.pit import load_index
-    from framework.features.resolve import resolve_features
-    from framework.prepare.window_index import load_window_index
+def _prepare_table(sa: Any, engine: Any, table: Any) -> None:
+    """Create the table, or add the columns an earlier run did not need (new key columns;
+    text entity ids where an earlier version stored integers)."""
+    from framework.deploy.prediction_log import widen_entity_columns
 
-    keys = []
-    for vf in resolve_features(repo, service):
-        if vf.on_demand:
-            continue
-        spec = WindowSpec.from_feature_view(vf.view)
-        windows = load_window_index(spec) if spec else None
-        if windows is not None:
-            keys.append(np.asarray(windows.keys))
-            continue
-        src = vf.view.batch_source
-        index = load_index(
-            src.path, vf.view.entity_columns[0].name, src.timestamp_field, vf.features
+    table.metadata.create_all(engine)
+    have = {c["name"]: c for c in sa.inspect(engine).get_columns("predictions")}
+    missing = [c for c in table.columns if c.name not in have]
+    with engine.begin() as conn:
+        widen_entity_columns(sa, conn, engine, "predictions", have, ("entity_id",))
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            name = engine.dialect.identifier_preparer.quote(column.name)
+            conn.execute(sa.text(f"ALTER TABLE predictions ADD COLUMN {name} {kind}"))
+        for key in [c.name for c in table.columns if c.name not in BASE_COLUMNS]:
+            index = f"predictions_{key}"[:60]
+            name = engine.dialect.identifier_preparer.quote(key)
+            conn.execute(
+                sa.text(f"CREATE INDEX IF NOT EXISTS {index} ON predictions (problem, {name})")
+            )
+
+
+def _entity_rows(entities: Any, kinds: dict[str, str], problem: str) -> pd.DataFrame:
+    """The given entities as typed key columns: a frame with the key columns, a list of
+    dicts, or (one key) a list of values."""
+    keys = list(kinds)
+    if isinstance(entities, pd.DataFrame):
+        frame = entities
+    elif len(entities) and isinstance(entities[0], dict):
+        frame = pd.DataFrame(list(entities))
+    elif len(keys) == 1:
+        frame = pd.DataFrame({keys[0]: list(entities)})
+    else:
+        raise DataError(
+            f"Problem {problem!r} has the composite key {keys}: give the entities as rows "
+            "with every key column."
         )
-        keys.append(np.asarray(index.keys))
-    return np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        raise DataError(
+            f"The entities of {problem!r} lack the key column(s) {missing}; they have "
+            f"{list(frame.columns)}."
+        )
+    out = {}
+    for key, kind in kinds.items():
+        col = frame[key]
+        if col.isna().any():
+            raise DataError(f"The entities of {problem!r} have a null {key!r}.")
+        if kind == "int":
+            try:
+                out[key] = col.astype("int64").to_numpy()
+            except (TypeError, ValueError) as exc:
+                raise DataError(
+                    f"{key!r} of problem {problem!r} is an integer key; the entities hold "
+                    f"{col.iloc[0]!r}."
+                ) from exc
+        else:
+            out[key] = col.astype(str).to_numpy(dtype=object)
+    return pd.DataFrame(out).drop_duplicates(ignore_index=True)
 
 
 def predict_batch(
@@ -93,30 +161,42 @@ def predict_batch(
     problem: str,
     as_of: datetime | str,
     *,
-    entities: list[int] | None = None,
+    entities: Any = None,
     db: str | Path | None = None,
 ) -> BatchRun:
-    """Score entities as of ``as_of`` with the production model and write one run."""
+    """Score entities as of ``as_of`` with the production model and write one run.
+
+    ``entities``: a frame (or list of dicts) with the problem's key columns, or for a
+    single key a list of values; default: the spine rule's population at ``as_of``."""
     import sqlalchemy as sa
 
+    from framework.common.keys import entity_texts
     from framework.deploy.prediction_log import engine_url
     from framework.errors import ValidationError
     from framework.features.historical import get_historical_features
     from framework.models.registry import registry_of
+    from framework.training.labels import population_at
     from framework.training.validation import validate_features
 
     declared = repo.problem(problem)
     ts = to_utc(as_of, "as-of time")
     artifact = registry_of(repo).get(declared.name)
     meta = artifact.meta
-    ids = (
-        np.asarray(entities, dtype=np.int64)
-        if entities is not None
-        else _all_entities(repo, meta.feature_service)
-    )
-    if len(ids) == 0:
-        raise DataError(f"No entities to score for {problem!r}.")
-    rows = pd.DataFrame({declared.entity: ids, "event_timestamp": ts})
+    kinds = repo.key_kinds(declared)
+    keys = list(kinds)
+    if entities is not None:
+        population = _entity_rows(entities, kinds, declared.name)
+    else:
+        population = _entity_rows(
+            population_at(declared, int(ts.value // 1_000)), kinds, declared.name
+        )
+    if len(population) == 0:
+        raise DataError(
+            f"No entities to score for {problem!r} as of {ts.isoformat()}"
+            + ("" if entities is not None else " (its spine rule selects none then)")
+            + "."
+        )
+    rows = population.assign(event_timestamp=ts)
     frame = get_historical_features(repo, rows, meta.feature_service)
     checked = validate_features(declared.name, frame, meta)
     if checked.failures:
@@ -127,23 +207,31 @@ def predict_batch(
     score, label = scoring.score(meta, artifact.load_model(), frame)
     run_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    columns = {
+    n = len(population)
+    columns: dict[str, Any] = {
         "run_id": run_id,
         "problem": declared.name,
         "model_version": artifact.version,
-        "entity_id": ids.tolist(),
+        "entity_key": ",".join(keys),
+        "entity_id": entity_texts(frame, keys),
         "as_of": ts.to_pydatetime(),
         "score": score.astype(float).tolist(),
         "label": label.tolist() if label is not None else None,
+        "predicted_class": (
+            [str(meta.classes[i]) for i in label]
+            if meta.task == "multiclass" and label is not None and meta.classes
+            else None
+        ),
         "created_at": now,
+        **{k: frame[k].tolist() for k in keys if k not in BASE_COLUMNS},
     }
     url = engine_url(db or repo.prediction_db)
-    table = _table(sa)
+    table = _table(sa, kinds)
     engine = sa.create_engine(url)
     try:
-        table.metadata.create_all(engine)
+        _prepare_table(sa, engine, table)
         insert = BulkInsert(engine, table)
-        params = insert.columnar(columns, len(ids))
+        params = insert.columnar(columns, n)
         with engine.begin() as conn:  # one transaction: nothing is visible until it commits
             replaced = conn.execute(
                 table.delete().where(
@@ -159,6 +247,4 @@ def predict_batch(
         ) from exc
     finally:
         engine.dispose()
-    return BatchRun(
-        run_id, declared.name, artifact.version, ts.to_pydatetime(), len(ids), replaced or 0
-    )
+    return BatchRun(run_id, declared.name, artifact.version, ts.to_pydatetime(), n, replaced or 0)

@@ -29,7 +29,9 @@ class BulkInsert:
         self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
         mark = {"qmark": "?", "numeric": ":{}", "named": ":{}"}.get(dialect.paramstyle, "%s")
         marks = [mark.format(n) if "{}" in mark else mark for n in self.names]
-        self.sql = f"INSERT INTO {table.name} ({', '.join(self.names)}) VALUES ({', '.join(marks)})"
+        quote = dialect.identifier_preparer.quote  # key columns are named by the user
+        self.quoted = ", ".join(quote(n) for n in self.names)
+        self.sql = f"INSERT INTO {table.name} ({self.quoted}) VALUES ({', '.join(marks)})"
         self.converters = {
             c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns
         }
@@ -72,7 +74,7 @@ class BulkInsert:
             import sqlalchemy as sa
 
             raw = conn.connection.driver_connection
-            statement = f"COPY {self.table.name} ({', '.join(self.names)}) FROM STDIN"
+            statement = f"COPY {self.table.name} ({self.quoted}) FROM STDIN"
             try:
                 with raw.cursor() as cur, cur.copy(statement) as copy:
                     for row in params:

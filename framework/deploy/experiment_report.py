@@ -1,11 +1,15 @@
 """Deploy: the report of an A/B experiment (declared with ``framework.Experiment``).
 
-``report(experiment, exposures, events)`` counts, per arm, the exposed
-entities and those with an outcome event in (first exposure, first exposure +
-window]; the rate is conversions / exposures. It gives the absolute lift with
-a 95% Wald interval, the relative lift with the Katz interval of the rate ratio
-(``scipy.stats.contingency.relative_risk``), the pooled two-proportion z-test,
-and a chi-square sample-ratio-mismatch test against the declared split.
+``report(experiment, exposures, events)`` counts, per arm, the exposed units
+(the experiment's unit of assignment) and those with an outcome event in
+(first exposure, first exposure + window]. For the conversion rate
+(conversions / exposures) it gives the absolute lift with a 95% Wald interval,
+the relative lift with the Katz interval of the rate ratio
+(``scipy.stats.contingency.relative_risk``) and the pooled two-proportion
+z-test; for a value metric (the mean per unit of ``value`` summed over its
+outcomes, 0 without one: revenue per user) the difference of means with
+Welch's t-test and its 95% interval (``scipy.stats.ttest_ind``). Both keep a
+chi-square sample-ratio-mismatch test against the declared split.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ if TYPE_CHECKING:
 
     from framework.declare.repo import FeatureRepo
 
-__all__ = ["ExperimentReport", "experiment_report", "report", "srm_p_value", "two_proportion_test"]
+__all__ = [
+    "ExperimentReport",
+    "experiment_report",
+    "report",
+    "srm_p_value",
+    "two_proportion_test",
+    "welch_test",
+]
 
 ALPHA = 0.05  # significance level of the verdict
 SRM_ALPHA = 0.001  # a sample-ratio mismatch below this invalidates the experiment
@@ -101,6 +112,25 @@ def srm_p_value(exposures_control: int, exposures_treatment: int, split: float) 
     return float(stats.chisquare([exposures_control, exposures_treatment], expected).pvalue)
 
 
+def welch_test(control: np.ndarray, treatment: np.ndarray) -> TwoProportionTest:
+    """Difference of means (treatment - control) with Welch's t-test and its 95% interval;
+    the relative lift is the difference over the control mean."""
+    from scipy import stats
+
+    if min(len(control), len(treatment)) < 2:
+        raise DataError("Both arms need at least two units to compare means.")
+    m_c, m_t = float(np.mean(control)), float(np.mean(treatment))
+    if np.var(control) == 0 and np.var(treatment) == 0:
+        t, p, ci = 0.0, 1.0 if m_c == m_t else 0.0, (m_t - m_c, m_t - m_c)
+    else:
+        res = stats.ttest_ind(treatment, control, equal_var=False)
+        low, high = res.confidence_interval(confidence_level=0.95)
+        t, p, ci = float(res.statistic), float(res.pvalue), (float(low), float(high))
+    rel = (m_t / m_c - 1) if m_c else None
+    ci_rel = (ci[0] / m_c, ci[1] / m_c) if m_c > 0 else None
+    return TwoProportionTest(m_c, m_t, m_t - m_c, ci, rel, ci_rel, t, p)
+
+
 @dataclass(frozen=True)
 class ExperimentReport:
     """What ``lifecycle experiment report`` prints (``to_json`` gives the --json keys)."""
@@ -118,22 +148,37 @@ class ExperimentReport:
     srm_p_value: float
     verdict: str
     pending: int  # exposures whose outcome window has not ended yet (not counted)
+    metric: str = "conversion_rate"  # or mean_<value>: the mean per unit (Welch's t-test)
+    unit: list[str] | None = None  # the keys of the unit of assignment
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_text(self) -> str:
+        rate = self.metric == "conversion_rate"
+        unit = f" per {'+'.join(self.unit)}" if self.unit else ""
         lines = [
             f"Experiment {self.experiment} on {self.problem}: outcome {self.outcome!r} within "
-            f"{self.window_days}d of the first exposure",
-            f"  {'arm':<10} {'policy':<11} {'exposures':>10} {'conversions':>12} {'rate':>8}",
+            f"{self.window_days}d of the first exposure{unit}; metric {self.metric}",
+            f"  {'arm':<10} {'policy':<11} {'exposures':>10} {'conversions':>12} "
+            + (f"{'rate':>8}" if rate else f"{'mean':>12} {'sd':>10}"),
         ]
         for arm, a in self.arms.items():
+            tail = (
+                f"{_pct(a['rate']):>8}"
+                if rate
+                else f"{_num(a.get('mean')):>12} {_num(a.get('sd')):>10}"
+            )
             lines.append(
                 f"  {arm:<10} {a['policy']:<11} {a['exposures']:>10,} {a['conversions']:>12,} "
-                f"{_pct(a['rate']):>8}"
+                + tail
             )
-        if self.lift_abs is not None and self.ci95 is not None:
+        if not rate and self.lift_abs is not None and self.ci95 is not None:
+            lines.append(
+                f"  difference of means: {self.lift_abs:+.4g} (95% CI {self.ci95[0]:+.4g} to "
+                f"{self.ci95[1]:+.4g})"
+            )
+        elif self.lift_abs is not None and self.ci95 is not None:
             lines.append(
                 f"  lift: {_pct(self.lift_abs, sign=True)} absolute "
                 f"(95% CI {_pct(self.ci95[0], sign=True)} to {_pct(self.ci95[1], sign=True)})"
@@ -144,7 +189,8 @@ class ExperimentReport:
                 rel += f" (95% CI {_pct(self.ci95_rel[0], sign=True)} to {_pct(self.ci95_rel[1], sign=True)})"
             lines.append(rel)
         if self.p_value is not None:
-            lines.append(f"  two-proportion z-test p = {self.p_value:.3g}")
+            name = "two-proportion z-test" if rate else "Welch's t-test"
+            lines.append(f"  {name} p = {self.p_value:.3g}")
         lines.append(f"  sample ratio check p = {self.srm_p_value:.3g}")
         if self.pending:
             lines.append(
@@ -152,6 +198,10 @@ class ExperimentReport:
             )
         lines.append(f"Verdict: {self.verdict}")
         return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _pct(value: float | None, sign: bool = False) -> str:
@@ -166,31 +216,46 @@ def report(
     events: pd.DataFrame,
     now: datetime | None = None,
     *,
-    key: str,
+    key: str | list[str] | tuple[str, ...],
     timestamp_field: str = "event_timestamp",
+    kinds: dict[str, str] | None = None,
 ) -> ExperimentReport:
     """The report of ``experiment`` from its exposures (entity_id, arm, exposed_at) and the
-    outcome source's events (``key``, ``timestamp_field`` and the columns the outcome filter
-    reads), both pandas frames.
+    outcome source's events (the unit's keys, ``timestamp_field``, the columns the outcome
+    filter reads and the ``value`` column), both pandas frames.
 
-    An entity counts in the arm of its first exposure; one still inside its outcome
-    window at ``now`` (default: the current time) is left out as pending.
+    ``key`` is the problem's join key(s) (the exposures' entity ids are their entity
+    texts, ``framework.common.keys``), ``kinds`` their kinds (default: int). A unit counts
+    in the arm of its first exposure; one still inside its outcome window at ``now``
+    (default: the current time) is left out as pending.
     """
     import pandas as pd
 
-    ex = exposures.sort_values("exposed_at", kind="stable").drop_duplicates("entity_id")
+    from framework.common.keys import entity_frame, entity_texts
+
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    unit = experiment.unit_keys(keys)
+    ex = exposures.copy()
+    if unit != keys:  # the unit is some of the keys: read them out of the entity texts
+        frame = entity_frame(ex["entity_id"], kinds or dict.fromkeys(keys, "int"))
+        ex["entity_id"] = entity_texts(frame, unit)
+    else:
+        ex["entity_id"] = ex["entity_id"].astype(str)
+    ex = ex.sort_values("exposed_at", kind="stable").drop_duplicates("entity_id")
     window = pd.Timedelta(days=experiment.window_days)
     ends = ex["exposed_at"] + window
-    ev = _outcomes(experiment, events, key, timestamp_field)
+    ev = _outcomes(experiment, events, unit, timestamp_field)
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     done = ex[ends <= now]
     pending = len(ex) - len(done)
-    joined = done.merge(ev, on="entity_id", how="left")
+    joined = done.merge(ev, on="entity_id", how="inner")
     hit = (joined["outcome_at"] > joined["exposed_at"]) & (
         joined["outcome_at"] <= joined["exposed_at"] + window
     )
     converted = set(joined.loc[hit, "entity_id"])
+    totals = joined.loc[hit].groupby("entity_id")["value"].sum()
     arms: dict[str, dict[str, Any]] = {}
+    values: dict[str, np.ndarray] = {}
     for arm in ARMS:
         ids = done.loc[done["arm"] == arm, "entity_id"]
         n = len(ids)
@@ -201,13 +266,20 @@ def report(
             "conversions": x,
             "rate": x / n if n else None,
         }
+        if experiment.value is not None:
+            per_unit = totals.reindex(ids).fillna(0.0).to_numpy(dtype="float64")
+            values[arm] = per_unit
+            arms[arm]["mean"] = float(per_unit.mean()) if n else None
+            arms[arm]["sd"] = float(per_unit.std(ddof=1)) if n > 1 else None
     n_c, n_t = arms["control"]["exposures"], arms["treatment"]["exposures"]
     srm = srm_p_value(n_c, n_t, experiment.split)
     test = None
-    if n_c and n_t:
+    if experiment.value is None and n_c and n_t:
         test = two_proportion_test(
             arms["control"]["conversions"], n_c, arms["treatment"]["conversions"], n_t
         )
+    elif experiment.value is not None and min(n_c, n_t) >= 2:
+        test = welch_test(values["control"], values["treatment"])
     return ExperimentReport(
         experiment=experiment.name,
         problem=experiment.problem,
@@ -222,6 +294,8 @@ def report(
         srm_p_value=srm,
         verdict=_verdict(experiment, n_c, n_t, srm, test),
         pending=pending,
+        metric=experiment.metric,
+        unit=list(unit),
     )
 
 
@@ -237,33 +311,47 @@ def experiment_report(
     source = repo.event_source(experiment.source)
     exposures = read_exposures(db or repo.prediction_db, experiment.name)
     events = read_events(repo, source=source.name)
-    key = repo.problem(experiment.problem).key
+    problem = repo.problem(experiment.problem)
     return report(
-        experiment, exposures, events, now=now, key=key, timestamp_field=source.timestamp_field
+        experiment,
+        exposures,
+        events,
+        now=now,
+        key=problem.keys,
+        timestamp_field=source.timestamp_field,
+        kinds=repo.key_kinds(problem),
     )
 
 
 def _outcomes(
-    experiment: Experiment, events: pd.DataFrame, key: str, timestamp_field: str
+    experiment: Experiment, events: pd.DataFrame, unit: tuple[str, ...], timestamp_field: str
 ) -> pd.DataFrame:
-    """The events matching the outcome filter, as (entity_id, outcome_at)."""
+    """The events matching the outcome filter, as (entity_id: the unit's entity text,
+    outcome_at, value)."""
     import duckdb
 
-    missing = [c for c in (key, timestamp_field) if c not in events.columns]
+    from framework.common.keys import entity_texts
+
+    value = [experiment.value] if experiment.value else []
+    missing = [c for c in (*unit, timestamp_field, *value) if c not in events.columns]
     if missing:
         raise DataError(
             f"Experiment {experiment.name!r}: the outcome events lack column(s) {missing}; "
             f"they have {list(events.columns)}. Name the source with Experiment(source=...)."
         )
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("ev", events)
-        q = '"' + key.replace('"', '""') + '"'
-        ts = '"' + timestamp_field.replace('"', '""') + '"'
-        return con.execute(
-            f"SELECT {q} AS entity_id, CAST({ts} AS TIMESTAMPTZ) AS outcome_at FROM ev "
-            f"WHERE {filter_to_sql(experiment.outcome)}"
+        val = f"CAST({q(experiment.value)} AS DOUBLE)" if experiment.value else "1.0"
+        keys = ", ".join(f"{q(k)} AS k{j}" for j, k in enumerate(unit))
+        out = con.execute(
+            f"SELECT {keys}, CAST({q(timestamp_field)} AS TIMESTAMPTZ) AS outcome_at, "
+            f"COALESCE({val}, 0.0) AS value FROM ev WHERE {filter_to_sql(experiment.outcome)}"
         ).df()
     except duckdb.Error as exc:
         raise DataError(
@@ -272,6 +360,10 @@ def _outcomes(
         ) from exc
     finally:
         con.close()
+    out["entity_id"] = entity_texts(
+        out.rename(columns={f"k{j}": k for j, k in enumerate(unit)}), unit
+    )
+    return out[["entity_id", "outcome_at", "value"]]
 
 
 def _verdict(
@@ -288,13 +380,25 @@ def _verdict(
             f"not enough data yet: at least {MIN_EXPOSURES} completed exposures per arm are "
             f"needed (control {n_c:,}, treatment {n_t:,})."
         )
+    mean = experiment.value is not None
     if test.p_value < ALPHA:
         better = "better" if test.lift_abs > 0 else "worse"
+        if mean:
+            return (
+                f"treatment is {better} than control: mean {experiment.value} per unit "
+                f"{test.rate_treatment:.4g} vs {test.rate_control:.4g} "
+                f"(Welch p = {test.p_value:.2g} < {ALPHA})."
+            )
         return (
             f"treatment is {better} than control: {test.rate_treatment:.2%} vs "
             f"{test.rate_control:.2%} (p = {test.p_value:.2g} < {ALPHA})."
         )
+    interval = (
+        f"{test.ci95[0]:+.4g} to {test.ci95[1]:+.4g}"
+        if mean
+        else f"{test.ci95[0]:+.2%} to {test.ci95[1]:+.2%}"
+    )
     return (
         f"no significant difference (p = {test.p_value:.2g} >= {ALPHA}); the 95% interval of "
-        f"the lift ({test.ci95[0]:+.2%} to {test.ci95[1]:+.2%}) includes 0. Keep running or stop."
+        f"the lift ({interval}) includes 0. Keep running or stop."
     )

@@ -275,7 +275,7 @@ def read_exposures(url: str | Path, experiment: str) -> pd.DataFrame:
         if not sa.inspect(engine).has_table("prediction_log"):
             frame = pd.DataFrame({"entity_id": [], "arm": [], "exposed_at": []})
             return frame.astype(
-                {"entity_id": "int64", "arm": object, "exposed_at": "datetime64[us, UTC]"}
+                {"entity_id": object, "arm": object, "exposed_at": "datetime64[us, UTC]"}
             )
         with engine.connect() as conn:
             frame = pd.read_sql(query, conn, params={"name": experiment})
@@ -303,8 +303,8 @@ def _table(sa: Any) -> Any:
         sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("problem", sa.String(64), nullable=False),
         sa.Column("model_version", sa.String(16), nullable=False),
-        sa.Column("entity_key", sa.String(64), nullable=False),
-        sa.Column("entity_id", sa.BigInteger, nullable=False),
+        sa.Column("entity_key", sa.String(256), nullable=False),  # the key names, comma-joined
+        sa.Column("entity_id", sa.String(1024), nullable=False),  # framework.common.keys
         sa.Column("request_ts", sa.DateTime(timezone=True)),
         sa.Column("features", sa.Text),
         sa.Column("feature_status", sa.String(16)),
@@ -327,11 +327,30 @@ def _batches_table(metadata: Any, sa: Any) -> Any:
     )
 
 
+def widen_entity_columns(
+    sa: Any, conn: Any, engine: Any, table: str, have: dict[str, Any], names: tuple[str, ...]
+) -> None:
+    """An earlier version stored entity ids as BIGINT: make them text (PostgreSQL; SQLite's
+    columns take text as it is)."""
+    if engine.dialect.name != "postgresql":
+        return
+    for name in names:
+        column = have.get(name)
+        if column is None:
+            continue
+        if isinstance(column["type"], sa.Integer) or (
+            isinstance(column["type"], sa.String) and (column["type"].length or 0) < 256
+        ):
+            size = 1024 if name == "entity_id" else 256
+            conn.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{name}" TYPE VARCHAR({size})'))
+
+
 def _upgrade(sa: Any, engine: Any, table: Any) -> None:
     """Bring a table written by an earlier version up to this schema (columns are only added)."""
     inspector = sa.inspect(engine)
     have = {c["name"]: c for c in inspector.get_columns(table.name)}
     with engine.begin() as conn:
+        widen_entity_columns(sa, conn, engine, table.name, have, ("entity_key", "entity_id"))
         if "experiment" not in have:
             conn.execute(sa.text("ALTER TABLE prediction_log ADD COLUMN experiment VARCHAR(64)"))
             conn.execute(

@@ -25,8 +25,8 @@ class ModelMeta:
     """A registered (or about to be registered) model version, typed."""
 
     problem: str
-    task: str  # "binary" or "regression"
-    entity: str  # the problem's entity key
+    task: str  # "binary", "multiclass" or "regression"
+    entity: str | list[str]  # the problem's join key (a list: a composite key)
     feature_service: str
     features: list[str]
     feature_dtypes: dict[str, str]
@@ -49,12 +49,18 @@ class ModelMeta:
     events: str
     tuning_budget: int
     description: str = ""
+    classes: list[Any] | None = None  # multiclass: the class values, by index
     version: str = ""  # set by the registry
     stage: str = "candidate"
     created_at: str = ""
     sha256: str = ""
     libraries: dict[str, str] = field(default_factory=dict)
     signature: str = ""  # HMAC of everything else (framework.models.signing), set on registration
+
+    @property
+    def keys(self) -> list[str]:
+        """The join keys, in order."""
+        return [self.entity] if isinstance(self.entity, str) else list(self.entity)
 
     @property
     def test_metric(self) -> float:

@@ -165,16 +165,22 @@ def _compiled(model: Any) -> CompiledPreprocess | None:
 
 
 def _predict(model: Any, task: str, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The positive-class probability (binary), the class-probability matrix as the model
+    knows its classes (multiclass) or the prediction (regression)."""
     fast = _compiled(model)
     if fast is None:
         x = to_model_frame(frame, features)
-        return model.predict_proba(x)[:, 1] if task == "binary" else model.predict(x)
+        if task == "regression":
+            return model.predict(x)
+        proba = model.predict_proba(x)
+        return proba[:, 1] if task == "binary" else proba
     estimator = model.steps[-1][1]
     xt = fast.transform(frame)
     kwargs = _threads(estimator, len(xt))
-    if task == "binary":
-        return estimator.predict_proba(xt, **kwargs)[:, 1]
-    return estimator.predict(xt, **kwargs)
+    if task == "regression":
+        return estimator.predict(xt, **kwargs)
+    proba = estimator.predict_proba(xt, **kwargs)
+    return proba[:, 1] if task == "binary" else proba
 
 
 def _threads(estimator: Any, rows: int) -> dict[str, Any]:
@@ -194,13 +200,32 @@ class ScoringSpec(Protocol):
     def features(self) -> list[str]: ...
     @property
     def decision_threshold(self) -> float | None: ...
+    @property
+    def classes(self) -> list[Any] | None: ...
+
+
+def class_probabilities(meta: ScoringSpec, model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """A multiclass model's n x K probabilities, column i for ``meta.classes[i]``."""
+    proba = _predict(model, "multiclass", frame, meta.features)
+    k = len(meta.classes or ())
+    seen = np.asarray(model.classes_).astype(int)
+    if proba.shape[1] == k and (seen == np.arange(k)).all():
+        return proba
+    out = np.zeros((len(proba), k))
+    out[:, seen] = proba
+    return out
 
 
 def score(
     meta: ScoringSpec, model: Any, frame: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores of ``frame``'s rows, and labels at the decision threshold for a binary task
-    (else None)."""
+    """Scores of ``frame``'s rows, and labels at the decision threshold for a binary task;
+    for a multiclass task, the probability of the most likely class and its index in
+    ``meta.classes``; for a regression, the predictions and None."""
+    if meta.task == "multiclass":
+        proba = class_probabilities(meta, model, frame)
+        label = proba.argmax(axis=1)
+        return proba[np.arange(len(proba)), label], label
     scores = _predict(model, meta.task, frame, meta.features)
     if meta.task == "binary":
         cut = 0.5 if meta.decision_threshold is None else meta.decision_threshold

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from framework.common.keys import entity_frame
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
 from framework.monitor.drift_stats import DriftReport, drift
@@ -97,7 +98,7 @@ def current_from_log(
     log = logged_predictions(db, problem, version, since, until)
     frame = pd.DataFrame([json.loads(v) for v in log["features"]])
     frame["score"] = log["score"].to_numpy()
-    frame["entity_id"] = log["entity_id"].to_numpy()
+    frame["entity_id"] = log["entity_id"].astype(str).to_numpy()
     frame["at"] = pd.to_datetime(log["request_ts"], utc=True).astype("datetime64[us, UTC]")
     return frame
 
@@ -126,27 +127,28 @@ def current_from_batch(
         return pd.DataFrame()
     if len(preds) > limit:
         preds = preds.sample(n=limit, random_state=0)
-    key = artifact.meta.entity
-    rows = pd.DataFrame(
-        {key: preds["entity_id"].astype("int64").to_numpy(), "event_timestamp": preds["at"].array}
-    )
+    rows = entity_frame(preds["entity_id"], repo.key_kinds(artifact.problem))
+    rows["event_timestamp"] = preds["at"].array
     frame = get_historical_features(repo, rows, artifact.meta.feature_service)
     frame = frame[artifact.meta.features].copy()
     frame["score"] = preds["score"].to_numpy(dtype=float)
-    frame["entity_id"] = rows[key].to_numpy()
+    frame["entity_id"] = preds["entity_id"].astype(str).to_numpy()
     frame["at"] = rows["event_timestamp"].array
     return frame
 
 
-def _with_known_labels(problem: Problem, frame: pd.DataFrame) -> pd.DataFrame:
-    """``label``: each row's label by the problem's rule where its horizon has passed."""
+def _with_known_labels(
+    problem: Problem, frame: pd.DataFrame, kinds: dict[str, str]
+) -> pd.DataFrame:
+    """``label``: each row's label by the problem's rule where its horizon has passed
+    (``kinds``: the problem's key kinds, to read the entity texts back)."""
     from framework.training.labels import labels_at
 
     if frame.empty or "entity_id" not in frame or "at" not in frame:
         return frame
-    truth = labels_at(
-        problem, pd.DataFrame({problem.entity: frame["entity_id"], "event_timestamp": frame["at"]})
-    )
+    points = entity_frame(frame["entity_id"], kinds)
+    points["event_timestamp"] = frame["at"].to_numpy()
+    truth = labels_at(problem, points)
     frame = frame.copy()
     frame["label"] = truth["label"].where(truth["complete"]).to_numpy()
     return frame
@@ -215,7 +217,9 @@ def detect_drift(
                 "nothing to compare. Serve traffic first, widen --since/--until, or pass "
                 "--current FILE."
             )
-        frame = _with_known_labels(declared, pd.concat(parts, ignore_index=True))
+        frame = _with_known_labels(
+            declared, pd.concat(parts, ignore_index=True), repo.key_kinds(declared)
+        )
     policy = declared.monitoring
     report = drift(
         reference,

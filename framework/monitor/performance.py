@@ -82,7 +82,14 @@ def _metrics(task: str, y: np.ndarray, score: np.ndarray, predicted: np.ndarray)
     from sklearn import metrics as m
 
     out: dict[str, Any] = {"n": len(y)}
-    if task == "binary":
+    if task == "multiclass":  # the log keeps the predicted class, not every probability
+        out.update(
+            accuracy=float(m.accuracy_score(y, predicted)),
+            macro_f1=float(
+                m.f1_score(y, predicted, average="macro", labels=np.unique(y), zero_division=0)
+            ),
+        )
+    elif task == "binary":
         both = len(np.unique(y)) > 1
         out.update(
             positive_rate=float(np.mean(y)),
@@ -135,6 +142,7 @@ def realized_performance(
     repo: FeatureRepo, problem: str, *, db: str | Path | None = None
 ) -> PerformanceReport:
     """See the module docstring."""
+    from framework.common.keys import entity_frame
     from framework.models.registry import registry_of
     from framework.training.labels import labels_at
 
@@ -142,10 +150,9 @@ def realized_performance(
     preds = predictions_of(db or repo.prediction_db, declared.name)
     if preds.empty:
         raise DataError(f"No predictions of {declared.name!r} are stored yet.")
-    truth = labels_at(
-        declared,
-        pd.DataFrame({declared.entity: preds["entity_id"], "event_timestamp": preds["at"]}),
-    )
+    points = entity_frame(preds["entity_id"], repo.key_kinds(declared))
+    points["event_timestamp"] = preds["at"].to_numpy()
+    truth = labels_at(declared, points)
     preds = preds.assign(truth=truth["label"].to_numpy(), complete=truth["complete"].to_numpy())
     done = preds[preds["complete"]]
     registry = registry_of(repo)
@@ -153,6 +160,13 @@ def realized_performance(
     for version, group in done.groupby("model_version", sort=True):
         if version == "none":
             continue
+        known = version in registry.versions(declared.name)
+        meta = registry.get(declared.name, version).meta if known else None
+        if declared.task == "multiclass":  # actual classes as the version's class indices
+            if meta is None or not meta.classes:
+                continue  # without the version's classes its labels cannot be compared
+            index = {str(c): i for i, c in enumerate(meta.classes)}
+            group = group.assign(truth=[index.get(str(v), -1) for v in group["truth"]])
         y = group["truth"].to_numpy()
         score = group["score"].to_numpy(dtype=float)
         predicted = group["predicted"].fillna(0).to_numpy(dtype=int)
@@ -173,8 +187,7 @@ def realized_performance(
             )
         # A version no longer in the registry has realized metrics only; any other
         # registry error (a changed or unreadable model.json) is raised, not hidden.
-        known = version in registry.versions(declared.name)
-        test = registry.get(declared.name, version).meta.metrics["test"] if known else {}
+        test = meta.metrics["test"] if meta is not None else {}
         versions[version] = {
             "realized": _metrics(declared.task, y, score, predicted),
             "test": test,

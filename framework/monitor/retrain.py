@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from framework.common.jsonable import finite
 from framework.declare.repo import FeatureRepo
 
@@ -86,12 +88,27 @@ def retrain(
     champion_score = None
     if champion is not None:
         say(f"scoring champion {champion.version} on the same window")
-        rows = window[[declared.entity, TIMESTAMP]].reset_index(drop=True)
+        rows = window[[*declared.keys, TIMESTAMP]].reset_index(drop=True)
         features = get_historical_features(repo, rows, champion.meta.feature_service)
-        scores, _ = score(champion.meta, champion.load_model(), features)
         y = window[LABEL].to_numpy()
+        classes = run.result.classes
+        if declared.task == "multiclass" and classes is not None:
+            # the champion's probabilities in the challenger's class order (0: unknown to it)
+            from framework.models.scoring import class_probabilities
+
+            proba = class_probabilities(champion.meta, champion.load_model(), features)
+            scores = np.zeros((len(rows), len(classes)))
+            at = {str(c): i for i, c in enumerate(classes)}
+            for j, c in enumerate(champion.meta.classes or []):
+                if str(c) in at:
+                    scores[:, at[str(c)]] = proba[:, j]
+            y = np.array([at[str(v)] for v in y])
+        else:
+            scores, _ = score(champion.meta, champion.load_model(), features)
         champion_score = float(
-            evaluate(declared.task, y, scores, champion.meta.decision_threshold or 0.5)[metric]
+            evaluate(declared.task, y, scores, champion.meta.decision_threshold or 0.5, classes)[
+                metric
+            ]
         )
     margin = float(declared.margin)
     if champion_score is None:

@@ -117,13 +117,11 @@ def skew(
             "nothing to compare."
         )
     served = pd.DataFrame([json.loads(v) for v in log["features"]])
-    rows = pd.DataFrame(
-        {
-            declared.entity: log["entity_id"].astype("int64"),
-            "event_timestamp": pd.to_datetime(log["request_ts"], utc=True).astype(
-                "datetime64[us, UTC]"
-            ),
-        }
+    from framework.common.keys import entity_frame
+
+    rows = entity_frame(log["entity_id"], repo.key_kinds(declared))
+    rows["event_timestamp"] = (
+        pd.to_datetime(log["request_ts"], utc=True).astype("datetime64[us, UTC]").to_numpy()
     )
     offline = get_historical_features(repo, rows, artifact.meta.feature_service)
     out = []
@@ -134,7 +132,7 @@ def skew(
         bad = np.flatnonzero(~same)
         examples = [
             {
-                "entity_id": int(rows[declared.entity].iloc[i]),
+                "entity_id": str(log["entity_id"].iloc[i]),
                 "at": rows["event_timestamp"].iloc[i].isoformat(),
                 "served": _plain(served[name].iloc[i]),
                 "offline": _plain(offline[name].iloc[i]),

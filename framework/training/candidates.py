@@ -1,10 +1,10 @@
 """Train, evaluate, improve: candidates compared on one time-based split.
 
-- **Split** by observation time: the earliest 70% of observation times train,
-  the next 15% validate, the last 15% test. Training rows whose label window
-  (t, t + horizon] reaches into the next split are purged, and so are
-  validation rows against the test split: no label sees the period it is
-  judged on.
+- **Split** by observation time: the last 15% of observation times test, the
+  15% before them validate, the rest train, with the rows whose label window
+  (t, t + horizon] reaches into the next part purged in between (no label
+  sees the period it is judged on); validation and test each keep at least
+  the problem's ``min_split_times`` observation times after the purge.
 - **Preprocessing** (impute, one-hot encode, scale) is a scikit-learn
   ``ColumnTransformer`` fitted on the training split only, inside each
   candidate's pipeline, so serving applies exactly the same transform.
@@ -54,44 +54,82 @@ class Split:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    purged: int = 0  # rows in none of the parts: their label window reaches the next part
 
     def ranges(self) -> dict[str, list[Any]]:
-        return {
-            name: [part[TIMESTAMP].min().isoformat(), part[TIMESTAMP].max().isoformat(), len(part)]
-            for name, part in (
-                ("train", self.train),
-                ("validation", self.validation),
-                ("test", self.test),
-            )
-        }
+        """Each part's [first time, last time, rows, distinct observation times, days]."""
+        out: dict[str, list[Any]] = {}
+        for name, part in (
+            ("train", self.train),
+            ("validation", self.validation),
+            ("test", self.test),
+        ):
+            ts = part[TIMESTAMP]
+            days = (ts.max() - ts.min()).total_seconds() / 86_400
+            out[name] = [
+                ts.min().isoformat(),
+                ts.max().isoformat(),
+                len(part),
+                int(ts.nunique()),
+                round(days, 2),
+            ]
+        return out
 
 
 def split_by_time(
-    frame: pd.DataFrame, horizon_days: float, fractions: tuple[float, float] = (0.7, 0.15)
+    frame: pd.DataFrame,
+    horizon_days: float,
+    fractions: tuple[float, float] = (0.15, 0.15),
+    *,
+    min_times: int = 3,
 ) -> Split:
-    """Train / validation / test by observation time, purging rows whose labels overlap the next part."""
+    """Train / validation / test by observation time, with a purge between them.
+
+    Test is the last ``fractions[1]`` of the distinct observation times (at least
+    ``min_times``). Validation is the last ``fractions[0]`` (at least ``min_times``) of the
+    times whose label window (t, t + horizon] ends before test starts, and training is
+    every time whose label window ends before validation starts: the purge gap is taken
+    between the parts, so validation and test keep their share of observation times.
+    Too little data for that is refused with the numbers.
+    """
     times = np.sort(frame[TIMESTAMP].unique())
-    if len(times) < 3:
+    n = len(times)
+    need = max(1, min_times)
+    if n < 3 * need:
         raise DataError(
-            f"A time-based split needs at least 3 observation times; the training set has {len(times)}."
+            f"A time-based split needs at least {3 * need} observation times ({need} each for "
+            f"train, validation and test); the training set has {n}. Use more data, or lower "
+            "the problem's min_split_times."
         )
-    n_train = max(1, round(len(times) * fractions[0]))
-    n_val = max(1, round(len(times) * fractions[1]))
-    if n_train + n_val >= len(times):
-        n_train, n_val = len(times) - 2, 1
-    val_start, test_start = times[n_train], times[n_train + n_val]
     horizon = pd.Timedelta(days=horizon_days)
+    n_test = max(need, round(n * fractions[1]))
+    test_start = times[n - n_test]
+    before = times[times + horizon < test_start]  # label windows end before test starts
+    n_val = max(need, round(n * fractions[0]))
+    span = (pd.Timestamp(times[-1]) - pd.Timestamp(times[0])).total_seconds() / 86_400
+    if len(before) < need + n_val and len(before) >= 2 * need:
+        n_val = len(before) - need  # fewer than the share, at least the minimum
+    if len(before) < 2 * need:
+        raise DataError(
+            f"The training set spans {span:g} days ({n} observation times): after the test "
+            f"split's {n_test} times and a {horizon_days:g}-day purge, {len(before)} times are "
+            f"left for train and validation, which need at least {need} each (min_split_times)."
+            " Use more data, a shorter label horizon, or lower min_split_times."
+        )
+    val_start = before[len(before) - n_val]
     ts = frame[TIMESTAMP]
     train = frame[ts + horizon < val_start]
     validation = frame[(ts >= val_start) & (ts + horizon < test_start)]
     test = frame[ts >= test_start]
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
-        if part.empty:
-            raise DataError(
-                f"The {name} split is empty after purging rows whose {horizon_days:g}-day label window "
-                "overlaps the next split: the training set spans too little time."
-            )
-    return Split(train, validation, test)
+    if train[TIMESTAMP].nunique() < need:
+        raise DataError(
+            f"The training set spans {span:g} days ({n} observation times): the train split "
+            f"keeps {train[TIMESTAMP].nunique()} observation times after the {horizon_days:g}-day "
+            f"purge before validation (needs {need}). Use more data, a shorter label horizon, "
+            "or lower min_split_times."
+        )
+    purged = len(frame) - len(train) - len(validation) - len(test)
+    return Split(train, validation, test, purged)
 
 
 def _preprocessor(frame: pd.DataFrame) -> ColumnTransformer:
@@ -123,7 +161,7 @@ def _estimator(name: str, task: str, seed: int = 0) -> Any:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    binary = task == "binary"
+    binary = task != "regression"  # a classifier (binary or multiclass)
     if name == "baseline":
         return DummyClassifier(strategy="prior") if binary else DummyRegressor(strategy="mean")
     if name == "lightgbm":
@@ -174,6 +212,9 @@ SCORING = {
     "mae": "neg_mean_absolute_error",
     "rmse": "neg_root_mean_squared_error",
     "r2": "r2",
+    "macro_f1": "f1_macro",
+    "log_loss": "neg_log_loss",
+    "accuracy": "accuracy",
 }
 
 
@@ -218,14 +259,70 @@ def _search(problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> tupl
         fold_scores = []
         for xt, yt, xv, yv in folds:
             fitted = clone(model).set_params(**params).fit(xt, yt)
-            fold_scores.append(scorer(fitted, xv, yv))
-        results.append((float(np.mean(fold_scores)), params))
+            try:
+                fold_scores.append(scorer(fitted, xv, yv))
+            except ValueError:  # a class of the fold's validation rows unseen in its training
+                fold_scores.append(np.nan)
+        mean = float(np.nanmean(fold_scores)) if not np.isnan(fold_scores).all() else -np.inf
+        results.append((mean, params))
     score, best = max(results, key=lambda r: r[0])
     return best, score
 
 
-def scores(model: Any, task: str, x: pd.DataFrame) -> np.ndarray:
-    return model.predict_proba(x)[:, 1] if task == "binary" else model.predict(x)
+def scores(model: Any, task: str, x: pd.DataFrame, classes: int = 2) -> np.ndarray:
+    """The positive-class probability (binary), the n x K class probabilities
+    (multiclass) or the prediction (regression)."""
+    if task == "binary":
+        return model.predict_proba(x)[:, 1]
+    if task == "multiclass":
+        return class_matrix(model, model.predict_proba(x), classes)
+    return model.predict(x)
+
+
+def class_matrix(model: Any, proba: np.ndarray, classes: int) -> np.ndarray:
+    """``predict_proba``'s columns placed at their class index (a class the model never saw
+    in training gets probability 0)."""
+    seen = np.asarray(
+        model.classes_ if not hasattr(model, "steps") else model.steps[-1][1].classes_
+    )
+    if len(seen) == classes and (seen == np.arange(classes)).all():
+        return proba
+    out = np.zeros((proba.shape[0], classes))
+    out[:, seen.astype(int)] = proba
+    return out
+
+
+def encode_classes(*labels: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
+    """The sorted distinct class values of all ``labels``, and each array as class indices."""
+    values = sorted(
+        {v.item() if hasattr(v, "item") else v for y in labels for v in y},
+        key=lambda v: (str(type(v)), v),
+    )
+    index = {v: i for i, v in enumerate(values)}
+    return values, [
+        np.array([index[v.item() if hasattr(v, "item") else v] for v in y]) for y in labels
+    ]
+
+
+def _multiclass_metrics(y: np.ndarray, proba: np.ndarray, names: list[Any]) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    k = proba.shape[1]
+    label = proba.argmax(axis=1)
+    out = {
+        "accuracy": float(m.accuracy_score(y, label)),
+        "macro_f1": float(m.f1_score(y, label, average="macro", labels=range(k), zero_division=0)),
+        "log_loss": float(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=list(range(k)))),
+    }
+    p, r, f, support = m.precision_recall_fscore_support(
+        y, label, labels=list(range(k)), zero_division=0
+    )
+    for i, name in enumerate(names):
+        out[f"precision[{name}]"] = float(p[i])
+        out[f"recall[{name}]"] = float(r[i])
+        out[f"f1[{name}]"] = float(f[i])
+        out[f"support[{name}]"] = float(support[i])
+    return out
 
 
 def best_threshold(y: np.ndarray, score: np.ndarray) -> float:
@@ -241,10 +338,19 @@ def best_threshold(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def evaluate(
-    task: str, y: np.ndarray, score: np.ndarray, threshold: float = 0.5
+    task: str,
+    y: np.ndarray,
+    score: np.ndarray,
+    threshold: float = 0.5,
+    classes: list[Any] | None = None,
 ) -> dict[str, float]:
+    """The task's metrics of ``score`` against ``y`` (class indices for multiclass, with
+    ``classes`` naming them)."""
     from sklearn import metrics as m
 
+    if task == "multiclass":
+        names = classes if classes is not None else list(range(score.shape[1]))
+        return _multiclass_metrics(y, score, names)
     if task == "binary":
         label = (score >= threshold).astype(int)
         both = len(np.unique(y)) > 1
@@ -286,16 +392,16 @@ class TrainResult:
     decision_threshold: float | None
     test_scores: np.ndarray
     seconds: dict[str, float]
+    classes: list[Any] | None = None  # multiclass: the class values, by index
 
     def to_text(self) -> str:
         """The comparison table: every candidate on validation, the winner and the
         baseline on test, and whether the problem's success threshold is met."""
         problem = self.problem
-        cols = (
-            ["precision", "recall", "f1", "roc_auc", "pr_auc"]
-            if problem.task == "binary"
-            else ["mae", "rmse", "r2"]
-        )
+        cols = {
+            "binary": ["precision", "recall", "f1", "roc_auc", "pr_auc"],
+            "multiclass": ["accuracy", "macro_f1", "log_loss"],
+        }.get(problem.task, ["mae", "rmse", "r2"])
         lines = [
             f"{problem.name}: candidates on validation ({problem.metric} chooses), winner on test",
             f"  {'model':<22}" + "".join(f"{c:>10}" for c in cols),
@@ -309,6 +415,15 @@ class TrainResult:
         lines.append(
             f"  {'baseline on test':<22}" + "".join(f"{self.baseline_test[k]:>10.4f}" for k in cols)
         )
+        if self.classes is not None:
+            lines.append(f"  {'winner per class':<22}{'precision':>10}{'recall':>10}{'f1':>10}")
+            for name in self.classes:
+                lines.append(
+                    f"  {name!s:<22}"
+                    + "".join(
+                        f"{self.test[f'{k}[{name}]']:>10.4f}" for k in ("precision", "recall", "f1")
+                    )
+                )
         ok = problem.succeeded(self.test[problem.metric])
         bar = f"{problem.metric} {'>=' if problem.higher_is_better else '<='} {problem.success_threshold}"
         lines.append(f"  success ({bar}): {'yes' if ok else 'no'}")
@@ -331,6 +446,7 @@ class TrainResult:
                 for c in self.candidates
             ],
             "decision_threshold": self.decision_threshold,
+            "classes": self.classes,
             "success": bool(self.problem.succeeded(self.test[self.problem.metric])),
             "split": self.split.ranges(),
         }
@@ -342,12 +458,26 @@ def train(
     """Fit every candidate on the training split, pick on validation, report on test."""
     say = progress or (lambda _m: None)
     frame = ts.frame.sort_values(TIMESTAMP, kind="stable")
-    split = split_by_time(frame, problem.horizon_days)
+    split = split_by_time(frame, problem.horizon_days, min_times=problem.min_split_times)
+    say(
+        "split by time: "
+        + ", ".join(
+            f"{k} {v[2]:,} rows over {v[3]} times ({v[4]:g} days)"
+            for k, v in split.ranges().items()
+        )
+        + f"; {split.purged:,} rows purged"
+    )
     xs = {
         k: to_model_frame(getattr(split, k), ts.features) for k in ("train", "validation", "test")
     }
     ys = {k: getattr(split, k)[LABEL].to_numpy() for k in ("train", "validation", "test")}
-    if problem.task == "binary" and len(np.unique(ys["train"])) < 2:
+    classes: list[Any] | None = None
+    k = 2
+    if problem.task == "multiclass":
+        classes, encoded = encode_classes(ys["train"], ys["validation"], ys["test"])
+        ys = dict(zip(("train", "validation", "test"), encoded, strict=True))
+        k = len(classes)
+    if problem.task != "regression" and len(np.unique(ys["train"])) < 2:
         raise DataError(
             f"Problem {problem.name!r}: the training split has a single class; a classifier needs two."
         )
@@ -364,9 +494,9 @@ def train(
         t0 = time.perf_counter()
         model, tuning = _fit(name, problem, xs["train"], ys["train"], seed)
         seconds[name] = time.perf_counter() - t0
-        val_score = scores(model, problem.task, xs["validation"])
+        val_score = scores(model, problem.task, xs["validation"], k)
         threshold = best_threshold(ys["validation"], val_score) if problem.task == "binary" else 0.5
-        metrics = evaluate(problem.task, ys["validation"], val_score, threshold)
+        metrics = evaluate(problem.task, ys["validation"], val_score, threshold, classes)
         candidates.append(Candidate(name, model, metrics, seconds[name], tuning))
         say(
             f"  {name}: validation {problem.metric} = {metrics[problem.metric]:.4f} ({seconds[name]:.1f}s)"
@@ -379,14 +509,15 @@ def train(
     decision_threshold: float | None = (
         winner.validation.get("decision_threshold") if problem.task == "binary" else None
     )
-    test_scores = scores(winner.model, problem.task, xs["test"])
-    test = evaluate(problem.task, ys["test"], test_scores, decision_threshold or 0.5)
+    test_scores = scores(winner.model, problem.task, xs["test"], k)
+    test = evaluate(problem.task, ys["test"], test_scores, decision_threshold or 0.5, classes)
     base = candidates[0]
     baseline_test = evaluate(
         problem.task,
         ys["test"],
-        scores(base.model, problem.task, xs["test"]),
+        scores(base.model, problem.task, xs["test"], k),
         base.validation.get("decision_threshold", 0.5),
+        classes,
     )
     return TrainResult(
         problem,
@@ -398,4 +529,5 @@ def train(
         decision_threshold,
         test_scores,
         seconds,
+        classes,
     )

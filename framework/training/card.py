@@ -35,7 +35,8 @@ def feature_importance(model: Any, top: int = 20) -> list[tuple[str, float]]:
     if hasattr(est, "feature_importances_"):
         values = np.asarray(est.feature_importances_, dtype=float)
     elif hasattr(est, "coef_"):
-        values = np.abs(np.ravel(est.coef_)).astype(float)
+        coef = np.abs(np.asarray(est.coef_, dtype=float))
+        values = coef.sum(axis=0) if coef.ndim == 2 else coef  # multiclass: over the classes
     else:
         return []
     if values.sum() > 0:
@@ -55,7 +56,7 @@ def png(fig: Any) -> str:
 
 
 def _curves(
-    task: str, y: np.ndarray, score: np.ndarray
+    task: str, y: np.ndarray, score: np.ndarray, classes: list[Any] | None = None
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     import matplotlib
 
@@ -65,7 +66,20 @@ def _curves(
 
     data: dict[str, Any] = {}
     plots = []
-    if task == "binary":
+    if task == "multiclass":
+        k = score.shape[1]
+        matrix = m.confusion_matrix(y.astype(int), score.argmax(axis=1), labels=list(range(k)))
+        data["confusion"] = matrix.tolist()
+        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+        names = [str(c) for c in classes or range(k)]
+        ax.set_xticks(range(k), names, rotation=45, ha="right")
+        ax.set_yticks(range(k), names)
+        ax.set(title="Confusion matrix (test)", xlabel="predicted", ylabel="actual")
+        plots.append(("Confusion matrix (test)", png(fig)))
+    elif task == "binary":
         fpr, tpr, _ = m.roc_curve(y, score)
         precision, recall, _ = m.precision_recall_curve(y, score)
         step = max(1, len(fpr) // 200)
@@ -124,6 +138,11 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value)) if value is not None else ""
 
 
+def _split_rows(split: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = ["from", "to", "rows", "observation times", "days"]
+    return [{"split": k, **dict(zip(names, v, strict=False))} for k, v in split.items()]
+
+
 def write_card(
     folder: str | Path,
     meta: ModelMeta,
@@ -134,9 +153,12 @@ def write_card(
     """Write card.json and card.html into a model version's folder; return the card."""
     folder = Path(folder)
     task = meta.task
-    curves, plots = _curves(
-        task, np.asarray(y_test, dtype=float), np.asarray(test_scores, dtype=float)
-    )
+    if task == "multiclass":
+        index = {c: i for i, c in enumerate(meta.classes or [])}
+        y = np.array([index[v.item() if hasattr(v, "item") else v] for v in y_test])
+    else:
+        y = np.asarray(y_test, dtype=float)
+    curves, plots = _curves(task, y, np.asarray(test_scores, dtype=float), meta.classes)
     importance = feature_importance(model)
     card = {
         "problem": meta.problem,
@@ -156,11 +178,24 @@ def write_card(
         "curves": curves,
     }
     (folder / "card.json").write_text(json.dumps(card, indent=2, default=str))
-    metric_cols = (
-        ["precision", "recall", "f1", "roc_auc", "pr_auc"]
-        if task == "binary"
-        else ["mae", "rmse", "r2"]
-    )
+    metric_cols = {
+        "binary": ["precision", "recall", "f1", "roc_auc", "pr_auc"],
+        "multiclass": ["accuracy", "macro_f1", "log_loss"],
+    }.get(task, ["mae", "rmse", "r2"])
+    per_class = ""
+    if task == "multiclass":
+        test = meta.metrics["test"]
+        rows = [
+            {
+                "class": c,
+                **{k: test.get(f"{k}[{c}]") for k in ("precision", "recall", "f1")},
+                "rows": int(test.get(f"support[{c}]", 0)),
+            }
+            for c in meta.classes or []
+        ]
+        per_class = "<h2>Per class (test, winner)</h2>" + _table(
+            rows, ["class", "precision", "recall", "f1", "rows"]
+        )
     candidates = [
         {"candidate": c["name"], **c["validation"], "fit seconds": c["fit_seconds"]}
         for c in meta.candidates
@@ -185,12 +220,13 @@ def write_card(
 ({len(meta.features)} features). Winner: <b>{html.escape(meta.winner)}</b>, chosen on validation {html.escape(meta.metric)};
 success threshold {meta.success_threshold}: <b>{"met" if meta.success else "not met"}</b> on test.</p>
 <h2>Test</h2>{_table(test_rows, ["model", *metric_cols])}
+{per_class}
 <h2>Candidates (validation)</h2>{_table(candidates, ["candidate", *metric_cols, "fit seconds"])}
 <h2>Plots</h2>{images}
 <h2>Data</h2><p>Dataset {html.escape(data["hash"])}: {data["rows"]:,} rows, {data["entities"]:,} entities,
 observations from {html.escape(data["time_range"][0])} to {html.escape(data["time_range"][1])}.
 {html.escape(json.dumps(data.get("label_balance") or {"label_mean": data.get("label_mean")}))}</p>
-{_table([{"split": k, "from": v[0], "to": v[1], "rows": v[2]} for k, v in meta.split.items()], ["split", "from", "to", "rows"])}
+{_table(_split_rows(meta.split), ["split", "from", "to", "rows", "observation times", "days"])}
 <p>Libraries: {html.escape(json.dumps(meta.libraries))}</p>
 </body></html>"""
     (folder / "card.html").write_text(page)

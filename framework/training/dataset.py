@@ -54,6 +54,17 @@ class TrainingSet:
     def hash(self) -> str:
         return content_hash(self.frame)
 
+    @property
+    def keys(self) -> list[str]:
+        """The problem's join keys (one, or several for a composite key)."""
+        entity = self.spec["entity"]
+        return [entity] if isinstance(entity, str) else list(entity)
+
+    @property
+    def entities(self) -> int:
+        """The number of distinct entities (key tuples) observed."""
+        return len(self.frame[self.keys].drop_duplicates())
+
     def summary(self) -> dict[str, Any]:
         ts = self.frame[TIMESTAMP]
         label = self.frame[LABEL]
@@ -61,12 +72,12 @@ class TrainingSet:
             "problem": self.problem,
             "hash": self.hash,
             "rows": len(self.frame),
-            "entities": int(self.frame[self.spec["entity"]].nunique()),  # the problem's key
+            "entities": self.entities,
             "features": len(self.features),
             "time_range": [ts.min().isoformat(), ts.max().isoformat()],
             "observation_times": int(ts.nunique()),
         }
-        if self.spec.get("task") == "binary":
+        if self.spec.get("task") in ("binary", "multiclass"):
             out["label_balance"] = {
                 str(k): int(v) for k, v in label.value_counts().sort_index().items()
             }
@@ -111,11 +122,11 @@ def check_no_leakage(problem: Problem, views: list[ViewFeatures]) -> None:
     entity rows, where the label lives.
     """
     features = [n for vf in views for n in vf.features]
-    clash = sorted({LABEL, problem.key} & set(features))
+    clash = sorted({LABEL, *problem.keys} & set(features))
     if clash:
         raise FeatureRepoError(
             f"Problem {problem.name!r}: feature service {problem.feature_service!r} has feature(s) "
-            f"named {clash}, like the label or the entity key; rename them."
+            f"named {clash}, like the label or an entity key; rename them."
         )
     for vf in views:
         if not vf.on_demand:
@@ -169,8 +180,8 @@ def build_training_set(
     check_no_leakage(problem, views)
     observations = build_observations(problem)
     frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
-    frame = frame[[problem.entity, TIMESTAMP, *features, LABEL]]
-    if problem.task == "binary" and frame[LABEL].nunique() < 2:
+    frame = frame[[*problem.keys, TIMESTAMP, *features, LABEL]]
+    if problem.task != "regression" and frame[LABEL].nunique() < 2:
         raise DataError(
             f"Problem {problem.name!r}: every observation has label {frame[LABEL].iloc[0]}; "
             "a classifier needs both classes. Check the label horizon and the data."

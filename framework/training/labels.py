@@ -46,16 +46,25 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["build_observations", "cutoff_times", "labels_at"]
+__all__ = ["build_observations", "cutoff_times", "labels_at", "population_at"]
 
 
-def _key(problem: Problem) -> str:
+def _keys(problem: Problem) -> tuple[str, ...]:
     if not problem.entity:
         raise DataError(
             f"Problem {problem.name!r} has no entity key; load it through FeatureRepo (which "
-            "takes the feature service's join key) or declare entity=..."
+            "takes the feature service's join keys) or declare entity=..."
         )
-    return problem.entity
+    return problem.keys
+
+
+def _k(n: int, alias: str = "") -> str:
+    """The key columns k0..k{n-1} (of ``alias``), comma-separated."""
+    return ", ".join(f"{alias}k{j}" for j in range(n))
+
+
+def _k_eq(a: str, b: str, n: int) -> str:
+    return " AND ".join(f"{a}.k{j} = {b}.k{j}" for j in range(n))
 
 
 def cutoff_times(problem: Problem, first_us: int, last_us: int) -> np.ndarray:
@@ -83,11 +92,13 @@ def _source(source: Any) -> tuple[str, str]:
     return str(source.path), source.timestamp_field or "event_timestamp"
 
 
-def _load(con: duckdb.DuckDBPyConnection, table: str, source: Any, key: str) -> None:
-    """A source as table ``table`` (k: entity, t: epoch microseconds, every column)."""
+def _load(con: duckdb.DuckDBPyConnection, table: str, source: Any, keys: tuple[str, ...]) -> None:
+    """A source as table ``table`` (k0..: the entity keys, t: epoch microseconds, every
+    column)."""
     path, ts = _source(source)
+    names = ", ".join(f"{_ident(key)} AS k{j}" for j, key in enumerate(keys))
     con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {_ident(key)} AS k, "
+        f"CREATE TEMP TABLE {table} AS SELECT {names}, "
         f"epoch_us(CAST({_ident(ts)} AS TIMESTAMPTZ)) AS t, * FROM read_parquet({_q(path)})"
     )
 
@@ -96,7 +107,8 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
     """Entity rows (``entity``, ``event_timestamp``) with their ``label``.
 
     ``events_path`` replaces the path of the problem's ``events`` source (tests)."""
-    key = _key(problem)
+    keys = _keys(problem)
+    n = len(keys)
     label = problem.label
     spine = problem.spine
     shift = 0  # features are read at c - shift
@@ -121,39 +133,45 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
             con.register("cuts", pd.DataFrame({"c": cuts}))
             con.execute(
                 f"""CREATE TEMP TABLE spine AS
-                SELECT u.k, cuts.c, row_number() OVER () AS i
-                FROM (SELECT DISTINCT k FROM act) u CROSS JOIN cuts
-                ASOF JOIN act ON act.k = u.k AND act.t <= cuts.c
+                SELECT {_k(n, "u.")}, cuts.c, row_number() OVER () AS i
+                FROM (SELECT DISTINCT {_k(n)} FROM act) u CROSS JOIN cuts
+                ASOF JOIN act ON {_k_eq("act", "u", n)} AND act.t <= cuts.c
                 WHERE act.t > cuts.c - {spine.active_us}"""
             )
         elif isinstance(spine, EventSpine):
             cond = filter_to_sql(spine.where) if spine.where else "TRUE"
             con.execute(
-                "CREATE TEMP TABLE spine AS SELECT k, t AS c, row_number() OVER () AS i "
+                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c, row_number() OVER () AS i "
                 f"FROM act WHERE ({cond}) AND t <= {stop}"
             )
             shift = 1
         elif isinstance(spine, TableSpine):
             con.execute(
-                "CREATE TEMP TABLE spine AS SELECT k, t AS c, row_number() OVER () AS i "
+                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c, row_number() OVER () AS i "
                 f"FROM act WHERE t <= {stop}"
             )
 
     if isinstance(label, LabelTable):
-        frame = _label_table(problem, key)
+        frame = _label_table(problem, keys)
     else:
         frame, _ = _labelled(problem, events_path, make_spine)
     if frame.empty:
         raise DataError(
             f"Problem {problem.name!r} has an empty spine: no observation with a complete label."
         )
-    if frame["k"].isna().any():
-        raise DataError(f"Problem {problem.name!r}: observations with a null {key!r}.")
-    keys = frame["k"]
-    keys = keys.astype("int64") if pd.api.types.is_numeric_dtype(keys) else keys.astype(object)
+    columns: dict[str, Any] = {}
+    for j, key in enumerate(keys):
+        values = frame[f"k{j}"]
+        if values.isna().any():
+            raise DataError(f"Problem {problem.name!r}: observations with a null {key!r}.")
+        columns[key] = (
+            values.astype("int64")
+            if pd.api.types.is_numeric_dtype(values)
+            else values.astype(object)
+        ).to_numpy()
     out = pd.DataFrame(
         {
-            key: keys.to_numpy(),
+            **columns,
             "event_timestamp": pd.to_datetime(frame["c"] - shift, unit="us", utc=True).astype(
                 "datetime64[us, UTC]"
             ),
@@ -163,10 +181,20 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
     out = out[out["label"].notna()]  # a Mean without an event has no label
     if problem.task == "binary":
         out["label"] = out["label"].astype("int64")
-    return out.sort_values(["event_timestamp", key], ignore_index=True, kind="stable")
+    return out.sort_values(["event_timestamp", *keys], ignore_index=True, kind="stable")
 
 
 def _typed_label(problem: Problem, label: pd.Series) -> np.ndarray:
+    if problem.task == "multiclass":  # classes as given (text or integers); null: no label
+        if pd.api.types.is_float_dtype(label):
+            whole = label.dropna()
+            if (whole != whole.round()).any():
+                raise DataError(
+                    f"Problem {problem.name!r} is multiclass, but its labels hold fractions "
+                    f"({whole[whole != whole.round()].iloc[0]!r}); classes are text or integers."
+                )
+            return label.astype("Int64").astype(object).where(label.notna(), None).to_numpy()
+        return label.astype(object).where(label.notna(), None).to_numpy()
     if problem.task == "binary":
         values = pd.to_numeric(label, errors="coerce")
         bad = values.notna() & ~values.isin([0, 1])
@@ -179,7 +207,7 @@ def _typed_label(problem: Problem, label: pd.Series) -> np.ndarray:
     return pd.to_numeric(label, errors="coerce").astype("float64").to_numpy()
 
 
-def _label_table(problem: Problem, key: str) -> pd.DataFrame:
+def _label_table(problem: Problem, keys: tuple[str, ...]) -> pd.DataFrame:
     import duckdb
 
     label = problem.label
@@ -187,8 +215,10 @@ def _label_table(problem: Problem, key: str) -> pd.DataFrame:
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        _load(con, "lt", label.source, key)
-        return con.execute(f"SELECT k, t AS c, {_ident(label.column)} AS label FROM lt").df()
+        _load(con, "lt", label.source, keys)
+        return con.execute(
+            f"SELECT {_k(len(keys))}, t AS c, {_ident(label.column)} AS label FROM lt"
+        ).df()
     except duckdb.Error as exc:
         raise DataError(
             f"Reading the label table of {problem.name!r} ({label.source.path}) failed: {exc}"
@@ -203,39 +233,42 @@ def labels_at(
     """The label of each (``entity``, ``event_timestamp``) row of ``points``, by the problem's
     own rule, and whether it is known yet (``complete``: t + horizon is not after the last
     logged event; for a label table: the table has the row)."""
-    key = _key(problem)
+    keys = _keys(problem)
+    kcols = [f"k{j}" for j in range(len(keys))]
     times = pd.to_datetime(points["event_timestamp"], utc=True)
-    keys = points[key]
     spine = pd.DataFrame(
         {
-            "k": keys.astype("int64").to_numpy()
-            if pd.api.types.is_numeric_dtype(keys)
-            else keys.astype(object).to_numpy(),
+            **{
+                f"k{j}": points[key].astype("int64").to_numpy()
+                if pd.api.types.is_numeric_dtype(points[key])
+                else points[key].astype(object).to_numpy()
+                for j, key in enumerate(keys)
+            },
             "c": times.astype("datetime64[us, UTC]").astype("int64").to_numpy(),
         }
     )
     if isinstance(problem.label, LabelTable):
-        table = _label_table(problem, key)
-        out = spine.merge(table.drop_duplicates(["k", "c"]), on=["k", "c"], how="left")
-        labels = pd.to_numeric(out["label"], errors="coerce").to_numpy(dtype="float64")
-        complete = ~np.isnan(labels)
+        table = _label_table(problem, keys)
+        out = spine.merge(table.drop_duplicates([*kcols, "c"]), on=[*kcols, "c"], how="left")
+        labels = _typed_label(problem, out["label"])
+        complete = ~pd.isna(labels)
     else:
 
         def given_points(con: duckdb.DuckDBPyConnection) -> int:
             con.register("points", spine)
             con.execute(
-                "CREATE TEMP TABLE spine AS SELECT k, c, row_number() OVER () AS i "
-                "FROM (SELECT DISTINCT k, c FROM points)"
+                f"CREATE TEMP TABLE spine AS SELECT {_k(len(keys))}, c, "
+                f"row_number() OVER () AS i FROM (SELECT DISTINCT {_k(len(keys))}, c FROM points)"
             )
             return con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
 
         frame, last = _labelled(problem, events_path, given_points)
-        out = spine.merge(frame.drop(columns="i"), on=["k", "c"], how="left")
+        out = spine.merge(frame.drop(columns="i"), on=[*kcols, "c"], how="left")
         labels = pd.to_numeric(out["label"], errors="coerce").to_numpy(dtype="float64")
         complete = (out["c"] + problem.horizon_us <= (last or 0)).to_numpy()
     return pd.DataFrame(
         {
-            key: points[key].to_numpy(),
+            **{key: points[key].to_numpy() for key in keys},
             "event_timestamp": times.astype("datetime64[us, UTC]").array,
             "label": labels,
             "complete": complete,
@@ -252,7 +285,7 @@ def _labelled(
     and return the labelled rows with whatever ``make_spine`` returned."""
     import duckdb
 
-    key = _key(problem)
+    keys = _keys(problem)
     label = problem.label
     events = problem.events
     if events_path is not None:
@@ -262,13 +295,13 @@ def _labelled(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        _load(con, "ev", label_source, key)
+        _load(con, "ev", label_source, keys)
         if spine_source is label_source:
             con.execute("CREATE TEMP VIEW act AS SELECT * FROM ev")
         else:
-            _load(con, "act", spine_source, key)
+            _load(con, "act", spine_source, keys)
         made = make_spine(con)
-        return con.execute(_label_sql(problem)).df(), made
+        return con.execute(_label_sql(problem, len(keys))).df(), made
     except duckdb.Error as exc:
         raise DataError(f"Building the labels of {problem.name!r} failed: {exc}") from exc
     finally:
@@ -284,7 +317,7 @@ class _Path:
         self.name = getattr(source, "name", "events")
 
 
-def _label_sql(problem: Problem) -> str:
+def _label_sql(problem: Problem, n: int) -> str:
     horizon = problem.horizon_us
     label = problem.label
     where: str | None = getattr(label, "where", None)
@@ -292,10 +325,11 @@ def _label_sql(problem: Problem) -> str:
     if isinstance(label, NoEvents | AnyEvent):
         hit, miss = (0, 1) if isinstance(label, NoEvents) else (1, 0)
         return f"""
-            SELECT s.k, s.c, s.i, CASE WHEN nxt.t IS NULL OR nxt.t > s.c + {horizon}
-                                  THEN {miss} ELSE {hit} END AS label
-            FROM spine s ASOF LEFT JOIN (SELECT k, t FROM ev WHERE {cond}) nxt
-              ON nxt.k = s.k AND nxt.t > s.c"""
+            SELECT {_k(n, "s.")}, s.c, s.i,
+                   CASE WHEN nxt.t IS NULL OR nxt.t > s.c + {horizon}
+                        THEN {miss} ELSE {hit} END AS label
+            FROM spine s ASOF LEFT JOIN (SELECT {_k(n)}, t FROM ev WHERE {cond}) nxt
+              ON {_k_eq("nxt", "s", n)} AND nxt.t > s.c"""
     if isinstance(label, Count):
         value, agg, empty = "1", "SUM", "0"
     else:
@@ -303,8 +337,39 @@ def _label_sql(problem: Problem) -> str:
         value = f"CAST(ev.{_ident(label.column)} AS DOUBLE)"
         agg, empty = ("SUM", "0") if isinstance(label, Sum) else ("AVG", "NULL")
     return f"""
-        SELECT s.k, s.c, s.i,
+        SELECT {_k(n, "s.")}, s.c, s.i,
                COALESCE({agg}(CASE WHEN ev.t IS NOT NULL AND ({cond}) THEN {value} END),
                         {empty}) AS label
-        FROM spine s LEFT JOIN ev ON ev.k = s.k AND ev.t > s.c AND ev.t <= s.c + {horizon}
-        GROUP BY s.k, s.c, s.i"""
+        FROM spine s LEFT JOIN ev
+          ON {_k_eq("ev", "s", n)} AND ev.t > s.c AND ev.t <= s.c + {horizon}
+        GROUP BY {_k(n, "s.")}, s.c, s.i"""
+
+
+def population_at(problem: Problem, as_of_us: int) -> pd.DataFrame:
+    """The entities (key columns) the problem's spine rule observes at ``as_of_us``: for
+    ``Cutoffs``, those with an event of the spine source in (T - active_within, T]; for
+    an event or table spine (or a label table), every entity its source holds up to T."""
+    import duckdb
+
+    keys = _keys(problem)
+    spine = problem.spine
+    source = (
+        problem.label.source
+        if isinstance(problem.label, LabelTable)
+        else getattr(spine, "source", None) or problem.events
+    )
+    low = as_of_us - spine.active_us if isinstance(spine, Cutoffs | WeeklyCutoffs) else -(2**62)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _load(con, "act", source, keys)
+        frame = con.execute(
+            f"SELECT DISTINCT {_k(len(keys))} FROM act WHERE t > {low} AND t <= {as_of_us} "
+            f"ORDER BY {_k(len(keys))}"
+        ).df()
+    except duckdb.Error as exc:
+        raise DataError(f"Reading the population of {problem.name!r} failed: {exc}") from exc
+    finally:
+        con.close()
+    frame.columns = list(keys)
+    return frame.dropna().reset_index(drop=True)

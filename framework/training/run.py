@@ -52,11 +52,13 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
     summary = ts.summary()
     out = result.as_json()
     scores = result.test_scores
+    if scores.ndim == 2:  # multiclass: the probability of the most likely class
+        scores = scores.max(axis=1)
     declared = problem.spec()
     meta = ModelMeta(
         problem=problem.name,
         task=problem.task,
-        entity=problem.key,
+        entity=declared["entity"],
         feature_service=problem.feature_service,
         features=ts.features,
         feature_dtypes=ts.spec["feature_dtypes"],
@@ -84,6 +86,7 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
         events=declared["events"],
         tuning_budget=problem.tuning_budget,
         description=problem.description or "",
+        classes=out["classes"],
     )
     sample = result.split.train.sample(
         n=min(REFERENCE_ROWS, len(result.split.train)), random_state=0
@@ -97,6 +100,6 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
         artifact.meta,
         result.winner.model,
         result.split.test[LABEL].to_numpy(),
-        scores,
+        result.test_scores,
     )
     return TrainingRun(ts, checked, result, artifact)

@@ -23,11 +23,13 @@ def test_batch_scores_equal_online_scores_at_the_same_time(served, prediction_db
         "entities": [{"user_id": u, "event_timestamp": int(T.timestamp())} for u in users],
     }
     online = requests.post(f"{url}/predict", json=body, timeout=30).json()["predictions"]
-    assert run.rows == 25 and batch.entity_id.tolist() == sorted(users)
+    assert run.rows == 25 and sorted(batch.user_id.tolist()) == sorted(users)
+    assert set(batch.entity_key) == {"user_id"}
+    assert sorted(batch.entity_id) == sorted(str(u) for u in users)
     by_user = {p["user_id"]: p for p in online}
     for row in batch.itertuples():
-        assert row.score == pytest.approx(by_user[row.entity_id]["score"], abs=1e-12)
-        assert row.label == by_user[row.entity_id]["label"]
+        assert row.score == pytest.approx(by_user[row.user_id]["score"], abs=1e-12)
+        assert row.label == by_user[row.user_id]["label"]
 
 
 def _check_idempotent_and_atomic(repo, url, monkeypatch, as_of):

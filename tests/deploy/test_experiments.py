@@ -181,3 +181,80 @@ def test_the_outcome_is_a_filter_over_any_columns_and_key():
     assert r.arms["control"]["conversions"] == 1 and r.arms["treatment"]["conversions"] == 0
     with pytest.raises(DataError, match=r"lack column\(s\) \['user_id'\]"):
         report(exp, exposures, events, key="user_id", timestamp_field="ts")
+
+
+def test_revenue_per_unit_with_welch_by_hand_and_a_unit_of_a_composite_key():
+    """Units are users of a user x product problem; the metric is the revenue per user
+    summed over purchases within the window (0 without one), judged by Welch's t-test."""
+    rng = np.random.default_rng(4)
+    t0 = pd.Timestamp("2025-06-01T00:00:00Z")
+    exp = Experiment(
+        name="offers",
+        problem="pairs",
+        control="none",
+        treatment="production",
+        outcome='kind == "purchase"',
+        value="amount",
+        unit="user",
+    )
+    users = [f"u_{i}" for i in range(400)]
+    arms = dict(zip(users, assign(exp.salt_text, users), strict=True))
+    exposures, rows = [], []
+    for u in users:
+        # two exposures of a user (two products): the user is one unit, at the first one
+        exposures.append((f'["{u}","p_1"]', arms[u], t0 + pd.Timedelta(hours=1)))
+        exposures.append((f'["{u}","p_2"]', arms[u], t0))
+        lift = 15.0 if arms[u] == "treatment" else 0.0
+        for _ in range(rng.poisson(1.0)):
+            at = t0 + pd.Timedelta(days=float(rng.uniform(0, 9)))  # some after the 7d window
+            rows.append((u, at, "purchase", float(rng.gamma(2.0, 10.0)) + lift))
+        rows.append((u, t0 + pd.Timedelta(days=1), "view", 1000.0))  # not an outcome
+    events = pd.DataFrame(rows, columns=["user", "event_timestamp", "kind", "amount"])
+    r = report(
+        exp,
+        _exposures(exposures),
+        events,
+        now=t0 + pd.Timedelta(days=30),
+        key=("user", "product"),
+        kinds={"user": "string", "product": "string"},
+    )
+    # the oracle: revenue per user by hand, in (t0, t0 + 7d] (first exposure at t0)
+    inside = events[
+        (events.kind == "purchase")
+        & (events.event_timestamp > t0)
+        & (events.event_timestamp <= t0 + pd.Timedelta(days=7))
+    ]
+    revenue = inside.groupby("user").amount.sum().reindex(users).fillna(0.0)
+    c = revenue[[arms[u] == "control" for u in users]].to_numpy()
+    t = revenue[[arms[u] == "treatment" for u in users]].to_numpy()
+    assert r.unit == ["user"] and r.metric == "mean_amount"
+    assert r.arms["control"]["exposures"] == len(c) and r.arms["treatment"]["exposures"] == len(t)
+    assert r.arms["control"]["mean"] == pytest.approx(c.mean(), rel=1e-12)
+    assert r.arms["treatment"]["mean"] == pytest.approx(t.mean(), rel=1e-12)
+    v_c, v_t = c.var(ddof=1) / len(c), t.var(ddof=1) / len(t)
+    se = math.sqrt(v_c + v_t)
+    df = (v_c + v_t) ** 2 / (v_c**2 / (len(c) - 1) + v_t**2 / (len(t) - 1))
+    diff = t.mean() - c.mean()
+    assert r.lift_abs == pytest.approx(diff, rel=1e-12)
+    assert r.p_value == pytest.approx(2 * stats.t.sf(abs(diff / se), df), rel=1e-9)
+    half = stats.t.ppf(0.975, df) * se
+    assert r.ci95[0] == pytest.approx(diff - half, rel=1e-9)
+    assert r.ci95[1] == pytest.approx(diff + half, rel=1e-9)
+    assert r.verdict.startswith("treatment is better") and "Welch" in r.to_text()
+    # with no true difference the interval covers 0 and the verdict says so
+    flat = events.assign(amount=np.where(events.kind == "purchase", 10.0, events.amount))
+    same = report(
+        exp,
+        _exposures(exposures),
+        flat,
+        now=t0 + pd.Timedelta(days=30),
+        key=("user", "product"),
+        kinds={"user": "string", "product": "string"},
+    )
+    assert same.p_value is not None and same.ci95[0] < same.lift_abs < same.ci95[1]
+
+
+def test_a_unit_must_be_some_of_the_problem_keys():
+    exp = Experiment(name="offers", problem="pairs", treatment="v2", outcome="x == 1", unit="shop")
+    with pytest.raises(FeatureRepoError, match="must be some of the problem's keys"):
+        exp.unit_keys(("user", "product"))

@@ -22,7 +22,7 @@ def _rows(problem: str, n: int) -> list[dict]:
             "problem": problem,
             "model_version": "v1",
             "entity_key": "user_id",
-            "entity_id": i,
+            "entity_id": str(i),
             "request_ts": pd.Timestamp("2025-06-01T00:00:00Z").to_pydatetime(),
             "features": {"user_events_count_7d": i % 7, "plan": None},
             "feature_status": "ok",
@@ -45,7 +45,7 @@ def _check_round_trip(url: str) -> None:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT entity_id, score, features FROM prediction_log WHERE problem = :p ORDER BY entity_id"
+                "SELECT entity_id, score, features FROM prediction_log WHERE problem = :p ORDER BY id"
             ),
             {"p": problem},
         ).fetchall()
@@ -59,7 +59,7 @@ def _check_round_trip(url: str) -> None:
     assert abs(
         pd.Timestamp(typed[1]).tz_localize(None) - pd.Timestamp.utcnow().tz_localize(None)
     ) < pd.Timedelta(minutes=5)
-    assert [r[0] for r in rows] == list(range(2_500))
+    assert [r[0] for r in rows] == [str(i) for i in range(2_500)]  # entity texts
     assert rows[10][1] == pytest.approx(10 / 2_500)
     assert json.loads(rows[10][2]) == {"user_events_count_7d": 3, "plan": None}
 
@@ -101,7 +101,7 @@ def test_every_served_prediction_is_logged_by_a_clean_shutdown(served, tmp_path)
             )
         ).fetchall()
     assert len(logged) == len(answered) == 150
-    assert [(r[0], r[1]) for r in logged] == [(p["user_id"], p["score"]) for p in answered]
+    assert [(r[0], r[1]) for r in logged] == [(str(p["user_id"]), p["score"]) for p in answered]
     assert "user_events_count_30d" in json.loads(logged[0][3])
 
 

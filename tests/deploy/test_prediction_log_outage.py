@@ -22,7 +22,7 @@ def _rows(problem: str, start: int, n: int) -> list[dict]:
             "problem": problem,
             "model_version": "v1",
             "entity_key": "user_id",
-            "entity_id": i,
+            "entity_id": str(i),
             "feature_status": "ok",
             "score": i / 1000,
             "label": i % 2,

@@ -90,7 +90,7 @@ def test_arms_are_served_logged_and_reported(served, experiment_repo, prediction
             sa.text("SELECT entity_id, arm, score, experiment, model_version FROM prediction_log")
         ).fetchall()
     engine.dispose()
-    assert sorted((r[0], r[1]) for r in logged) == sorted(zip(users, arms, strict=True))
+    assert sorted((int(r[0]), r[1]) for r in logged) == sorted(zip(users, arms, strict=True))
     assert all(r[3] == "retention_offers" for r in logged)
     assert all((r[2] is None) == (r[1] == "control") for r in logged)
     assert {r[4] for r in logged if r[1] == "control"} == {"none"}
@@ -247,5 +247,5 @@ def test_redis_online_store_and_postgres_log_serve_the_same_scores(
             {"t": started.to_pydatetime()},
         ).fetchall()
     engine.dispose()
-    mine = [(r[0], r[1]) for r in logged if r[0] in set(users)]
+    mine = [(int(r[0]), r[1]) for r in logged if int(r[0]) in set(users)]
     assert mine[-len(users) :] == [(a["user_id"], a["score"]) for a in answers]

@@ -167,7 +167,7 @@ def test_realized_performance_joins_the_labels_known_since(served, prediction_db
 
     done = preds[preds["at"] < late]
     y = np.array(
-        [truth[at][users.index(e)] for e, at in zip(done.entity_id, done["at"], strict=True)]
+        [truth[at][users.index(int(e))] for e, at in zip(done.entity_id, done["at"], strict=True)]
     )
     version = registry_of(repo).get("churn").version
     realized = report.versions[version]["realized"]

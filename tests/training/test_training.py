@@ -29,11 +29,20 @@ def test_split_is_ordered_in_time_and_purged():
     horizon = pd.Timedelta(days=30)
     assert train.max() + horizon < val.min() and val.max() + horizon < test.min()
     assert len(test) == 6 * 3  # the last 15% of 40 observation times
-    assert split.validation.event_timestamp.nunique() == 2  # 6 weeks, 4 purged against test
-    with pytest.raises(DataError, match="at least 3 observation times"):
-        split_by_time(frame.head(6), horizon_days=30)
-    with pytest.raises(DataError, match="validation split is empty after purging"):
-        split_by_time(frame.head(60), horizon_days=30)
+    # validation keeps its 15% (6 weeks) after the purge: the gap is taken before it
+    assert split.validation.event_timestamp.nunique() == 6
+    assert val.max() == t[29] and val.min() == t[24]  # t[30..33]: label windows reach test
+    assert train.max() == t[19] and split.purged == 8 * 3  # t[20..23] and t[30..33]
+    assert split.ranges()["validation"][3:] == [6, 35.0]
+    with pytest.raises(DataError, match="at least 9 observation times"):
+        split_by_time(frame.head(6 * 3), horizon_days=30)
+    with pytest.raises(DataError, match=r"10 observation times\): after the test split's 3"):
+        split_by_time(frame.head(30), horizon_days=30)
+    with pytest.raises(DataError, match="keeps 0 observation times"):
+        split_by_time(frame.head(30), horizon_days=30, min_times=1)
+    split = split_by_time(frame.head(60), horizon_days=30)
+    assert split.test.event_timestamp.nunique() == 3
+    assert split.validation.event_timestamp.nunique() == 3
 
 
 def test_winner_beats_the_baseline_on_test(trained):

@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
-from sources import chargebacks, payments
+from sources import chargebacks, payment_reviews, payments
 
-from framework import AnyEvent, EventSpine, Problem
+from framework import AnyEvent, EventSpine, LabelTable, Problem
 
 # At each payment: will the card be disputed (any chargeback) in the next 7 days?
 # One observation per payment, with features as of just before it; the label comes
@@ -21,4 +21,21 @@ dispute = Problem(
     candidates=("baseline", "lightgbm", "logistic_regression"),
     tuning_budget=2,
     description="Will the card be disputed within 7 days of this payment?",
+)
+
+# Per payment: its review outcome (ok, fraud, not_received), from a label table.
+# The key is fraud_v1's composite key (card_id, merchant_id); features are read at
+# the payment's time; outcomes are known within 3 days (the split purges that much).
+payment_review = Problem(
+    name="payment_review",
+    task="multiclass",
+    events=payments,
+    label=LabelTable(source=payment_reviews, column="outcome", horizon=timedelta(days=3)),
+    spine=None,
+    feature_service="fraud_v1",
+    metric="macro_f1",
+    success_threshold=0.4,
+    candidates=("baseline", "lightgbm", "logistic_regression"),
+    tuning_budget=2,
+    description="How will the review of this payment end: ok, fraud or not received?",
 )

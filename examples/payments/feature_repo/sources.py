@@ -30,6 +30,15 @@ chargebacks = FileSource(
     description="Disputed payments: card_id, merchant_id, reported_at, reason.",
 )
 
+# A label table: the review outcome of each payment (ok, fraud, not_received),
+# known within three days of it.
+payment_reviews = FileSource(
+    name="payment_reviews",
+    path=str(DATA / "payment_reviews.parquet"),
+    timestamp_field="ts",
+    description="Review outcome per payment: card_id, merchant_id, ts (the payment's), outcome.",
+)
+
 payments_contract = SourceContract(
     source=payments,
     columns={

@@ -59,6 +59,21 @@ def _detail(exc: LifecycleError) -> dict[str, Any]:
     return detail
 
 
+_TAGGED = ("entities", "problem")  # fields of a /predict body: one model per problem
+
+
+def _field(error: dict[str, Any]) -> str:
+    """The request field an error names. A ``/predict`` body is a union told apart by
+    ``problem``: pydantic names the problem in the path (``churn.entities.0.user_id``)
+    and reports a missing or unknown problem as a bad tag; both name ``problem``'s field."""
+    if error.get("type") in ("union_tag_not_found", "union_tag_invalid"):
+        return "problem"
+    loc = [p for p in error.get("loc", ()) if p != "body"]
+    if len(loc) > 1 and isinstance(loc[0], str) and loc[1] in _TAGGED:
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LifecycleError)
     async def _ours(_request: Request, exc: LifecycleError) -> JSONResponse:
@@ -72,13 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 status_code=400, content={"detail": {"error": f"the body is not JSON: {reason}"}}
             )
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                "error": e.get("msg", ""),
-            }
-            for e in exc.errors()
-        ]
+        errors = [{"field": _field(e), "error": e.get("msg", "")} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.exception_handler(StarletteHTTPException)

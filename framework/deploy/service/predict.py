@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from framework.common.keys import entity_text
 from framework.declare.experiments import Experiment, assign
 from framework.declare.problems import Problem
 from framework.declare.repo import FeatureRepo
@@ -29,7 +30,7 @@ from framework.errors import (
     StoreError,
     TooLarge,
 )
-from framework.models.scoring import score
+from framework.models.scoring import class_probabilities, score
 
 __all__ = ["MAX_ENTITIES", "Pending", "Predictor"]
 
@@ -50,8 +51,11 @@ class Predictor:
     async def __call__(self, body: Any) -> tuple[dict[str, Any], Pending]:
         """``body``: the app's ``PredictRequest`` (``problem``, ``entities``)."""
         problem, loaded = self._resolve(body.problem, len(body.entities))
-        entities = [e.model_dump(exclude_none=True) for e in body.entities]
-        rows = self._entity_rows(problem.key, entities)
+        entities = [
+            e.model_dump(exclude_none=True) if hasattr(e, "model_dump") else dict(e)
+            for e in body.entities
+        ]
+        rows = self._entity_rows(self.repo.key_kinds(problem), entities)
         experiment = self.repo.active_experiment(problem.name)
         arms, policies = self._policies(problem, loaded, experiment, rows)
         frames = await self._features(rows, [loaded, *policies.values()])
@@ -62,11 +66,13 @@ class Predictor:
             used = model or loaded  # a no-model arm logs the production model's features
             full = frames[used.artifact.meta.feature_service]
             frame = full if len(idx) == len(rows) else full.iloc[idx]
-            items = _answers(problem.key, [rows[i] for i in idx], frame, model, arm)
+            items = _answers(problem.keys, [rows[i] for i in idx], frame, model, arm)
             for i, item in zip(idx, items, strict=True):
                 predictions[i] = item
             version = model.artifact.version if model else "none"
             logged = [_log_row(problem, version, experiment, arm, item) for item in items]
+            for item in items:
+                item.pop("label_index", None)  # logged (an integer column), not answered
             pending.append((logged, frame, used.artifact.meta.features))
         answer = {
             "problem": problem.name,
@@ -85,12 +91,23 @@ class Predictor:
             raise NotFound("problem", str(exc)) from exc
 
     @staticmethod
-    def _entity_rows(key: str, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _entity_rows(kinds: dict[str, str], entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entities, checked: every join key of the problem, of its declared kind."""
         for i, row in enumerate(entities):
-            value = row.get(key)
-            if not isinstance(value, int) or not INT64[0] <= value <= INT64[1]:
-                raise InvalidRequest(f"entities.{i}.{key}", f"{key} must be an integer (64-bit)")
-        return [{**r, key: int(r[key])} for r in entities]
+            for key, kind in kinds.items():
+                value = row.get(key)
+                if kind == "int":
+                    if (
+                        isinstance(value, bool)
+                        or not isinstance(value, int)
+                        or not INT64[0] <= value <= INT64[1]
+                    ):
+                        raise InvalidRequest(
+                            f"entities.{i}.{key}", f"{key} must be an integer (64-bit)"
+                        )
+                elif not isinstance(value, str) or not value:
+                    raise InvalidRequest(f"entities.{i}.{key}", f"{key} must be a non-empty text")
+        return entities
 
     def _policies(
         self,
@@ -102,7 +119,9 @@ class Predictor:
         """Each row's arm, and each arm's model (None: the arm answers no score)."""
         if experiment is None:
             return [None] * len(rows), {None: loaded}
-        assigned = assign(experiment.salt_text, [r[problem.key] for r in rows], experiment.split)
+        unit = experiment.unit_keys(problem.keys)
+        units = [entity_text([r[k] for k in unit]) for r in rows]
+        assigned = assign(experiment.salt_text, units, experiment.split)
         policies: dict[str | None, Loaded | None] = {}
         try:
             for arm in set(assigned):
@@ -139,21 +158,41 @@ class Predictor:
 
 
 def _answers(
-    key: str,
+    keys: tuple[str, ...],
     rows: list[dict[str, Any]],
     frame: pd.DataFrame,
     model: Loaded | None,
     arm: str | None,
 ) -> list[dict[str, Any]]:
     """The answer items of one arm's rows (in order)."""
-    scores, labels = score(model.artifact.meta, model.model, frame) if model else (None, None)
+    meta = model.artifact.meta if model else None
+    proba = scores = labels = None
+    if model is not None and meta is not None:
+        if meta.task == "multiclass":
+            proba = class_probabilities(meta, model.model, frame)
+            labels = proba.argmax(axis=1)
+            scores = proba[range(len(proba)), labels]
+        else:
+            scores, labels = score(meta, model.model, frame)
     status = frame["feature_status"].tolist()
     items = []
     for j, row in enumerate(rows):
-        item: dict[str, Any] = {key: row[key], "feature_status": status[j]}
+        item: dict[str, Any] = {k: row[k] for k in keys}
+        item["feature_status"] = status[j]
         if model is not None and scores is not None:
             item["score"] = float(scores[j])
-            if labels is not None:
+            if (
+                proba is not None
+                and labels is not None
+                and meta is not None
+                and meta.classes is not None
+            ):
+                item["label"] = meta.classes[int(labels[j])]
+                item["label_index"] = int(labels[j])
+                item["probabilities"] = {
+                    str(c): float(p) for c, p in zip(meta.classes, proba[j], strict=True)
+                }
+            elif labels is not None:
                 item["label"] = int(labels[j])
         if arm is not None:
             item["arm"] = arm
@@ -173,11 +212,11 @@ def _log_row(
     return {
         "problem": problem.name,
         "model_version": version,
-        "entity_key": problem.entity,
-        "entity_id": item[problem.key],
+        "entity_key": ",".join(problem.keys),
+        "entity_id": entity_text([item[k] for k in problem.keys]),
         "feature_status": item["feature_status"],
         "score": item.get("score"),
-        "label": item.get("label"),
+        "label": item.get("label_index", item.get("label")),
         "experiment": experiment.name if experiment else None,
         "arm": arm,
     }

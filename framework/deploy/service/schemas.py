@@ -1,10 +1,11 @@
 """The service's request and response models: what the OpenAPI schema documents.
 
 The request models are built per app from the repo's declarations
-(``build_request_models``): ``problem`` is an enum of the declared problems, an
-entity has the problems' key fields (64-bit integers) and an optional
-``event_timestamp`` (epoch seconds), a batch holds at most the app's
-``max_entities``; an event has its source's columns with their kinds, enums
+(``build_request_models``): a ``/predict`` body is one of a model per declared
+problem, told apart by ``problem`` (an enum), whose entities carry that
+problem's join keys with their declared types (64-bit integers or texts; all of
+a composite key) and an optional ``event_timestamp`` (epoch seconds); a batch
+holds at most the app's ``max_entities``; an event has its source's columns with their kinds, enums
 for the contract's allowed values and its numeric ranges as bounds. A
 generated request that follows the schema therefore reaches feature lookup,
 scoring and the logs, not only the refusals.
@@ -95,7 +96,13 @@ class Prediction(BaseModel):
     score: float | None = Field(
         default=None, description="Absent only in an experiment arm with no model (policy none)."
     )
-    label: int | None = None
+    label: int | str | None = Field(
+        default=None,
+        description="Binary: 0/1 at the decision threshold; multiclass: the most likely class.",
+    )
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="Multiclass: the probability of each class."
+    )
     feature_status: str
     arm: str | None = Field(default=None, description="The experiment arm, when one is running.")
     model_version: str | None = None
@@ -141,11 +148,20 @@ def _iso_text(value: Any) -> Any:
 IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 
 
+def _key_text(value: Any) -> Any:
+    if not isinstance(value, str):  # 42 for a text key: the schema says text
+        raise ValueError("must be a text")
+    return value
+
+
+KeyText = Annotated[str, Field(min_length=1, max_length=256), BeforeValidator(_key_text)]
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """The request bodies of one app, built from its repo's declarations."""
 
-    predict: type[BaseModel]
+    predict: Any  # a model, or a union of one model per problem told apart by "problem"
     events: type[BaseModel]
     event_models: dict[str, type[BaseModel]]
 
@@ -159,31 +175,51 @@ def _text(values: tuple[str, ...] | None, description: str) -> tuple[Any, Any]:
 
 def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
     """The ``/predict`` and ``/events`` bodies as the repo declares them (see the module)."""
-    problems = tuple(sorted(repo.problems))
-    keys = sorted({p.key for p in repo.problems.values()})
-    shared = {k for k in keys if all(p.key == k for p in repo.problems.values())}
-    key_fields: dict[str, Any] = {
-        k: (Int64, ...) if k in shared else (Int64 | None, None) for k in keys
-    }
-    entity = create_model(
-        "Entity",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="One entity: its key and, optionally, the request time for date features.",
-        event_timestamp=(
-            EpochSeconds | None,
-            Field(default=None, description="The request time in epoch seconds (default: now)."),
-        ),
-        **key_fields,
-    )
-    predict = create_model(
-        "PredictRequest",
-        __config__=ConfigDict(extra="forbid"),
-        problem=_text(problems, "A problem declared in the feature repo."),
-        entities=(
-            list[entity],  # type: ignore[valid-type]
-            Field(min_length=1, description=f"At most {max_entities} (more: 413)."),
-        ),
-    )
+    bodies = []
+    for name in sorted(repo.problems):
+        kinds = repo.key_kinds(name)
+        title = "".join(part.capitalize() for part in name.split("_"))
+        key_fields: dict[str, Any] = {
+            k: (Int64 if kind == "int" else KeyText, Field(description=f"{kind} join key"))
+            for k, kind in kinds.items()
+        }
+        entity = create_model(
+            f"{title}Entity",
+            __config__=ConfigDict(extra="forbid"),
+            __doc__=f"One entity of problem {name!r}: its join key(s) {list(kinds)} and, "
+            "optionally, the request time for date features.",
+            event_timestamp=(
+                EpochSeconds | None,
+                Field(
+                    default=None, description="The request time in epoch seconds (default: now)."
+                ),
+            ),
+            **key_fields,
+        )
+        bodies.append(
+            create_model(
+                f"{title}PredictRequest",
+                __config__=ConfigDict(extra="forbid"),
+                __doc__=f"Predictions of problem {name!r}.",
+                problem=(Literal[name], Field(description="The problem.")),  # type: ignore[arg-type]
+                entities=(
+                    list[entity],  # type: ignore[valid-type]
+                    Field(min_length=1, description=f"At most {max_entities} (more: 413)."),
+                ),
+            )
+        )
+    predict: Any
+    if not bodies:
+        predict = create_model(
+            "PredictRequest",
+            __config__=ConfigDict(extra="forbid"),
+            problem=(str, Field(description="A problem declared in the feature repo (none is).")),
+            entities=(list[dict[str, Any]], Field(min_length=1)),
+        )
+    elif len(bodies) == 1:
+        predict = bodies[0]
+    else:
+        predict = Annotated[Union[tuple(bodies)], Field(discriminator="problem")]  # noqa: UP007
     models = event_models(repo)
     events: type[BaseModel]
     if not models:
