@@ -7,6 +7,7 @@ t + H is; an observation whose horizon leaves the data is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -268,3 +269,94 @@ def test_bad_problems_are_refused(tmp_path, change, message):
 def test_bad_labels_and_spines_are_refused(make):
     with pytest.raises(FeatureRepoError):
         make()
+
+
+pair_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["c_1", "c_2"]),
+        st.sampled_from([1, 2, 30]),  # an integer key beside a text one
+        st.sampled_from([0, 30, 60, 120, 121, 240, 361, 600]),  # minutes
+        st.sampled_from(["pay", "view"]),
+        st.one_of(st.none(), st.sampled_from([1.0, 2.5])),
+    ),
+    min_size=2,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=pair_rows, kind=st.sampled_from(sorted(LABELS)))
+def test_composite_key_labels_match_brute_force(tmp_path_factory, raw, kind):
+    """Labels of (card, merchant) pairs: an event of the same card at another merchant
+    never counts; both keys come back with their types."""
+    tmp = tmp_path_factory.mktemp("pair")
+    events = pd.DataFrame(raw, columns=["card_id", "merchant_id", "minute", "kind", "amount"])
+    events["ts"] = T0 + pd.to_timedelta(events.pop("minute"), unit="m")
+    label, task = LABELS[kind]
+    spine = Cutoffs(every=timedelta(hours=1), active_within=timedelta(hours=3), warmup=0)
+    problem = dataclasses.replace(
+        _problem(_source(tmp, "ev", events), label, spine, task),
+        entity=("card_id", "merchant_id"),
+    )
+    assert problem.keys == ("card_id", "merchant_id")
+    expected = {}
+    t = T0.floor("h")
+    while t + H <= events.ts.max():
+        for (card, merchant), mine in events.groupby(["card_id", "merchant_id"]):
+            if ((mine.ts > t - pd.Timedelta(hours=3)) & (mine.ts <= t)).any():
+                value = _oracle(kind, mine, card, t)  # only this pair's events
+                if value is not None:
+                    expected[(card, int(merchant), t)] = value
+        t += pd.Timedelta(hours=1)
+    try:
+        got = build_observations(problem)
+    except Exception as exc:
+        assert not expected and "empty spine" in str(exc)
+        return
+    actual = {(r.card_id, r.merchant_id, r.event_timestamp): r.label for r in got.itertuples()}
+    assert actual == pytest.approx(expected)
+    assert got.merchant_id.dtype == "int64" and got.card_id.map(type).eq(str).all()
+    again = labels_at(problem, got[["card_id", "merchant_id", "event_timestamp"]])
+    assert again["complete"].all()
+    np.testing.assert_allclose(again.label.to_numpy(float), got.label.to_numpy(float))
+
+
+def test_a_multiclass_label_table_over_a_composite_key(tmp_path):
+    """Classes are taken as given (text), rows without a label are left out, several rows
+    per pair are several observations, and labels_at finds a row by keys and time."""
+    t = [T0 + pd.Timedelta(minutes=m) for m in (0, 5, 10, 15)]
+    table = pd.DataFrame(
+        {
+            "card_id": ["c_1", "c_1", "c_2", "c_1"],
+            "merchant_id": ["m_1", "m_2", "m_1", "m_1"],
+            "ts": t,
+            "outcome": ["ok", "fraud", None, "not_received"],
+        }
+    )
+    src = _source(tmp_path, "reviews", table)
+    problem = Problem(
+        name="review",
+        task="multiclass",
+        events=src,
+        label=LabelTable(source=src, column="outcome"),
+        spine=None,
+        feature_service="fs",
+        metric="macro_f1",
+        success_threshold=0.3,
+        entity=("card_id", "merchant_id"),
+    )
+    got = build_observations(problem)
+    assert got[["card_id", "merchant_id", "label"]].values.tolist() == [
+        ["c_1", "m_1", "ok"],
+        ["c_1", "m_2", "fraud"],
+        ["c_1", "m_1", "not_received"],
+    ]
+    points = pd.DataFrame(
+        {"card_id": ["c_1", "c_1"], "merchant_id": ["m_2", "m_2"], "event_timestamp": [t[1], t[2]]}
+    )
+    found = labels_at(problem, points)
+    assert found.label.tolist()[0] == "fraud" and found.complete.tolist() == [True, False]
+    with pytest.raises(FeatureRepoError, match="label must be LabelTable"):
+        dataclasses.replace(problem, label=Count(horizon=H))
