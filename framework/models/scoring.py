@@ -17,7 +17,7 @@ from framework.common.threads import configure_openmp
 
 configure_openmp()  # before a pickled LightGBM model loads it (framework.common.threads)
 
-__all__ = ["CompiledPreprocess", "score", "to_model_frame"]
+__all__ = ["CompiledPreprocess", "class_matrix", "class_probabilities", "score", "to_model_frame"]
 
 SMALL_BATCH = 5_000
 
@@ -204,16 +204,21 @@ class ScoringSpec(Protocol):
     def classes(self) -> list[Any] | None: ...
 
 
+def class_matrix(model: Any, proba: np.ndarray, classes: int) -> np.ndarray:
+    """``predict_proba``'s columns placed at their class index 0..classes-1 (a class the
+    model never saw in training gets probability 0)."""
+    seen = np.asarray(model.classes_).astype(int)
+    if proba.shape[1] == classes and (seen == np.arange(classes)).all():
+        return proba
+    out = np.zeros((len(proba), classes))
+    out[:, seen] = proba
+    return out
+
+
 def class_probabilities(meta: ScoringSpec, model: Any, frame: pd.DataFrame) -> np.ndarray:
     """A multiclass model's n x K probabilities, column i for ``meta.classes[i]``."""
     proba = _predict(model, "multiclass", frame, meta.features)
-    k = len(meta.classes or ())
-    seen = np.asarray(model.classes_).astype(int)
-    if proba.shape[1] == k and (seen == np.arange(k)).all():
-        return proba
-    out = np.zeros((len(proba), k))
-    out[:, seen] = proba
-    return out
+    return class_matrix(model, proba, len(meta.classes or ()))
 
 
 def score(

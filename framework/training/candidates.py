@@ -28,7 +28,7 @@ import pandas as pd
 from framework.common.threads import configure_openmp, thread_count
 from framework.declare.problems import Problem
 from framework.errors import DataError
-from framework.models.scoring import to_model_frame
+from framework.models.scoring import class_matrix, to_model_frame
 from framework.training.dataset import LABEL, TIMESTAMP, TrainingSet
 
 if TYPE_CHECKING:
@@ -277,19 +277,6 @@ def scores(model: Any, task: str, x: pd.DataFrame, classes: int = 2) -> np.ndarr
     if task == "multiclass":
         return class_matrix(model, model.predict_proba(x), classes)
     return model.predict(x)
-
-
-def class_matrix(model: Any, proba: np.ndarray, classes: int) -> np.ndarray:
-    """``predict_proba``'s columns placed at their class index (a class the model never saw
-    in training gets probability 0)."""
-    seen = np.asarray(
-        model.classes_ if not hasattr(model, "steps") else model.steps[-1][1].classes_
-    )
-    if len(seen) == classes and (seen == np.arange(classes)).all():
-        return proba
-    out = np.zeros((proba.shape[0], classes))
-    out[:, seen.astype(int)] = proba
-    return out
 
 
 def encode_classes(*labels: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
