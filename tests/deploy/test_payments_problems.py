@@ -330,3 +330,57 @@ def test_generated_predict_requests_reach_scoring_for_text_and_composite_keys(
         problems = {r[0] for r in conn.execute(sa.text("SELECT problem FROM prediction_log"))}
     engine.dispose()
     assert problems == {"dispute", "payment_review"}  # both bodies reached the log
+
+
+def test_an_experiment_by_card_on_a_card_x_merchant_problem_reports_revenue(
+    payments_trained, tmp_path
+):
+    """Declared in the repo: the unit is the card (one of payment_review's two keys), the
+    metric the web revenue per card within 7 days, from the payments source."""
+    from framework.deploy.experiment_report import experiment_report
+
+    repo, _, pay, at = payments_trained
+    declared = repo.path / "experiments.py"
+    declared.write_text(
+        "from framework import Experiment\n\n"
+        "review_policy = Experiment(\n"
+        '    name="review_policy", problem="payment_review", control="none",\n'
+        '    treatment="production", outcome=\'channel == "web"\', source="payments",\n'
+        '    value="amount", unit="card_id", window_days=7,\n'
+        ")\n"
+    )
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    try:
+        fresh = FeatureRepo(repo.path, repo.fs_yaml)
+        exp = fresh.experiment("review_policy")
+        start = at - pd.Timedelta(days=10)
+        pairs = pay[pay.ts <= start][["card_id", "merchant_id"]].drop_duplicates()
+        with _Client(create_app(fresh, log_url=db)) as client:
+            for chunk in range(0, len(pairs), 50):
+                part = pairs.iloc[chunk : chunk + 50]
+                body = {
+                    "problem": "payment_review",
+                    "entities": [
+                        {"card_id": c, "merchant_id": m, "event_timestamp": int(start.timestamp())}
+                        for c, m in part.itertuples(index=False)
+                    ],
+                }
+                answer = client.post("/predict", json=body)
+                assert answer.status_code == 200, answer.text
+                for item in answer.json()["predictions"]:  # every pair of a card: one arm
+                    assert item["arm"] == exp.arm_of(item["card_id"])
+        result = experiment_report(fresh, "review_policy", db=db)
+    finally:
+        declared.unlink()
+    cards = sorted(pairs.card_id.unique())
+    window = pay[
+        (pay.channel == "web") & (pay.ts > start) & (pay.ts <= start + pd.Timedelta(days=7))
+    ]
+    revenue = window.groupby("card_id").amount.sum().reindex(cards).fillna(0.0)
+    arms = pd.Series([exp.arm_of(c) for c in cards], index=cards)
+    assert result.unit == ["card_id"] and result.metric == "mean_amount"
+    for arm in ("control", "treatment"):
+        mine = revenue[arms == arm]
+        assert result.arms[arm]["exposures"] == len(mine)
+        assert result.arms[arm]["mean"] == pytest.approx(mine.mean(), rel=1e-9)
+    assert result.p_value is not None and 0 <= result.p_value <= 1
