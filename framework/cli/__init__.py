@@ -91,6 +91,7 @@ for _command in (
     features.materialize,
     features.features,
     training.dataset,
+    training.assess,
     training.validate,
     training.train,
     models.models,

@@ -9,7 +9,7 @@ import click
 
 from framework.cli._shared import Context, pass_ctx, say
 
-__all__ = ["dataset", "train", "validate"]
+__all__ = ["assess", "dataset", "train", "validate"]
 
 
 @click.group()
@@ -33,6 +33,45 @@ def dataset_build(obj: Context, problem: str) -> None:
         f"{summary['features']} features, {summary['time_range'][0]} .. {summary['time_range'][1]} "
         f"({time.perf_counter() - t0:.1f}s) -> {path}"
     )
+
+
+@click.command()
+@click.argument("problem")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object with the facts and curve."
+)
+@pass_ctx
+def assess(obj: Context, problem: str, as_json: bool) -> None:
+    """Do we have enough data for PROBLEM? Answered before (or beside) training.
+
+    Builds the training set and reports: observations, entities and time span
+    against the label horizon and warm-up; the time split; label balance
+    (positives, base rate, class counts) or distribution; missing rate and
+    coverage of every feature; and a learning curve: the problem's metric on
+    validation when the latest registered winner's configuration (or, before any
+    model, the first candidate's defaults) is trained on the last 1/8, 1/4, 1/2
+    and all of the training period, with a verdict and the expected gain over the
+    baseline. Too few positives or too short a span exits 1 with the numbers.
+    The HTML report (with the curve) is written under REPO/data/reports and
+    listed at /ui.
+
+    \b
+    Example:
+      lifecycle assess churn
+      lifecycle assess churn --json | jq .learning_curve.verdict
+    """
+    from framework.training.assess import assess as run_assess
+    from framework.training.assess_report import write_assessment
+
+    result = run_assess(obj.repo, problem, progress=None if as_json else say)
+    version = "all"
+    folder = obj.repo.new_report_folder(result.problem, "assess", version)
+    page = write_assessment(result, folder)
+    if as_json:
+        click.echo(json.dumps({**result.as_json(), "report": str(page)}, default=float))
+        return
+    click.echo(result.to_text())
+    click.echo(f"Report: {page}")
 
 
 @click.command()

@@ -416,6 +416,9 @@ class Problem:
     candidates: tuple[str, ...] = ()
     tuning_budget: int = 8
     min_split_times: int = 3  # distinct observation times in each of train, validation, test
+    # positive labels (binary) or rows of each of two classes (multiclass) that validation
+    # and test must each hold: fewer and a metric on them is noise (refused before training)
+    min_positives: int = 10
     margin: float = 0.0
     categories: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     description: str = ""
@@ -472,6 +475,8 @@ class Problem:
             raise FeatureRepoError(
                 f"Problem {self.name!r}: min_split_times must be an integer >= 1."
             )
+        if not isinstance(self.min_positives, int) or self.min_positives < 1:
+            raise FeatureRepoError(f"Problem {self.name!r}: min_positives must be an integer >= 1.")
         if not isinstance(self.tuning_budget, int) or self.tuning_budget < 1:
             raise FeatureRepoError(f"Problem {self.name!r}: tuning_budget must be an integer >= 1.")
         if not getattr(self.events, "path", None):

@@ -50,6 +50,7 @@ class ModelMeta:
     tuning_budget: int
     description: str = ""
     classes: list[Any] | None = None  # multiclass: the class values, by index
+    assessment: dict[str, Any] | None = None  # data facts and learning curve (training.assess)
     version: str = ""  # set by the registry
     stage: str = "candidate"
     created_at: str = ""

@@ -41,6 +41,8 @@ __all__ = [
     "Split",
     "TrainResult",
     "evaluate",
+    "fit_configuration",
+    "model_inputs",
     "split_by_time",
     "thread_count",
     "train",
@@ -439,6 +441,36 @@ class TrainResult:
         }
 
 
+PARTS = ("train", "validation", "test")
+
+
+def model_inputs(
+    split: Split, ts: TrainingSet, problem: Problem
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray], list[Any] | None]:
+    """Each part's model frame and label array (class indices for multiclass, with the
+    class values), refusing a classifier whose training split holds a single class."""
+    xs = {k: to_model_frame(getattr(split, k), ts.features) for k in PARTS}
+    ys = {k: getattr(split, k)[LABEL].to_numpy() for k in PARTS}
+    classes: list[Any] | None = None
+    if problem.task == "multiclass":
+        classes, encoded = encode_classes(*(ys[k] for k in PARTS))
+        ys = dict(zip(PARTS, encoded, strict=True))
+    if problem.task != "regression" and len(np.unique(ys["train"])) < 2:
+        raise DataError(
+            f"Problem {problem.name!r}: the training split has a single class; a classifier needs two."
+        )
+    return xs, ys, classes
+
+
+def fit_configuration(
+    name: str, problem: Problem, x: pd.DataFrame, y: np.ndarray, params: dict, seed: int = 0
+) -> Any:
+    """A candidate's pipeline with the given model parameters, fitted (no search)."""
+    pipe = _pipeline(name, problem.task, x, seed)
+    pipe.set_params(**{f"model__{k}": v for k, v in params.items()})
+    return pipe.fit(x, y)
+
+
 def train(
     ts: TrainingSet, problem: Problem, *, progress: Progress | None = None, seed: int = 0
 ) -> TrainResult:
@@ -454,20 +486,8 @@ def train(
         )
         + f"; {split.purged:,} rows purged"
     )
-    xs = {
-        k: to_model_frame(getattr(split, k), ts.features) for k in ("train", "validation", "test")
-    }
-    ys = {k: getattr(split, k)[LABEL].to_numpy() for k in ("train", "validation", "test")}
-    classes: list[Any] | None = None
-    k = 2
-    if problem.task == "multiclass":
-        classes, encoded = encode_classes(ys["train"], ys["validation"], ys["test"])
-        ys = dict(zip(("train", "validation", "test"), encoded, strict=True))
-        k = len(classes)
-    if problem.task != "regression" and len(np.unique(ys["train"])) < 2:
-        raise DataError(
-            f"Problem {problem.name!r}: the training split has a single class; a classifier needs two."
-        )
+    xs, ys, classes = model_inputs(split, ts, problem)
+    k = len(classes) if classes is not None else 2
     candidates, seconds = [], {}
     for name in problem.models:
         say(

@@ -143,6 +143,16 @@ def _split_rows(split: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [{"split": k, **dict(zip(names, v, strict=False))} for k, v in split.items()]
 
 
+def _enough_data(meta: ModelMeta) -> str:
+    curve = (meta.assessment or {}).get("learning_curve")
+    if not curve:
+        return ""
+    from framework.training.assess import LearningCurve
+    from framework.training.assess_report import curve_section
+
+    return curve_section(LearningCurve(**curve))
+
+
 def write_card(
     folder: str | Path,
     meta: ModelMeta,
@@ -176,6 +186,7 @@ def write_card(
         "split": meta.split,
         "feature_importance": importance,
         "curves": curves,
+        "assessment": meta.assessment,
     }
     (folder / "card.json").write_text(json.dumps(card, indent=2, default=str))
     metric_cols = {
@@ -223,6 +234,7 @@ success threshold {meta.success_threshold}: <b>{"met" if meta.success else "not 
 {per_class}
 <h2>Candidates (validation)</h2>{_table(candidates, ["candidate", *metric_cols, "fit seconds"])}
 <h2>Plots</h2>{images}
+{_enough_data(meta)}
 <h2>Data</h2><p>Dataset {html.escape(data["hash"])}: {data["rows"]:,} rows, {data["entities"]:,} entities,
 observations from {html.escape(data["time_range"][0])} to {html.escape(data["time_range"][1])}.
 {html.escape(json.dumps(data.get("label_balance") or {"label_mean": data.get("label_mean")}))}</p>

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from framework.declare.repo import FeatureRepo
 from framework.models import scoring
 from framework.models.metadata import ModelMeta
 from framework.models.registry import ModelArtifact, registry_of
+from framework.training.assess import DataFacts, describe_data, learning_curve
+from framework.training.assess_report import facts_text
 from framework.training.candidates import TrainResult, train
 from framework.training.card import write_card
 from framework.training.dataset import LABEL, TrainingSet, build_training_set
@@ -48,7 +51,10 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
     say("validating it with Great Expectations")
     checked = validate(ts, categories=dict(problem.categories))
     checked.raise_for_failure()
+    facts = describe_data(ts, problem)  # refuses too short a span or too few positives
+    say(facts_text(problem.name, facts))
     result = train(ts, problem, progress=say)
+    assessment = _assessment(ts, problem, result, facts, say)
     summary = ts.summary()
     out = result.as_json()
     scores = result.test_scores
@@ -87,6 +93,7 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
         tuning_budget=problem.tuning_budget,
         description=problem.description or "",
         classes=out["classes"],
+        assessment=assessment,
     )
     sample = result.split.train.sample(
         n=min(REFERENCE_ROWS, len(result.split.train)), random_state=0
@@ -103,3 +110,26 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
         result.test_scores,
     )
     return TrainingRun(ts, checked, result, artifact)
+
+
+def _assessment(
+    ts: TrainingSet, problem: Any, result: TrainResult, facts: DataFacts, say: Progress
+) -> dict[str, Any]:
+    """The data facts and the learning curve of the winner's configuration (of the best
+    non-baseline candidate when the baseline won), for the model card."""
+    from dataclasses import asdict
+
+    best = result.winner
+    if best.name == "baseline" and len(result.candidates) > 1:
+        best = max(
+            result.candidates[1:],
+            key=lambda c: c.validation[problem.metric] * (1 if problem.higher_is_better else -1),
+        )
+    params = best.tuning.get("best_params", {})
+    where = f"{best.name} as chosen by this run" + (" (tuned)" if params else "")
+    say(f"learning curve of {where}: {problem.metric} on validation")
+    curve = learning_curve(
+        result.split, ts, problem, best.name, params, configuration=where, progress=say
+    )
+    say(f"  {curve.verdict}")
+    return {**asdict(facts), "learning_curve": asdict(curve)}

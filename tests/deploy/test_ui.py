@@ -28,6 +28,23 @@ def pages(served, tmp_path_factory):
     return repo, url, reports[-1].name
 
 
+@pytest.fixture(scope="module")
+def assessed(pages):
+    """The name of the report written by `lifecycle assess churn`."""
+    repo = pages[0]
+    result = cli(repo, "assess", "churn")
+    assert result.exit_code == 0, result.output
+    return sorted((repo.data_dir / "reports" / "churn").glob("*-assess-all"))[-1].name
+
+
+def test_the_assessment_is_listed_and_served(pages, assessed):
+    _, url, _ = pages
+    assert f"/ui/reports/churn/{assessed}" in requests.get(f"{url}/ui", timeout=30).text
+    page = requests.get(f"{url}/ui/reports/churn/{assessed}", timeout=30)
+    assert page.status_code == 200 and "do we have enough data?" in page.text
+    assert page.text.count("data:image/png;base64,") == 1 and "Learning curve" in page.text
+
+
 def test_index_lists_cards_and_reports_and_pages_have_plots(pages):
     repo, url, report = pages
     index = requests.get(f"{url}/ui", timeout=30)
@@ -112,7 +129,7 @@ def _screenshot(browser: str, url: str, out) -> np.ndarray:
     return matplotlib.image.imread(out)
 
 
-def test_pages_render_in_headless_chromium(pages, tmp_path):
+def test_pages_render_in_headless_chromium(pages, assessed, tmp_path):
     browser = _chromium()
     repo, url, report = pages
     version = registry_of(repo).get("churn").version
@@ -120,6 +137,7 @@ def test_pages_render_in_headless_chromium(pages, tmp_path):
         ("index", "/ui"),
         ("card", f"/ui/models/churn/{version}"),
         ("report", f"/ui/reports/churn/{report}"),
+        ("assessment", f"/ui/reports/churn/{assessed}"),
     ):
         image = _screenshot(browser, f"{url}{path}", tmp_path / f"{name}.png")
         rgb = image[..., :3]
