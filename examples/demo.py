@@ -1,7 +1,8 @@
 """The example product's end-to-end demo: what ``lifecycle demo`` runs.
 
 Every stage on the example product (users, their events, the churn and spend
-problems, the retention experiment), in the order data flows. The framework's
+problems, the catalogue's year-ahead demand forecast, the retention experiment),
+in the order data flows. The framework's
 ``lifecycle demo`` command loads this file and calls ``run(repo, users=...)``;
 it is the example's code, so it names the example's columns and features.
 """
@@ -29,11 +30,17 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
 
     data = repo.data_dir
     click.echo("== 1. Collect data: the example product")
-    if (data / "events.parquet").exists() and (data / "users.parquet").exists():
-        click.echo(f"   using {data}/events.parquet and users.parquet")
+    tables = ("events", "users", "products", "product_events")
+    if all((data / f"{t}.parquet").exists() for t in tables):
+        click.echo(f"   using {', '.join(f'{t}.parquet' for t in tables)} in {data}")
     else:
         d = write_example_data(data, users=users)
-        click.echo(f"   generated {len(d.users):,} users and {len(d.events):,} events")
+        click.echo(
+            f"   generated {len(d.users):,} users and {len(d.events):,} events; a catalogue of "
+            f"{0 if d.products is None else len(d.products)} products with "
+            f"{0 if d.product_events is None else len(d.product_events):,} "
+            "add-to-carts and purchases over 2024-2025"
+        )
     click.echo("== 2. Prepare data: check inputs, build window tables, feast apply")
     t0 = time.perf_counter()
     result = run_apply(repo)
@@ -96,6 +103,10 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         click.echo(
             f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
         )
+    if "demand" in repo.problems:
+        step += 1
+        click.echo(f"== {step}. Forecast daily demand a year ahead, into the database")
+        _demo_forecast(repo)
     if repo.experiments:
         step += 1
         click.echo(f"== {step}. Deploy and experiment: serve, split traffic 50/50, report")
@@ -105,6 +116,41 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
     click.echo(
         "\nDone. Next: `lifecycle serve`, `lifecycle models list`, `lifecycle monitor churn`, "
         "`lifecycle experiment report NAME`, `lifecycle features online --entity user_id=42`."
+    )
+
+
+def _demo_forecast(repo: FeatureRepo) -> None:
+    """``lifecycle predict demand --as-of T --horizon 365d``: one row per product and day."""
+    import sqlalchemy as sa
+
+    from framework.deploy.forecast import predict_forecast
+    from framework.deploy.prediction_log import engine_url
+
+    events = pd.read_parquet(repo.data_dir / "product_events.parquet", columns=["event_timestamp"])
+    as_of = events["event_timestamp"].max().floor("D")
+    t0 = time.perf_counter()
+    run = predict_forecast(repo, "demand", as_of, horizon_days=365)
+    seconds = time.perf_counter() - t0
+    click.echo(
+        f"   {run.rows:,} rows (product x target day) as of {as_of.date()} in {seconds:.1f}s "
+        f"-> table forecasts of {repo.prediction_db}"
+    )
+    engine = sa.create_engine(engine_url(repo.prediction_db))
+    with engine.connect() as conn:
+        monthly = pd.read_sql(
+            sa.text(
+                "SELECT substr(CAST(target_date AS TEXT), 1, 7) AS month, "
+                "round(sum(forecast)) AS units FROM forecasts WHERE run_id = :run "
+                "GROUP BY month ORDER BY month"
+            ),
+            conn,
+            params={"run": run.run_id},
+        )
+    engine.dispose()
+    click.echo("   units forecast per month, all products:")
+    click.echo(
+        "   "
+        + "  ".join(f"{m[5:]}: {u:,.0f}" for m, u in zip(monthly.month, monthly.units, strict=True))
     )
 
 
@@ -184,7 +230,10 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
         for lo in range(0, len(outcomes), 5_000):
             chunk = outcomes.iloc[lo : lo + 5_000].astype({"event_timestamp": str})
             records = chunk.astype(object).where(chunk.notna(), None).to_dict("records")
-            http.post(f"{url}/events", json={"events": records}, timeout=60).raise_for_status()
+            body: dict = {"events": records}
+            if len(repo.event_sources) > 1:  # the catalogue is a second event log
+                body["source"] = "events_source"
+            http.post(f"{url}/events", json=body, timeout=60).raise_for_status()
     arms = predictions["arm"].value_counts()
     click.echo(
         f"   /predict: {len(predictions):,} users in {len(predictions) // 100 + 1} requests "

@@ -92,15 +92,22 @@ def set_online_store(text: str, block: str) -> str:
 
 
 def copy_example_repo(
-    dest: Path, users: int | None = 300, seed: int = 3, experiments: bool = False
+    dest: Path,
+    users: int | None = 300,
+    seed: int = 3,
+    experiments: bool = False,
+    catalogue: bool = False,
 ) -> Path:
     """The example repo's declarations in ``dest``; with example data when ``users`` is set.
-    Without ``experiments`` the experiments are left out (predictions then have no arms).
-    Its feature_store.yaml is the test profile's (a project of its own in production)."""
+    Without ``experiments`` the experiments are left out (predictions then have no arms);
+    without ``catalogue`` the products (catalogue.py: a second entity and event source)
+    are. Its feature_store.yaml is the test profile's (a project of its own in production)."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in EXAMPLE_REPO.iterdir():
-        if item.name in ("data", "__pycache__") or (
-            item.name == "experiments.py" and not experiments
+        if (
+            item.name in ("data", "__pycache__")
+            or (item.name == "experiments.py" and not experiments)
+            or (item.name == "catalogue.py" and not catalogue)
         ):
             continue
         if item.is_file():

@@ -7,6 +7,7 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -103,6 +104,20 @@ def serve(
     )
 
 
+class Horizon(click.ParamType):  # type: ignore[type-arg]  # generic in click's stubs only
+    """Whole days ahead: ``365d`` or ``365``."""
+
+    name = "days"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().removesuffix("d")
+        if not text.isdigit() or int(text) < 1:
+            self.fail(f"{value!r} is not a number of days such as 365d or 28.", param, ctx)
+        return int(text)
+
+
 @click.command()
 @click.argument("problem")
 @click.option(
@@ -120,15 +135,33 @@ def serve(
     help="Parquet or CSV with the problem's key column(s) (default: the population of "
     "the problem's spine rule at the as-of time, e.g. the entities active within its lookback).",
 )
+@click.option(
+    "--horizon",
+    type=Horizon(),
+    default=None,
+    help="A forecast problem only: how many days ahead, e.g. 365d or 28 (default: its "
+    "label's horizon). One row per entity and target day goes to the table `forecasts`.",
+)
 @db_option("Where to write the run")
 @pass_ctx
 def predict(
-    obj: Context, problem: str, as_of: datetime, entities_path: Path | None, db: str | None
+    obj: Context,
+    problem: str,
+    as_of: datetime,
+    entities_path: Path | None,
+    horizon: int | None,
+    db: str | None,
 ) -> None:
-    """Batch-score PROBLEM as of a time and write the run to the table `predictions`.
+    """Batch-score PROBLEM as of a time and write the run to the table `predictions`
+    (a forecast problem: to the table `forecasts`, one row per entity and target day).
 
     A run is one transaction; rerunning the same problem, model version and
     as-of replaces the earlier run.
+
+    \b
+    Examples:
+      lifecycle predict churn --as-of 2025-12-01T00:00:00Z
+      lifecycle predict demand --as-of 2025-12-01T00:00:00Z --horizon 365d
     """
     from framework.collect.checks import read_table
     from framework.deploy.batch import predict_batch
@@ -146,11 +179,25 @@ def predict(
             )
         entities = table.select(keys).to_pandas()
     t0 = time.perf_counter()
-    run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db)
+    forecast = obj.repo.problem(problem).task == "forecast"
+    if forecast:
+        from framework.deploy.forecast import predict_forecast
+
+        run = predict_forecast(
+            obj.repo, problem, as_of, horizon_days=horizon, entities=entities, db=db
+        )
+    elif horizon is not None:
+        raise click.BadParameter(
+            f"problem {problem!r} is not a forecast; --horizon applies to forecasts only.",
+            param_hint="--horizon",
+        )
+    else:
+        run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db)
     elapsed = time.perf_counter() - t0
     replaced = f", replacing {run.replaced:,} rows of the earlier run" if run.replaced else ""
+    what = "forecast rows (entity x target day)" if forecast else "predictions"
     click.echo(
-        f"Wrote {run.rows:,} predictions of {run.problem} {run.model_version} as of "
+        f"Wrote {run.rows:,} {what} of {run.problem} {run.model_version} as of "
         f"{run.as_of.isoformat()} (run {run.run_id}{replaced}) in {elapsed:.1f}s."
     )
 

@@ -46,10 +46,12 @@ DAY_US = 86_400 * 1_000_000
 
 @dataclass(frozen=True)
 class ExampleData:
-    """The two tables of the example product."""
+    """The tables of the example product (the catalogue's when it was written)."""
 
     users: pd.DataFrame
     events: pd.DataFrame
+    products: pd.DataFrame | None = None
+    product_events: pd.DataFrame | None = None
 
 
 def _users(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -164,13 +166,19 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def write_example_data(data_dir: str | Path, users: int = 10_000, seed: int = 7) -> ExampleData:
-    """Write ``users.parquet`` and ``events.parquet`` into ``data_dir`` (atomically each)."""
+    """Write ``users.parquet``, ``events.parquet`` and the catalogue (``products.parquet``,
+    ``product_events.parquet``, see ``example_catalogue``) into ``data_dir`` (atomically each)."""
+    from framework.collect.example_catalogue import generate_catalogue
+
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     data = generate(users=users, seed=seed)
+    catalogue = generate_catalogue(users=users, seed=seed)
     _write_parquet(data.users, data_dir / "users.parquet")
     _write_parquet(data.events, data_dir / "events.parquet")
-    return data
+    _write_parquet(catalogue.products, data_dir / "products.parquet")
+    _write_parquet(catalogue.events, data_dir / "product_events.parquet")
+    return ExampleData(data.users, data.events, catalogue.products, catalogue.events)
 
 
 def simulate_outcomes(

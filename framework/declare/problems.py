@@ -34,11 +34,14 @@ from framework.errors import FeatureRepoError
 
 __all__ = [
     "CLASSIFICATION_METRICS",
+    "FORECAST_METRICS",
     "MULTICLASS_METRICS",
+    "NUMERIC_TASKS",
     "REGRESSION_METRICS",
     "AnyEvent",
     "Count",
     "Cutoffs",
+    "DailyTotal",
     "EventSpine",
     "LabelTable",
     "Mean",
@@ -53,17 +56,22 @@ __all__ = [
 CLASSIFICATION_METRICS = ("pr_auc", "roc_auc", "f1", "precision", "recall")
 MULTICLASS_METRICS = ("macro_f1", "log_loss", "accuracy")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
+FORECAST_METRICS = ("mae", "rmse", "mase")
 METRICS = {
     "binary": CLASSIFICATION_METRICS,
     "multiclass": MULTICLASS_METRICS,
     "regression": REGRESSION_METRICS,
+    "forecast": FORECAST_METRICS,
 }
-LOWER_IS_BETTER = ("mae", "rmse", "log_loss")
+LOWER_IS_BETTER = ("mae", "rmse", "log_loss", "mase")
 CANDIDATES = {
     "binary": ("baseline", "lightgbm", "logistic_regression", "random_forest"),
     "multiclass": ("baseline", "lightgbm", "logistic_regression", "random_forest"),
     "regression": ("baseline", "lightgbm", "ridge", "random_forest"),
+    # the baseline of a forecast is seasonal naive: the same weekday a week (or more) before
+    "forecast": ("baseline", "lightgbm", "ridge"),
 }
+NUMERIC_TASKS = ("regression", "forecast")  # a number is predicted (not a class)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -209,6 +217,39 @@ class Mean(_EventLabel):
     def describe(self) -> str:
         cond = f" where {self.where}" if self.where else ""
         return f"mean of {self.column}{cond} in {self.window()} (rows without one left out)"
+
+
+@dataclass(frozen=True)
+class DailyTotal(_EventLabel):
+    """Forecast label: for each day d = day(t) + h, h = 1 .. horizon (whole days, UTC),
+    the number of matching events on d, or the sum of ``column`` over them (0 when there
+    is none). One observation per (entity, t, h); a target day is kept once the data
+    covers it, so long horizons need no year of data after the last origin. Calendar
+    features of d use the public holidays of ``country``."""
+
+    column: str | None = None
+    country: str = "US"
+    task = "forecast"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        days = self.horizon.total_seconds() / 86_400
+        if days != int(days) or not 1 <= days <= 3_660:
+            raise FeatureRepoError(
+                f"DailyTotal forecasts whole days: its horizon must be 1 to 3660 days; got "
+                f"{_describe(self.horizon)}."
+            )
+
+    @property
+    def days(self) -> int:
+        return int(self.horizon.total_seconds() // 86_400)
+
+    def describe(self) -> str:
+        what = f"sum of {self.column}" if self.column else f"number of {self._matching()}s"
+        return f"{what} per day (UTC), for each of the {self.days} days after t"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "column": self.column, "country": self.country}
 
 
 @dataclass(frozen=True)
@@ -362,6 +403,7 @@ LABELS_BY_TASK = {
     "binary": (NoEvents, AnyEvent, LabelTable),
     "multiclass": (LabelTable,),
     "regression": (Count, Sum, Mean, LabelTable),
+    "forecast": (DailyTotal,),
 }
 
 
@@ -438,8 +480,8 @@ class Problem:
             object.__setattr__(self, "entity", names[0] if len(names) == 1 else names)
         if self.task not in CANDIDATES:
             raise FeatureRepoError(
-                f"The 'task' of problem {self.name!r} must be 'binary', 'multiclass' or "
-                f"'regression'. Got {self.task!r} instead."
+                f"The 'task' of problem {self.name!r} must be 'binary', 'multiclass', "
+                f"'regression' or 'forecast'. Got {self.task!r} instead."
             )
         allowed = LABELS_BY_TASK[self.task]
         if not isinstance(self.label, allowed):
@@ -454,6 +496,11 @@ class Problem:
                     f"Problem {self.name!r}: a LabelTable's rows are the observations; "
                     "leave spine=None."
                 )
+        elif self.task == "forecast" and not isinstance(self.spine, Cutoffs | WeeklyCutoffs):
+            raise FeatureRepoError(
+                f"Problem {self.name!r} is a forecast: its observations are forecast origins, "
+                f"so its spine must be Cutoffs(...); got {type(self.spine).__name__}."
+            )
         elif not isinstance(self.spine, Cutoffs | WeeklyCutoffs | EventSpine | TableSpine):
             raise FeatureRepoError(
                 f"Problem {self.name!r} needs a spine: Cutoffs(...), EventSpine(...) or "

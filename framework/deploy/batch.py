@@ -41,7 +41,7 @@ from framework.deploy.bulk import BulkInsert
 from framework.errors import DataError, StoreError
 from framework.models import scoring
 
-__all__ = ["BatchRun", "predict_batch"]
+__all__ = ["BatchRun", "key_columns", "predict_batch"]
 
 
 @dataclass(frozen=True)
@@ -68,18 +68,21 @@ BASE_COLUMNS = (
 )
 
 
+def key_columns(sa: Any, kinds: dict[str, str], base: tuple[str, ...]) -> list[Any]:
+    """One column per join key, typed as declared (nullable: a row has its problem's)."""
+    return [
+        sa.Column(k, sa.BigInteger if kind == "int" else sa.String(256))
+        for k, kind in kinds.items()
+        if k not in base
+    ]
+
+
 def _table(sa: Any, kinds: dict[str, str] | None = None) -> Any:
     """The ``predictions`` table, with a column per join key of ``kinds`` (nullable: a
     row has the columns of its problem's keys)."""
-    metadata = sa.MetaData()
-    keys = [
-        sa.Column(k, sa.BigInteger if kind == "int" else sa.String(256))
-        for k, kind in (kinds or {}).items()
-        if k not in BASE_COLUMNS
-    ]
     return sa.Table(
         "predictions",
-        metadata,
+        sa.MetaData(),
         sa.Column("run_id", sa.String(36), nullable=False, index=True),
         sa.Column("problem", sa.String(64), nullable=False),
         sa.Column("model_version", sa.String(16), nullable=False),
@@ -90,30 +93,31 @@ def _table(sa: Any, kinds: dict[str, str] | None = None) -> Any:
         sa.Column("label", sa.Integer),
         sa.Column("predicted_class", sa.String(256)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        *keys,
+        *key_columns(sa, kinds or {}, BASE_COLUMNS),
         sa.Index("predictions_run_key", "problem", "model_version", "as_of"),
     )
 
 
-def _prepare_table(sa: Any, engine: Any, table: Any) -> None:
+def _prepare_table(sa: Any, engine: Any, table: Any, base: tuple[str, ...] = BASE_COLUMNS) -> None:
     """Create the table, or add the columns an earlier run did not need (new key columns;
-    text entity ids where an earlier version stored integers)."""
+    text entity ids where an earlier version stored integers). ``base``: the table's own
+    columns (every other column is a join key, indexed with the problem)."""
     from framework.deploy.prediction_log import widen_entity_columns
 
+    name = table.name
     table.metadata.create_all(engine)
-    have = {c["name"]: c for c in sa.inspect(engine).get_columns("predictions")}
+    have = {c["name"]: c for c in sa.inspect(engine).get_columns(name)}
     missing = [c for c in table.columns if c.name not in have]
+    quote = engine.dialect.identifier_preparer.quote
     with engine.begin() as conn:
-        widen_entity_columns(sa, conn, engine, "predictions", have, ("entity_id",))
+        widen_entity_columns(sa, conn, engine, name, have, ("entity_id",))
         for column in missing:
             kind = column.type.compile(dialect=engine.dialect)
-            name = engine.dialect.identifier_preparer.quote(column.name)
-            conn.execute(sa.text(f"ALTER TABLE predictions ADD COLUMN {name} {kind}"))
-        for key in [c.name for c in table.columns if c.name not in BASE_COLUMNS]:
-            index = f"predictions_{key}"[:60]
-            name = engine.dialect.identifier_preparer.quote(key)
+            conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {quote(column.name)} {kind}"))
+        for key in [c.name for c in table.columns if c.name not in base]:
+            index = f"{name}_{key}"[:60]
             conn.execute(
-                sa.text(f"CREATE INDEX IF NOT EXISTS {index} ON predictions (problem, {name})")
+                sa.text(f"CREATE INDEX IF NOT EXISTS {index} ON {name} (problem, {quote(key)})")
             )
 
 

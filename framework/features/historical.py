@@ -30,6 +30,7 @@ from framework.features.resolve import (
     ViewFeatures,
     check_entity_frame,
     feature_refs,
+    features_for_columns,
     finish,
     key_kinds,
     resolve_features,
@@ -112,6 +113,8 @@ def get_historical_features(
     """The entity rows (input order) plus the point-in-time value of every feature."""
     if engine not in ENGINES:
         raise FeatureRepoError(f"engine must be one of {ENGINES}; got {engine!r}.")
+    if service is None and features is None:
+        features = features_for_columns(repo, entity_df.columns)
     views = resolve_features(repo, service, features)
     df = check_entity_frame(entity_df, key_kinds(views))
     taken = set(df.columns)

@@ -20,6 +20,7 @@ from framework.features.resolve import (
     ENGINES,
     TIMESTAMP,
     feature_refs,
+    features_for_columns,
     finish,
     key_kinds,
     resolve_features,
@@ -47,6 +48,8 @@ def get_online_features(
 
     if engine not in ENGINES:
         raise FeatureRepoError(f"engine must be one of {ENGINES}; got {engine!r}.")
+    if service is None and features is None:
+        features = features_for_columns(repo, {k for row in entity_rows for k in row})
     fast = reader(repo, service, features) if engine != "feast" else None
     if engine == "direct" and fast is None:
         raise FeatureRepoError("The direct online engine supports single-key views only.")

@@ -25,6 +25,7 @@ __all__ = [
     "check_entity_frame",
     "entity_keys",
     "feature_refs",
+    "features_for_columns",
     "finish",
     "resolve_features",
     "typed_column",
@@ -67,6 +68,23 @@ def _select(pairs: list[tuple[Any, list[str]]], features: list[str]) -> list[tup
         )
     wanted = set(features)
     return [(v, [n for n in names if n in wanted]) for v, names in pairs if wanted & set(names)]
+
+
+def features_for_columns(repo: FeatureRepo, columns: Any) -> list[str] | None:
+    """Without a feature service: the features of every view whose join keys are all among
+    ``columns`` (views without keys, such as date expansions, included), so rows keyed by
+    one entity read that entity's features in a repo of several. None: every view fits,
+    or none does (then the missing keys are reported as usual)."""
+    have = set(columns)
+    views = [*repo.feature_views, *repo.on_demand_feature_views]
+
+    def keys(view: Any) -> list[str]:  # Feast gives a view without entities "__dummy_id"
+        return [c.name for c in getattr(view, "entity_columns", []) if not c.name.startswith("__")]
+
+    fits = [v for v in views if all(k in have for k in keys(v))]
+    if len(fits) == len(views) or not any(keys(v) for v in fits):
+        return None
+    return [f.name for v in fits for f in v.features]
 
 
 def resolve_features(

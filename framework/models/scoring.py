@@ -170,14 +170,14 @@ def _predict(model: Any, task: str, frame: pd.DataFrame, features: list[str]) ->
     fast = _compiled(model)
     if fast is None:
         x = to_model_frame(frame, features)
-        if task == "regression":
+        if task in ("regression", "forecast"):
             return model.predict(x)
         proba = model.predict_proba(x)
         return proba[:, 1] if task == "binary" else proba
     estimator = model.steps[-1][1]
     xt = fast.transform(frame)
     kwargs = _threads(estimator, len(xt))
-    if task == "regression":
+    if task in ("regression", "forecast"):
         return estimator.predict(xt, **kwargs)
     proba = estimator.predict_proba(xt, **kwargs)
     return proba[:, 1] if task == "binary" else proba

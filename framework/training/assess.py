@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from framework.common.jsonable import finite
-from framework.declare.problems import Problem
+from framework.declare.problems import NUMERIC_TASKS, Problem
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
 from framework.training.candidates import (
@@ -37,10 +37,11 @@ from framework.training.candidates import (
     Split,
     best_threshold,
     evaluate,
+    evaluation_context,
     fit_configuration,
     model_inputs,
     scores,
-    split_by_time,
+    split_problem,
 )
 from framework.training.dataset import LABEL, TIMESTAMP, TrainingSet
 
@@ -128,7 +129,7 @@ class Assessment:
 def describe_data(ts: TrainingSet, problem: Problem) -> DataFacts:
     """The facts of ``ts``; raises DataError when the span or the positives are too few."""
     frame = ts.frame.sort_values(TIMESTAMP, kind="stable")
-    split = split_by_time(frame, problem.horizon_days, min_times=problem.min_split_times)
+    split = split_problem(frame, problem)
     label = _label_facts(frame[LABEL], split, problem)
     _refuse_few_positives(problem, label)
     features = _feature_facts(frame, ts)
@@ -280,6 +281,7 @@ def learning_curve(
     say = progress or (lambda _m: None)
     xs, ys, classes = model_inputs(split, ts, problem)
     k = len(classes) if classes is not None else 2
+    context = evaluation_context(problem, xs, ys, "validation")
     times = split.train[TIMESTAMP].to_numpy()
     distinct = np.unique(times)
     metric = problem.metric
@@ -288,7 +290,8 @@ def learning_curve(
     def judge(fitted: Any) -> tuple[float, np.ndarray, float]:
         score = scores(fitted, problem.task, xs["validation"], k)
         cut = best_threshold(ys["validation"], score) if problem.task == "binary" else 0.5
-        return evaluate(problem.task, ys["validation"], score, cut, classes)[metric], score, cut
+        metrics = evaluate(problem.task, ys["validation"], score, cut, classes, **context)
+        return metrics[metric], score, cut
 
     points: list[dict[str, Any]] = []
     judged: list[tuple[int, np.ndarray, float]] = []
@@ -297,7 +300,7 @@ def learning_curve(
         mask = times >= distinct[len(distinct) - keep]
         x, y = xs["train"][mask], ys["train"][mask]
         value = float("nan")
-        if problem.task == "regression" or len(np.unique(y)) > 1:
+        if problem.task in NUMERIC_TASKS or len(np.unique(y)) > 1:
             fitted = fit_configuration(model, problem, x, y, params or {}, seed)
             value, score, cut = judge(fitted)
             judged.append((len(points), score, cut))
@@ -311,7 +314,8 @@ def learning_curve(
     baseline = judge(base)[0]
     values = [p["value"] for p in points]
     per_doubling = _per_doubling(values, sign)
-    noise, slope_noise = _bootstrap(problem, ys["validation"], judged, classes, sign, seed)
+    scale = context.get("scale")
+    noise, slope_noise = _bootstrap(problem, ys["validation"], judged, classes, sign, seed, scale)
     full = values[-1]
     gain = sign * (full - baseline)
     return LearningCurve(
@@ -346,6 +350,7 @@ def _bootstrap(
     classes: list[Any] | None,
     sign: float,
     seed: int,
+    scale: float | None = None,
 ) -> tuple[float, float]:
     """Standard deviations, over bootstrap resamples of the validation rows, of the
     full-data value and of the gain per doubling (every point scored on the same resample,
@@ -358,7 +363,8 @@ def _bootstrap(
         idx = rng.integers(0, len(y), len(y))
         values = [float("nan")] * len(FRACTIONS)
         for i, score, cut in judged:
-            values[i] = evaluate(problem.task, y[idx], score[idx], cut, classes)[problem.metric]
+            metrics = evaluate(problem.task, y[idx], score[idx], cut, classes, scale=scale)
+            values[i] = metrics[problem.metric]
         full.append(values[-1])
         slopes.append(_per_doubling(values, sign))
 
@@ -395,11 +401,7 @@ def assess(repo: FeatureRepo, name: str, *, progress: Progress | None = None) ->
     facts = describe_data(ts, problem)
     model, params, where = _configuration(registry_of(repo), problem)
     say(f"learning curve of {where} ({problem.metric} on validation)")
-    split = split_by_time(
-        ts.frame.sort_values(TIMESTAMP, kind="stable"),
-        problem.horizon_days,
-        min_times=problem.min_split_times,
-    )
+    split = split_problem(ts.frame.sort_values(TIMESTAMP, kind="stable"), problem)
     curve = learning_curve(split, ts, problem, model, params, configuration=where, progress=say)
     return Assessment(problem.name, problem.task, facts, curve)
 

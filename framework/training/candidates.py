@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from framework.common.threads import configure_openmp, thread_count
-from framework.declare.problems import Problem
+from framework.declare.problems import NUMERIC_TASKS, Problem
 from framework.errors import DataError
 from framework.models.scoring import class_matrix, to_model_frame
 from framework.training.dataset import LABEL, TIMESTAMP, TrainingSet
@@ -41,9 +41,13 @@ __all__ = [
     "Split",
     "TrainResult",
     "evaluate",
+    "evaluation_context",
     "fit_configuration",
+    "forecast_scale",
     "model_inputs",
     "split_by_time",
+    "split_problem",
+    "split_rows_by_time",
     "thread_count",
     "train",
 ]
@@ -78,6 +82,21 @@ class Split:
         return out
 
 
+def _observation_times(frame: pd.DataFrame, min_times: int) -> tuple[np.ndarray, int, int]:
+    """The sorted distinct observation times, their number, and the minimum per part
+    (refused when three parts cannot each have it)."""
+    times = np.sort(frame[TIMESTAMP].unique())
+    n = len(times)
+    need = max(1, min_times)
+    if n < 3 * need:
+        raise DataError(
+            f"A time-based split needs at least {3 * need} observation times ({need} each for "
+            f"train, validation and test); the training set has {n}. Use more data, or lower "
+            "the problem's min_split_times."
+        )
+    return times, n, need
+
+
 def split_by_time(
     frame: pd.DataFrame,
     horizon_days: float,
@@ -94,15 +113,7 @@ def split_by_time(
     between the parts, so validation and test keep their share of observation times.
     Too little data for that is refused with the numbers.
     """
-    times = np.sort(frame[TIMESTAMP].unique())
-    n = len(times)
-    need = max(1, min_times)
-    if n < 3 * need:
-        raise DataError(
-            f"A time-based split needs at least {3 * need} observation times ({need} each for "
-            f"train, validation and test); the training set has {n}. Use more data, or lower "
-            "the problem's min_split_times."
-        )
+    times, n, need = _observation_times(frame, min_times)
     horizon = pd.Timedelta(days=horizon_days)
     n_test = max(need, round(n * fractions[1]))
     test_start = times[n - n_test]
@@ -134,6 +145,55 @@ def split_by_time(
     return Split(train, validation, test, purged)
 
 
+def split_rows_by_time(
+    frame: pd.DataFrame,
+    ends: pd.Series,
+    fractions: tuple[float, float] = (0.15, 0.15),
+    *,
+    min_times: int = 3,
+) -> Split:
+    """Train / validation / test by observation time when each row's label becomes known
+    at its own time ``ends`` (a forecast: the end of its target day). Test is the last
+    ``fractions[1]`` of the observation times, validation the ``fractions[0]`` before it
+    (each at least ``min_times``); a validation row is kept when its label is known
+    before test starts, a training row when its label is known before validation starts."""
+    times, n, need = _observation_times(frame, min_times)
+    n_test = max(need, round(n * fractions[1]))
+    test_start = times[n - n_test]
+    ts = frame[TIMESTAMP]
+    test = frame[ts >= test_start]
+    known = frame[(ts < test_start) & (ends < test_start)]  # labels known before test
+    # validation: the last fractions[0] of the times (at least ``need``) that keep a row
+    kept = np.sort(known[TIMESTAMP].unique())
+    n_val = max(need, round(n * fractions[0]))
+    if len(kept) < n_val + need:
+        raise DataError(
+            f"The training set has {n} observation times: after the {n_test} of test, "
+            f"{len(kept)} have a label known before test starts; validation and train need "
+            f"{n_val} and {need}. Use more data or lower min_split_times."
+        )
+    val_start = kept[len(kept) - n_val]
+    validation = known[known[TIMESTAMP] >= val_start]
+    train = frame[(ts < val_start) & (ends < val_start)]
+    if train[TIMESTAMP].nunique() < need:
+        raise DataError(
+            f"The training set has {n} observation times: {n_test} go to test and {n_val} to "
+            f"validation, which leaves {train[TIMESTAMP].nunique()} with a label known before "
+            f"validation starts (needs {need}). Use more data or lower min_split_times."
+        )
+    purged = len(frame) - len(train) - len(validation) - len(test)
+    return Split(train, validation, test, purged)
+
+
+def split_problem(frame: pd.DataFrame, problem: Problem) -> Split:
+    """The problem's time split of ``frame`` (rows sorted by time): by the label horizon,
+    or for a forecast by each row's target day."""
+    if problem.task == "forecast":
+        days = frame[TIMESTAMP].dt.floor("D") + pd.to_timedelta(frame["horizon_days"] + 1, unit="D")
+        return split_rows_by_time(frame, days, min_times=problem.min_split_times)
+    return split_by_time(frame, problem.horizon_days, min_times=problem.min_split_times)
+
+
 def _preprocessor(frame: pd.DataFrame) -> ColumnTransformer:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -163,7 +223,11 @@ def _estimator(name: str, task: str, seed: int = 0) -> Any:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    binary = task != "regression"  # a classifier (binary or multiclass)
+    binary = task not in NUMERIC_TASKS  # a classifier (binary or multiclass)
+    if name == "baseline" and task == "forecast":
+        from framework.models.naive import SeasonalNaive
+
+        return SeasonalNaive()
     if name == "baseline":
         return DummyClassifier(strategy="prior") if binary else DummyRegressor(strategy="mean")
     if name == "lightgbm":
@@ -212,6 +276,7 @@ SCORING = {
     "precision": "precision",
     "recall": "recall",
     "mae": "neg_mean_absolute_error",
+    "mase": "neg_mean_absolute_error",  # MAE over a fixed scale: the same order
     "rmse": "neg_root_mean_squared_error",
     "r2": "r2",
     "macro_f1": "f1_macro",
@@ -223,6 +288,8 @@ SCORING = {
 def _pipeline(name: str, task: str, x: pd.DataFrame, seed: int) -> Pipeline:
     from sklearn.pipeline import Pipeline
 
+    if name == "baseline" and task == "forecast":  # reads its column as given
+        return Pipeline([("model", _estimator(name, task, seed))])
     return Pipeline([("preprocess", _preprocessor(x)), ("model", _estimator(name, task, seed))])
 
 
@@ -326,16 +393,58 @@ def best_threshold(y: np.ndarray, score: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
+HORIZON_BUCKETS = ((1, 7), (8, 30), (31, 365), (366, 3660))
+
+
+def forecast_scale(x: pd.DataFrame, y: np.ndarray) -> float:
+    """The MASE denominator: the seasonal-naive forecast's MAE on the training rows."""
+    naive = x["naive_week"].to_numpy(dtype="float64")
+    known = ~np.isnan(naive)
+    scale = float(np.mean(np.abs(y[known] - naive[known]))) if known.any() else float("nan")
+    return scale if scale > 0 else float("nan")
+
+
+def _forecast_metrics(
+    y: np.ndarray, score: np.ndarray, horizons: np.ndarray | None, scale: float | None
+) -> dict[str, float]:
+    """MAE, RMSE and MASE (MAE over ``scale``), overall and per horizon bucket."""
+    scale = float("nan") if scale is None else scale
+    out: dict[str, float] = {}
+    parts = [("", np.ones(len(y), dtype=bool))]
+    if horizons is not None:
+        parts += [(f"[{a}-{b}]", (horizons >= a) & (horizons <= b)) for a, b in HORIZON_BUCKETS]
+    for suffix, mask in parts:
+        if not mask.any():
+            continue
+        err = score[mask] - y[mask]
+        mae = float(np.mean(np.abs(err)))
+        out[f"mae{suffix}"] = mae
+        out[f"rmse{suffix}"] = float(np.sqrt(np.mean(err**2)))
+        out[f"mase{suffix}"] = mae / scale
+        if suffix:
+            out[f"rows{suffix}"] = float(mask.sum())
+    return out
+
+
 def evaluate(
     task: str,
     y: np.ndarray,
     score: np.ndarray,
     threshold: float = 0.5,
     classes: list[Any] | None = None,
+    *,
+    horizons: np.ndarray | None = None,
+    scale: float | None = None,
 ) -> dict[str, float]:
     """The task's metrics of ``score`` against ``y`` (class indices for multiclass, with
-    ``classes`` naming them)."""
+    ``classes`` naming them; for a forecast, per bucket of ``horizons`` with MASE over
+    ``scale``)."""
     from sklearn import metrics as m
+
+    if task == "forecast":
+        return _forecast_metrics(
+            np.asarray(y, dtype=float), np.asarray(score, dtype=float), horizons, scale
+        )
 
     if task == "multiclass":
         names = classes if classes is not None else list(range(score.shape[1]))
@@ -357,6 +466,14 @@ def evaluate(
         "rmse": float(np.sqrt(m.mean_squared_error(y, score))),
         "r2": float(m.r2_score(y, score)),
     }
+
+
+METRIC_COLUMNS = {
+    "binary": ["precision", "recall", "f1", "roc_auc", "pr_auc"],
+    "multiclass": ["accuracy", "macro_f1", "log_loss"],
+    "regression": ["mae", "rmse", "r2"],
+    "forecast": ["mae", "rmse", "mase"],
+}
 
 
 @dataclass
@@ -387,10 +504,7 @@ class TrainResult:
         """The comparison table: every candidate on validation, the winner and the
         baseline on test, and whether the problem's success threshold is met."""
         problem = self.problem
-        cols = {
-            "binary": ["precision", "recall", "f1", "roc_auc", "pr_auc"],
-            "multiclass": ["accuracy", "macro_f1", "log_loss"],
-        }.get(problem.task, ["mae", "rmse", "r2"])
+        cols = METRIC_COLUMNS[problem.task]
         lines = [
             f"{problem.name}: candidates on validation ({problem.metric} chooses), winner on test",
             f"  {'model':<22}" + "".join(f"{c:>10}" for c in cols),
@@ -413,6 +527,18 @@ class TrainResult:
                         f"{self.test[f'{k}[{name}]']:>10.4f}" for k in ("precision", "recall", "f1")
                     )
                 )
+        if problem.task == "forecast":
+            lines.append(
+                f"  {'test by horizon':<22}{'rows':>10}{'mae':>10}{'mase':>10}{'naive mae':>10}"
+            )
+            for a, b in HORIZON_BUCKETS:
+                key = f"[{a}-{b}]"
+                if f"mae{key}" in self.test:
+                    lines.append(
+                        f"  {f'{a}-{b} days':<22}{self.test[f'rows{key}']:>10,.0f}"
+                        f"{self.test[f'mae{key}']:>10.4f}{self.test[f'mase{key}']:>10.4f}"
+                        f"{self.baseline_test[f'mae{key}']:>10.4f}"
+                    )
         ok = problem.succeeded(self.test[problem.metric])
         bar = f"{problem.metric} {'>=' if problem.higher_is_better else '<='} {problem.success_threshold}"
         lines.append(f"  success ({bar}): {'yes' if ok else 'no'}")
@@ -455,11 +581,24 @@ def model_inputs(
     if problem.task == "multiclass":
         classes, encoded = encode_classes(*(ys[k] for k in PARTS))
         ys = dict(zip(PARTS, encoded, strict=True))
-    if problem.task != "regression" and len(np.unique(ys["train"])) < 2:
+    if problem.task not in NUMERIC_TASKS and len(np.unique(ys["train"])) < 2:
         raise DataError(
             f"Problem {problem.name!r}: the training split has a single class; a classifier needs two."
         )
     return xs, ys, classes
+
+
+def evaluation_context(
+    problem: Problem, xs: dict[str, pd.DataFrame], ys: dict[str, np.ndarray], part: str
+) -> dict[str, Any]:
+    """What ``evaluate`` needs beyond labels and scores: for a forecast, the part's
+    horizons and the MASE scale of the training rows."""
+    if problem.task != "forecast":
+        return {}
+    return {
+        "horizons": xs[part]["horizon_days"].to_numpy(),
+        "scale": forecast_scale(xs["train"], ys["train"]),
+    }
 
 
 def fit_configuration(
@@ -477,7 +616,7 @@ def train(
     """Fit every candidate on the training split, pick on validation, report on test."""
     say = progress or (lambda _m: None)
     frame = ts.frame.sort_values(TIMESTAMP, kind="stable")
-    split = split_by_time(frame, problem.horizon_days, min_times=problem.min_split_times)
+    split = split_problem(frame, problem)
     say(
         "split by time: "
         + ", ".join(
@@ -488,6 +627,7 @@ def train(
     )
     xs, ys, classes = model_inputs(split, ts, problem)
     k = len(classes) if classes is not None else 2
+    context = {part: evaluation_context(problem, xs, ys, part) for part in PARTS}
     candidates, seconds = [], {}
     for name in problem.models:
         say(
@@ -503,7 +643,9 @@ def train(
         seconds[name] = time.perf_counter() - t0
         val_score = scores(model, problem.task, xs["validation"], k)
         threshold = best_threshold(ys["validation"], val_score) if problem.task == "binary" else 0.5
-        metrics = evaluate(problem.task, ys["validation"], val_score, threshold, classes)
+        metrics = evaluate(
+            problem.task, ys["validation"], val_score, threshold, classes, **context["validation"]
+        )
         candidates.append(Candidate(name, model, metrics, seconds[name], tuning))
         say(
             f"  {name}: validation {problem.metric} = {metrics[problem.metric]:.4f} ({seconds[name]:.1f}s)"
@@ -517,7 +659,14 @@ def train(
         winner.validation.get("decision_threshold") if problem.task == "binary" else None
     )
     test_scores = scores(winner.model, problem.task, xs["test"], k)
-    test = evaluate(problem.task, ys["test"], test_scores, decision_threshold or 0.5, classes)
+    test = evaluate(
+        problem.task,
+        ys["test"],
+        test_scores,
+        decision_threshold or 0.5,
+        classes,
+        **context["test"],
+    )
     base = candidates[0]
     baseline_test = evaluate(
         problem.task,
@@ -525,6 +674,7 @@ def train(
         scores(base.model, problem.task, xs["test"], k),
         base.validation.get("decision_threshold", 0.5),
         classes,
+        **context["test"],
     )
     return TrainResult(
         problem,

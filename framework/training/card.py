@@ -31,6 +31,8 @@ td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3
 def feature_importance(model: Any, top: int = 20) -> list[tuple[str, float]]:
     """Importance per transformed feature (tree gains or |coefficients|), largest first."""
     est = model.named_steps["model"]
+    if "preprocess" not in model.named_steps:  # a model that reads its inputs as given
+        return []
     names = list(model.named_steps["preprocess"].get_feature_names_out())
     if hasattr(est, "feature_importances_"):
         values = np.asarray(est.feature_importances_, dtype=float)
@@ -153,14 +155,63 @@ def _enough_data(meta: ModelMeta) -> str:
     return curve_section(LearningCurve(**curve))
 
 
+def _forecast_section(meta: ModelMeta, rows: Any) -> str:
+    """Test metrics per horizon bucket, and actual vs forecast of the best-selling products
+    from their latest test origin (``rows``: keys, event_timestamp, horizon_days, label,
+    forecast)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from framework.training.candidates import HORIZON_BUCKETS
+
+    test, base = meta.metrics["test"], meta.baseline["test"]
+    table = [
+        {
+            "horizon (days)": f"{a}-{b}",
+            "rows": int(test[f"rows[{a}-{b}]"]),
+            "MAE": test[f"mae[{a}-{b}]"],
+            "MASE": test[f"mase[{a}-{b}]"],
+            "seasonal naive MAE": base[f"mae[{a}-{b}]"],
+            "seasonal naive MASE": base[f"mase[{a}-{b}]"],
+        }
+        for a, b in HORIZON_BUCKETS
+        if f"mae[{a}-{b}]" in test
+    ]
+    keys = meta.keys
+    top = rows.groupby(keys)["label"].sum().sort_values(ascending=False).head(4).index
+    fig, axes = plt.subplots(1, len(top), figsize=(3.4 * len(top), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], top, strict=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mine = rows[(rows[keys] == pd.Series(key, index=keys)).all(axis=1)]
+        latest = mine[mine["event_timestamp"] == mine["event_timestamp"].min()]
+        day = latest["event_timestamp"].dt.floor("D") + pd.to_timedelta(
+            latest["horizon_days"], unit="D"
+        )
+        ax.plot(day, latest["label"], "o", markersize=3, label="actual")
+        ax.plot(day, latest["forecast"], "-", label="forecast")
+        ax.set_title(", ".join(map(str, key)), fontsize=9)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    plot = png(fig)
+    return f"""<h2>Forecast by horizon (test)</h2>
+{_table(table, ["horizon (days)", "rows", "MAE", "MASE", "seasonal naive MAE", "seasonal naive MASE"])}
+<figure><img alt="Actual vs forecast" src="data:image/png;base64,{plot}"><figcaption>Actual vs
+forecast from the first test origin, best-selling products</figcaption></figure>"""
+
+
 def write_card(
     folder: str | Path,
     meta: ModelMeta,
     model: Any,
     y_test: np.ndarray,
     test_scores: np.ndarray,
+    forecast_rows: Any = None,
 ) -> dict[str, Any]:
-    """Write card.json and card.html into a model version's folder; return the card."""
+    """Write card.json and card.html into a model version's folder; return the card
+    (``forecast_rows``: a forecast's test rows with their forecast, for its plot)."""
     folder = Path(folder)
     task = meta.task
     if task == "multiclass":
@@ -189,10 +240,9 @@ def write_card(
         "assessment": meta.assessment,
     }
     (folder / "card.json").write_text(json.dumps(card, indent=2, default=str))
-    metric_cols = {
-        "binary": ["precision", "recall", "f1", "roc_auc", "pr_auc"],
-        "multiclass": ["accuracy", "macro_f1", "log_loss"],
-    }.get(task, ["mae", "rmse", "r2"])
+    from framework.training.candidates import METRIC_COLUMNS
+
+    metric_cols = METRIC_COLUMNS[task]
     per_class = ""
     if task == "multiclass":
         test = meta.metrics["test"]
@@ -231,7 +281,7 @@ def write_card(
 ({len(meta.features)} features). Winner: <b>{html.escape(meta.winner)}</b>, chosen on validation {html.escape(meta.metric)};
 success threshold {meta.success_threshold}: <b>{"met" if meta.success else "not met"}</b> on test.</p>
 <h2>Test</h2>{_table(test_rows, ["model", *metric_cols])}
-{per_class}
+{per_class}{_forecast_section(meta, forecast_rows) if forecast_rows is not None else ""}
 <h2>Candidates (validation)</h2>{_table(candidates, ["candidate", *metric_cols, "fit seconds"])}
 <h2>Plots</h2>{images}
 {_enough_data(meta)}

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from framework.declare.problems import Problem
+from framework.declare.problems import NUMERIC_TASKS, DailyTotal, Problem
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, FeatureRepoError
+from framework.features.horizons import HORIZON_FEATURES
 from framework.training.labels import build_observations
 
 if TYPE_CHECKING:
@@ -166,6 +167,26 @@ def _window_facts(views: list[ViewFeatures]) -> dict[str, list[Any]]:
     return {"zero_fill": zero_fill, "window_groups": groups}
 
 
+def _forecast_rows(
+    repo: FeatureRepo, problem: Problem, observations: pd.DataFrame, engine: str
+) -> pd.DataFrame:
+    """Features at each origin (fetched once per entity and origin), joined to its
+    horizons, with the target day's calendar and the seasonal-naive values."""
+    from framework.features.historical import get_historical_features
+    from framework.features.horizons import daily_series, horizon_features
+
+    label = problem.label
+    assert isinstance(label, DailyTotal)
+    keys = list(problem.keys)
+    origins = observations[[*keys, TIMESTAMP]].drop_duplicates(ignore_index=True)
+    fetched = get_historical_features(repo, origins, problem.feature_service, engine=engine)
+    rows = observations.merge(fetched, on=[*keys, TIMESTAMP], how="left", validate="many_to_one")
+    series = daily_series(
+        label.source or problem.events, keys, where=label.where, column=label.column
+    )
+    return horizon_features(rows, series, country=label.country)
+
+
 def build_training_set(
     repo: FeatureRepo, problem: Problem | str, *, engine: str = "auto"
 ) -> TrainingSet:
@@ -179,9 +200,13 @@ def build_training_set(
     features = [n for vf in views for n in vf.features]
     check_no_leakage(problem, views)
     observations = build_observations(problem)
-    frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
+    if problem.task == "forecast":
+        frame = _forecast_rows(repo, problem, observations, engine)
+        features = [*features, *HORIZON_FEATURES]
+    else:
+        frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
     frame = frame[[*problem.keys, TIMESTAMP, *features, LABEL]]
-    if problem.task != "regression" and frame[LABEL].nunique() < 2:
+    if problem.task not in NUMERIC_TASKS and frame[LABEL].nunique() < 2:
         raise DataError(
             f"Problem {problem.name!r}: every observation has label {frame[LABEL].iloc[0]}; "
             "a classifier needs both classes. Check the label horizon and the data."

@@ -30,6 +30,7 @@ from framework.declare.problems import (
     AnyEvent,
     Count,
     Cutoffs,
+    DailyTotal,
     EventSpine,
     LabelTable,
     Mean,
@@ -40,6 +41,7 @@ from framework.declare.problems import (
     WeeklyCutoffs,
 )
 from framework.errors import DataError
+from framework.features.horizons import HORIZON, training_horizons
 
 if TYPE_CHECKING:
     import duckdb
@@ -74,7 +76,8 @@ def cutoff_times(problem: Problem, first_us: int, last_us: int) -> np.ndarray:
     assert isinstance(spine, Cutoffs | WeeklyCutoffs)
     unit = min(spine.every_us, US_PER_DAY)
     start = (first_us // unit) * unit + spine.warmup_us
-    stop = last_us - problem.horizon_us
+    # a forecast keeps an origin while its first target day (day(t) + 1) has ended
+    stop = last_us - (2 * US_PER_DAY if problem.task == "forecast" else problem.horizon_us)
     if stop < start:
         return np.empty(0, dtype=np.int64)
     return np.arange(start, stop + 1, spine.every_us, dtype=np.int64)
@@ -119,7 +122,7 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
         if last is None:
             raise DataError(f"Problem {problem.name!r}: the label source is empty.")
         stop = last - problem.horizon_us
-        if isinstance(spine, Cutoffs | WeeklyCutoffs):
+        if isinstance(spine, Cutoffs | WeeklyCutoffs):  # (the only spine of a forecast)
             first = con.execute("SELECT min(t) FROM act").fetchall()[0][0]
             cuts = cutoff_times(problem, first, last)
             if len(cuts) == 0:
@@ -175,13 +178,15 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
             "event_timestamp": pd.to_datetime(frame["c"] - shift, unit="us", utc=True).astype(
                 "datetime64[us, UTC]"
             ),
+            **({HORIZON: frame["h"].astype("int64").to_numpy()} if "h" in frame else {}),
             "label": _typed_label(problem, frame["label"]),
         }
     )
     out = out[out["label"].notna()]  # a Mean without an event has no label
     if problem.task == "binary":
         out["label"] = out["label"].astype("int64")
-    return out.sort_values(["event_timestamp", *keys], ignore_index=True, kind="stable")
+    order = ["event_timestamp", *keys, *([HORIZON] if HORIZON in out else [])]
+    return out.sort_values(order, ignore_index=True, kind="stable")
 
 
 def _typed_label(problem: Problem, label: pd.Series) -> np.ndarray:
@@ -330,6 +335,8 @@ def _label_sql(problem: Problem, n: int) -> str:
                         THEN {miss} ELSE {hit} END AS label
             FROM spine s ASOF LEFT JOIN (SELECT {_k(n)}, t FROM ev WHERE {cond}) nxt
               ON {_k_eq("nxt", "s", n)} AND nxt.t > s.c"""
+    if isinstance(label, DailyTotal):
+        return _daily_sql(label, cond, n)
     if isinstance(label, Count):
         value, agg, empty = "1", "SUM", "0"
     else:
@@ -343,6 +350,24 @@ def _label_sql(problem: Problem, n: int) -> str:
         FROM spine s LEFT JOIN ev
           ON {_k_eq("ev", "s", n)} AND ev.t > s.c AND ev.t <= s.c + {horizon}
         GROUP BY {_k(n, "s.")}, s.c, s.i"""
+
+
+def _daily_sql(label: DailyTotal, cond: str, n: int) -> str:
+    """Each spine row times the training horizons h, labelled with the total of day
+    day(c) + h; target days that have not ended by the source's last day are left out."""
+    value = f"SUM(CAST({_ident(label.column)} AS DOUBLE))" if label.column else "COUNT(*)"
+    hs = ", ".join(str(h) for h in training_horizons(label.days))
+    day = f"CAST(floor(s.c / {US_PER_DAY}) AS BIGINT)"
+    return f"""
+        WITH daily AS (
+            SELECT {_k(n)}, CAST(floor(t / {US_PER_DAY}) AS BIGINT) AS day, {value} AS v
+            FROM ev WHERE {cond} GROUP BY ALL),
+        last AS (SELECT CAST(floor(max(t) / {US_PER_DAY}) AS BIGINT) AS day FROM ev),
+        hs AS (SELECT unnest([{hs}]) AS h)
+        SELECT {_k(n, "s.")}, s.c, s.i, hs.h, COALESCE(d.v, 0) AS label
+        FROM spine s CROSS JOIN hs CROSS JOIN last
+        LEFT JOIN daily d ON {_k_eq("d", "s", n)} AND d.day = {day} + hs.h
+        WHERE {day} + hs.h < last.day"""
 
 
 def population_at(problem: Problem, as_of_us: int) -> pd.DataFrame:

@@ -102,12 +102,17 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
     reference["score"] = scoring.score(meta, result.winner.model, reference)[0]
     artifact = registry_of(repo).register(result.winner.model, meta, reference=reference)
     say(f"registered {problem.name} {artifact.version} (candidate)")
+    forecast_rows = None
+    if problem.task == "forecast":
+        columns = [*problem.keys, "event_timestamp", "horizon_days", LABEL]
+        forecast_rows = result.split.test[columns].assign(forecast=result.test_scores)
     write_card(
         artifact.path,
         artifact.meta,
         result.winner.model,
         result.split.test[LABEL].to_numpy(),
         result.test_scores,
+        forecast_rows,
     )
     return TrainingRun(ts, checked, result, artifact)
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sources import chargebacks, payment_reviews, payments
 
-from framework import AnyEvent, EventSpine, LabelTable, Problem
+from framework import AnyEvent, Cutoffs, DailyTotal, EventSpine, LabelTable, Problem
 
 # At each payment: will the card be disputed (any chargeback) in the next 7 days?
 # One observation per payment, with features as of just before it; the label comes
@@ -38,4 +38,20 @@ payment_review = Problem(
     candidates=("baseline", "lightgbm", "logistic_regression"),
     tuning_budget=2,
     description="How will the review of this payment end: ok, fraud or not received?",
+)
+
+# Per merchant, every day: how many payments on each of the next 7 days? A forecast
+# (one row per merchant, origin and target day), judged against seasonal naive.
+merchant_payments = Problem(
+    name="merchant_payments",
+    task="forecast",
+    events=payments,
+    label=DailyTotal(horizon=timedelta(days=7), country="GB"),
+    spine=Cutoffs(every=1, active_within=7, warmup=7),
+    feature_service="merchant_forecast_v1",
+    metric="mae",
+    success_threshold=5.0,
+    candidates=("baseline", "lightgbm", "ridge"),
+    tuning_budget=1,
+    description="How many payments will a merchant take on each of the next 7 days?",
 )

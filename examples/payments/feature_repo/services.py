@@ -14,3 +14,9 @@ dispute_v1 = FeatureService(
     features=[card_spend, card_disputes],
     description="Card-level features of the dispute model (one key: card_id).",
 )
+
+merchant_forecast_v1 = FeatureService(
+    name="merchant_forecast_v1",
+    features=[merchant_volume],
+    description="Features of a merchant's daily payment forecast (one key: merchant_id).",
+)
