@@ -20,7 +20,7 @@ arm), answers with that arm's policy, and logs the exposure in the prediction
 log. The unit of assignment is ``unit`` (some of the problem's keys, by default
 all: by user in a user x product problem). Outcome events arrive through event
 logging (``POST /events``): those of the event source ``source`` (default: the
-repo's only one) that match the ``outcome`` filter, keyed by the unit's keys.
+problem's own event source) that match the ``outcome`` filter, keyed by the unit's keys.
 The metric is the conversion rate (units with an outcome) or, with
 ``value="amount"``, the mean per unit of the value summed over its outcomes
 (revenue per user).
@@ -56,7 +56,7 @@ class Experiment:
     treatment: str
     outcome: str
     control: str = "production"
-    source: str | None = None  # the event source of the outcomes (default: the only one)
+    source: str | None = None  # the source of the outcomes (default: the problem's events)
     value: str | None = None  # a column: the metric is its sum per unit (revenue per user)
     unit: str | tuple[str, ...] | None = None  # the unit of assignment (default: the keys)
     window_days: int = 7

@@ -299,6 +299,16 @@ def report(
     )
 
 
+def _problem_source(repo: FeatureRepo, problem: Any) -> str | None:
+    """The event source of the problem's own events, when the repo has several (None: let
+    the repo pick its only one)."""
+    sources = repo.event_sources
+    if len(sources) < 2:
+        return None
+    path = str(getattr(problem.events, "path", ""))
+    return next((n for n, s in sources.items() if str(s.path) == path), None)
+
+
 def experiment_report(
     repo: FeatureRepo, name: str, *, db: str | None = None, now: datetime | None = None
 ) -> ExperimentReport:
@@ -308,10 +318,10 @@ def experiment_report(
     from framework.deploy.prediction_log import read_exposures
 
     experiment = repo.experiment(name)
-    source = repo.event_source(experiment.source)
+    problem = repo.problem(experiment.problem)
+    source = repo.event_source(experiment.source or _problem_source(repo, problem))
     exposures = read_exposures(db or repo.prediction_db, experiment.name)
     events = read_events(repo, source=source.name)
-    problem = repo.problem(experiment.problem)
     return report(
         experiment,
         exposures,

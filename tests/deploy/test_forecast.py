@@ -195,3 +195,12 @@ def test_assess_a_forecast(demand):
     assert out["learning_curve"]["metric"] == "mase" and len(out["learning_curve"]["points"]) == 4
     features = {f["feature"] for f in out["features"]}
     assert {"naive_week", "horizon_days", "product_units_count_28d"} <= features
+
+
+def test_an_experiment_reads_outcomes_from_its_problems_source_in_a_repo_of_two(demand):
+    from framework.deploy.experiment_report import _problem_source
+
+    repo, _ = demand
+    assert sorted(repo.event_sources) == ["events_source", "product_events_source"]
+    assert _problem_source(repo, repo.problem("churn")) == "events_source"
+    assert _problem_source(repo, repo.problem("demand")) == "product_events_source"
