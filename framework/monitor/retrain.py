@@ -89,7 +89,27 @@ def retrain(
     if champion is not None:
         say(f"scoring champion {champion.version} on the same window")
         rows = window[[*declared.keys, TIMESTAMP]].reset_index(drop=True)
-        features = get_historical_features(repo, rows, champion.meta.feature_service)
+        context: dict = {}
+        if declared.task == "forecast":  # features at each origin, the window's horizon rows
+            from framework.features.horizons import HORIZON_FEATURES
+            from framework.models.scoring import to_model_frame
+            from framework.training.candidates import forecast_scale
+
+            origins = rows.drop_duplicates(ignore_index=True)
+            fetched = get_historical_features(repo, origins, champion.meta.feature_service)
+            horizon_rows = window[[*declared.keys, TIMESTAMP, *HORIZON_FEATURES]]
+            features = horizon_rows.reset_index(drop=True).merge(
+                fetched, on=[*declared.keys, TIMESTAMP], how="left"
+            )
+            train = run.result.split.train
+            context = {
+                "horizons": window["horizon_days"].to_numpy(),
+                "scale": forecast_scale(
+                    to_model_frame(train, ["naive_week"]), train[LABEL].to_numpy(dtype=float)
+                ),
+            }
+        else:
+            features = get_historical_features(repo, rows, champion.meta.feature_service)
         y = window[LABEL].to_numpy()
         classes = run.result.classes
         if declared.task == "multiclass" and classes is not None:
@@ -106,9 +126,14 @@ def retrain(
         else:
             scores, _ = score(champion.meta, champion.load_model(), features)
         champion_score = float(
-            evaluate(declared.task, y, scores, champion.meta.decision_threshold or 0.5, classes)[
-                metric
-            ]
+            evaluate(
+                declared.task,
+                y,
+                scores,
+                champion.meta.decision_threshold or 0.5,
+                classes,
+                **context,
+            )[metric]
         )
     margin = float(declared.margin)
     if champion_score is None:

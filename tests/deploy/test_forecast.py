@@ -204,3 +204,38 @@ def test_an_experiment_reads_outcomes_from_its_problems_source_in_a_repo_of_two(
     assert sorted(repo.event_sources) == ["events_source", "product_events_source"]
     assert _problem_source(repo, repo.problem("churn")) == "events_source"
     assert _problem_source(repo, repo.problem("demand")) == "product_events_source"
+
+
+def test_the_retrain_gate_judges_a_forecast_champion_on_the_same_rows(demand):
+    """Champion and challenger are trained on the same data: the same test MASE, kept."""
+    from framework.monitor.retrain import retrain
+
+    repo, run = demand
+    decision = retrain(repo, "demand")
+    assert decision.champion == run.artifact.version and decision.metric == "mase"
+    assert decision.champion_score == pytest.approx(run.result.test["mase"], rel=1e-9)
+    assert decision.challenger_score == pytest.approx(decision.champion_score, rel=1e-6)
+    assert not decision.promoted
+
+
+def test_the_service_refuses_a_forecast_with_a_4xx_naming_the_problem(demand):
+    import requests
+
+    from framework.deploy.service import create_app
+    from tests.helpers import serve_app
+
+    repo, _ = demand
+    server, thread, url = serve_app(create_app(repo))
+    try:
+        answer = requests.post(
+            f"{url}/predict",
+            json={"problem": "demand", "entities": [{"product_id": "sku_0001"}]},
+            timeout=30,
+        )
+        assert answer.status_code == 422, answer.text
+        assert "problem" in answer.text
+        schemas = requests.get(f"{url}/openapi.json", timeout=30).json()["components"]["schemas"]
+        assert not any(name.startswith("Demand") for name in schemas)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

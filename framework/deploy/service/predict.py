@@ -86,7 +86,15 @@ class Predictor:
             raise TooLarge("entities", f"at most {self.max_entities} entities per request")
         try:
             problem = self.repo.problem(name)
+            if problem.task == "forecast":
+                raise InvalidRequest(
+                    "problem",
+                    f"{name!r} is a forecast: its daily forecasts are written by "
+                    f"`lifecycle predict {name} --as-of T --horizon 365d` (table forecasts).",
+                )
             return problem, self.models.get(problem.name)
+        except InvalidRequest:
+            raise
         except LifecycleError as exc:
             raise NotFound("problem", str(exc)) from exc
 

@@ -177,6 +177,8 @@ def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
     """The ``/predict`` and ``/events`` bodies as the repo declares them (see the module)."""
     bodies = []
     for name in sorted(repo.problems):
+        if repo.problems[name].task == "forecast":  # batch only: lifecycle predict --horizon
+            continue
         kinds = repo.key_kinds(name)
         title = "".join(part.capitalize() for part in name.split("_"))
         key_fields: dict[str, Any] = {
