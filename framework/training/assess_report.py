@@ -32,15 +32,17 @@ def curve_plot(curve: LearningCurve) -> str:
     rows = [p["rows"] for p in curve.points]
     values = [p["value"] for p in curve.points]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.plot(rows, values, marker="o", label=curve.model)
-    ax.fill_between(
+    ax.fill_between(rows, curve.baseline, values, alpha=0.4, label="gain over the baseline")
+    ax.errorbar(
         rows,
-        [v - curve.noise for v in values],
-        [v + curve.noise for v in values],
-        alpha=0.15,
-        label="± bootstrap noise",
+        values,
+        yerr=curve.noise,
+        marker="o",
+        linewidth=2,
+        capsize=4,
+        label=f"{curve.model} (± bootstrap noise)",
     )
-    ax.axhline(curve.baseline, color="grey", linestyle="--", label="baseline")
+    ax.axhline(curve.baseline, color="#c0392b", linestyle="--", label="baseline")
     ax.set_xscale("log", base=2)
     ax.set(
         title=f"Learning curve: {curve.metric} on validation",
