@@ -156,7 +156,7 @@ def _enough_data(meta: ModelMeta) -> str:
 
 
 def _forecast_section(meta: ModelMeta, rows: Any) -> str:
-    """Test metrics per horizon bucket, and actual vs forecast of the best-selling products
+    """Test metrics per horizon bucket, and actual vs forecast of the entities with the largest totals
     from their latest test origin (``rows``: keys, event_timestamp, horizon_days, label,
     forecast)."""
     import matplotlib
@@ -199,7 +199,7 @@ def _forecast_section(meta: ModelMeta, rows: Any) -> str:
     return f"""<h2>Forecast by horizon (test)</h2>
 {_table(table, ["horizon (days)", "rows", "MAE", "MASE", "seasonal naive MAE", "seasonal naive MASE"])}
 <figure><img alt="Actual vs forecast" src="data:image/png;base64,{plot}"><figcaption>Actual vs
-forecast from the first test origin, best-selling products</figcaption></figure>"""
+forecast from the first test origin, the entities with the largest totals</figcaption></figure>"""
 
 
 def write_card(
