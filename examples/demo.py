@@ -1,7 +1,8 @@
 """The example product's end-to-end demo: what ``lifecycle demo`` runs.
 
 Every stage on the example product (users, their events, the churn and spend
-problems, the catalogue's year-ahead demand forecast, the retention experiment),
+problems, the catalogue's year-ahead demand forecast and product ranking, the
+retention and ranking experiments),
 in the order data flows. The framework's
 ``lifecycle demo`` command loads this file and calls ``run(repo, users=...)``;
 it is the example's code, so it names the example's columns and features.
@@ -107,10 +108,14 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         step += 1
         click.echo(f"== {step}. Forecast daily demand a year ahead, into the database")
         _demo_forecast(repo)
-    if repo.experiments:
+    if any(repo.problems[e.problem].task != "ranking" for e in repo.experiments.values()):
         step += 1
         click.echo(f"== {step}. Deploy and experiment: serve, split traffic 50/50, report")
         _demo_experiment(repo, end)
+    if "ranking_ab" in repo.experiments:
+        step += 1
+        click.echo(f"== {step}. Rank products: /rank, A/B test of the order by click-through rate")
+        _demo_ranking(repo)
     click.echo(f"== {step + 1}. Monitor: a marketing change moves traffic from facebook to google")
     _demo_shift(repo, end)
     click.echo(
@@ -198,7 +203,14 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
     from framework.deploy.experiment_report import experiment_report
     from framework.deploy.service import background_server, create_app
 
-    exp = next((e for e in repo.experiments.values() if e.active), None)
+    exp = next(
+        (
+            e
+            for e in repo.experiments.values()
+            if e.active and repo.problems[e.problem].task != "ranking"
+        ),
+        None,
+    )
     if exp is None:
         click.echo("   no active experiment is declared; skipped")
         return
@@ -242,5 +254,81 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
     click.echo(
         f"   /events: {len(outcomes):,} simulated 'conversion' events (treatment users "
         "the model flags get an offer and convert at 15%, everyone else at 6%)"
+    )
+    click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))
+
+
+def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: int = 7) -> None:
+    """Serve the ranking: each of ``users`` users asks ``lists`` times to order 50 products;
+    the product shows the top 10 (the popularity order in control, the model's in
+    treatment), and the users click by the generator's true click model; impressions and
+    clicks go to /events, then the experiment's report (CTR, delta-method interval, SRM)."""
+    import requests
+
+    from framework.collect.example_catalogue import generate_catalogue
+    from framework.deploy.experiment_report import experiment_report
+    from framework.deploy.service import background_server, create_app
+
+    exp = repo.experiment("ranking_ab")
+    everyone = pd.read_parquet(repo.data_dir / "users.parquet", columns=["user_id"])["user_id"]
+    truth = generate_catalogue(users=len(everyone), seed=seed).truth  # the data's clicks
+    assert truth is not None
+    products = pd.read_parquet(repo.data_dir / "products.parquet")
+    price = dict(zip(products["product_id"], products["price"], strict=True))
+    events = pd.read_parquet(repo.data_dir / "product_events.parquet", columns=["event_timestamp"])
+    at = events["event_timestamp"].max().floor("s")
+    rng = np.random.default_rng(5)
+    chosen = rng.choice(everyone.to_numpy(), min(users, len(everyone)), replace=False)
+    shown_rows: list[dict[str, Any]] = []
+    latency: list[float] = []
+    answers: list[dict[str, Any]] = []
+    with background_server(create_app(repo)) as url, requests.Session() as http:
+        for n in range(lists):
+            for user in chosen:
+                candidates = rng.choice(products["product_id"].to_numpy(), 50, replace=False)
+                body = {
+                    "problem": exp.problem,
+                    "user": {"user_id": int(user), "event_timestamp": int(at.timestamp())},
+                    "candidates": [{"product_id": str(p)} for p in candidates],
+                    "k": 10,
+                }
+                t0 = time.perf_counter()
+                answer = http.post(f"{url}/rank", json=body, timeout=60)
+                latency.append(time.perf_counter() - t0)
+                answer.raise_for_status()
+                got = answer.json()
+                answers.append(got)
+                top = [item["product_id"] for item in got["ranked"]]
+                clicked = rng.random(len(top)) < truth.click_probability(int(user), top)
+                request = f"ab_{n}_{int(user)}"
+                for position, (product, hit) in enumerate(zip(top, clicked, strict=True), 1):
+                    seen = at + pd.Timedelta(seconds=1 + n * 600)
+                    row = {
+                        "user_id": int(user),
+                        "product_id": product,
+                        "price": float(price[product]),
+                        "request_id": request,
+                        "position": position,
+                    }
+                    shown_rows.append({**row, "event_type": "impression", "event_timestamp": seen})
+                    if hit:
+                        later = seen + pd.Timedelta(seconds=int(rng.integers(2, 300)))
+                        shown_rows.append({**row, "event_type": "click", "event_timestamp": later})
+        frame = pd.DataFrame(shown_rows)
+        frame["event_timestamp"] = frame["event_timestamp"].astype(str)
+        for lo in range(0, len(frame), 5_000):
+            records = frame.iloc[lo : lo + 5_000].to_dict("records")
+            body = {"source": "product_events_source", "events": records}
+            http.post(f"{url}/events", json=body, timeout=60).raise_for_status()
+    ms = np.quantile(np.array(latency) * 1000, [0.5, 0.99])
+    arms = pd.Series([a.get("arm") for a in answers]).value_counts()
+    click.echo(
+        f"   /rank: {len(answers):,} lists of 50 candidates (p50 {ms[0]:.1f} ms, p99 "
+        f"{ms[1]:.1f} ms): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
+    )
+    clicks = int((frame["event_type"] == "click").sum())
+    click.echo(
+        f"   /events: {len(frame) - clicks:,} impressions and {clicks:,} clicks, simulated by "
+        "the data's click model (position bias, product appeal, the user's taste and history)"
     )
     click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))

@@ -7,7 +7,14 @@
   for the summer categories), a boost in the two weeks before Christmas and on
   the day after Thanksgiving, and a slow trend per product;
 - each purchase follows an add-to-cart (and one cart in three is abandoned),
-  by a user who usually likes the product's category.
+  by a user who usually likes the product's category;
+- in the last 120 days, product lists: each request (``req_...``) shows a user
+  ``LIST_SIZE`` products, drawn and ordered by a noisy popularity (the product's
+  old ranking policy), as ``impression`` events with their ``position``; the user
+  clicks a product with a probability that falls with its position (position
+  bias), rises with the product's appeal (which popularity only partly reflects),
+  with the user's favourite category and, most, when the user carted or bought it
+  before (``click_probability``: the truth, also used by the demo's A/B test).
 
 Written beside the event log as ``products.parquet`` and ``product_events.parquet``.
 """
@@ -26,12 +33,42 @@ SUMMER = ("garden", "outdoor", "sports")
 START = pd.Timestamp("2024-01-01", tz="UTC")
 END = pd.Timestamp("2026-01-01", tz="UTC")
 DAY_US = 86_400 * 1_000_000
+LIST_DAYS = 120  # product lists (impressions and clicks) in the last days
+LIST_SIZE = 20
+BASE_CLICK = 0.12  # click probability at position 1 of an average product
 
 
 @dataclass(frozen=True)
 class Catalogue:
     products: pd.DataFrame
     events: pd.DataFrame
+    truth: ClickModel | None = None
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    """The true click behaviour of the generated users (for simulations)."""
+
+    appeal: np.ndarray  # per product index
+    category: np.ndarray  # per product index
+    taste: np.ndarray  # favourite category per user index (user_id - 1)
+    known: frozenset[tuple[int, int]]  # (user_id, product index) carted or bought
+
+    def click_probability(self, user_id: int, products: list[str]) -> np.ndarray:
+        """The probability that ``user_id`` clicks each product shown at positions 1..n."""
+        index = np.array([int(p.removeprefix("sku_")) - 1 for p in products])
+        known = np.array([(int(user_id), int(i)) in self.known for i in index])
+        likes = self.category[index] == self.taste[(int(user_id) - 1) % len(self.taste)]
+        return _click(np.arange(len(index)), self.appeal[index], likes, known)
+
+
+def _click(
+    position: np.ndarray, appeal: np.ndarray, likes: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """Position bias 1/log2(position + 2) (0-based) times appeal, x1.6 for the user's
+    favourite category, x3 for a product the user carted or bought before."""
+    p = BASE_CLICK / np.log2(position + 2.0) * appeal * np.where(likes, 1.6, 1.0)
+    return np.minimum(0.9, p * np.where(known, 3.0, 1.0))
 
 
 def _calendar(days: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +132,31 @@ def generate_catalogue(users: int, seed: int = 7) -> Catalogue:
     frame["event_timestamp"] = (
         frame["event_timestamp"].clip(lower=START).astype("datetime64[us, UTC]")
     )
-    frame = frame[["user_id", "product_id", "event_timestamp", "event_type", "price"]]
+    frame["request_id"] = None
+    frame["position"] = pd.array([None] * len(frame), dtype="Int64")
+    taste = np.random.default_rng(11).choice(len(CATEGORIES), users)  # as in _events
+    appeal = rng.lognormal(0.0, 0.6, n)
+    appeal /= appeal.mean()
+    known = frame.groupby(["user_id", "product_id"], sort=False)["event_timestamp"].min()
+    truth = ClickModel(
+        appeal,
+        category,
+        taste,
+        frozenset((int(u), int(p.removeprefix("sku_")) - 1) for u, p in known.index),
+    )
+    lists = _lists(rng, users, popularity, category, taste, appeal, known, price)
+    frame = pd.concat([frame, lists], ignore_index=True)
+    frame = frame[
+        [
+            "user_id",
+            "product_id",
+            "event_timestamp",
+            "event_type",
+            "price",
+            "request_id",
+            "position",
+        ]
+    ]
     frame = frame.sort_values(["event_timestamp", "product_id"], kind="stable", ignore_index=True)
     products = pd.DataFrame(
         {
@@ -105,7 +166,7 @@ def generate_catalogue(users: int, seed: int = 7) -> Catalogue:
             "listed_at": pd.Series([START] * n).astype("datetime64[us, UTC]"),
         }
     )
-    return Catalogue(products, frame)
+    return Catalogue(products, frame, truth)
 
 
 def _events(
@@ -138,3 +199,65 @@ def _events(
             "event_timestamp": pd.to_datetime(t, unit="us", utc=True),
         }
     )
+
+
+def _lists(
+    rng: np.random.Generator,
+    users: int,
+    popularity: np.ndarray,
+    category: np.ndarray,
+    taste: np.ndarray,
+    appeal: np.ndarray,
+    known: pd.Series,
+    price: np.ndarray,
+) -> pd.DataFrame:
+    """Impressions and clicks of the product lists of the last ``LIST_DAYS`` days."""
+    n = len(popularity)
+    per_day = int(np.clip(users // 150, 8, 100))
+    count = per_day * LIST_DAYS
+    start = (END - pd.Timedelta(days=LIST_DAYS)).value // 1_000
+    t = np.sort(rng.integers(start, END.value // 1_000 - 3_600_000_000, count))
+    user = rng.integers(1, users + 1, count)
+    weight = popularity**0.7
+    size = min(LIST_SIZE, n)
+    # the old policy: a noisy popularity draws the list and orders it
+    noisy = np.log(weight)[None, :] + rng.gumbel(size=(count, n))
+    shown = np.argsort(-noisy, axis=1)[:, :size]
+    position = np.broadcast_to(np.arange(size), shown.shape)
+    rows = pd.DataFrame(
+        {
+            "user_id": np.repeat(user, size).astype(np.int64),
+            "product": shown.ravel(),
+            "position": position.ravel() + 1,
+            "t": np.repeat(t, size),
+            "request": np.repeat(np.arange(count), size),
+        }
+    )
+    ids = np.asarray([f"sku_{i + 1:04d}" for i in range(n)], dtype=object)
+    rows["product_id"] = ids[rows["product"].to_numpy()]
+    first = known.rename("first").reset_index()
+    rows = rows.merge(first, on=["user_id", "product_id"], how="left")
+    first_us = rows["first"].astype("datetime64[us, UTC]").astype("int64")
+    before = rows["first"].notna().to_numpy() & (first_us.to_numpy() < rows["t"].to_numpy())
+    likes = category[rows["product"].to_numpy()] == taste[rows["user_id"].to_numpy() - 1]
+    p = _click(rows["position"].to_numpy() - 1, appeal[rows["product"].to_numpy()], likes, before)
+    clicked = rng.random(len(rows)) < p
+    stamp = pd.to_datetime(rows["t"], unit="us", utc=True)
+    base = pd.DataFrame(
+        {
+            "user_id": rows["user_id"],
+            "product_id": rows["product_id"],
+            "event_timestamp": stamp,
+            "event_type": "impression",
+            "price": price[rows["product"].to_numpy()],
+            "request_id": [f"req_{r:06d}" for r in rows["request"]],
+            "position": rows["position"].astype("Int64"),
+        }
+    )
+    clicks = base[clicked].copy()
+    clicks["event_type"] = "click"
+    delay = rng.integers(2_000_000, 300_000_000, len(clicks))  # 2 s to 5 min later
+    clicks["event_timestamp"] = clicks["event_timestamp"] + pd.to_timedelta(delay, unit="us")
+    out = pd.concat([base, clicks], ignore_index=True)
+    out["event_timestamp"] = out["event_timestamp"].astype("datetime64[us, UTC]")
+    return out

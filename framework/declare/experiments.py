@@ -23,7 +23,15 @@ logging (``POST /events``): those of the event source ``source`` (default: the
 problem's own event source) that match the ``outcome`` filter, keyed by the unit's keys.
 The metric is the conversion rate (units with an outcome) or, with
 ``value="amount"``, the mean per unit of the value summed over its outcomes
-(revenue per user).
+(revenue per user), or, with ``per=`` a second filter (the exposures the product
+logs itself, say impressions), the ratio of outcomes to those events: the
+click-through rate ``outcome='event_type == "click"', per='event_type ==
+"impression"'``, with a delta-method interval over units (the events of one
+user are not independent).
+
+A ranking problem's arms may also use the policy ``"popularity"``: ``POST /rank``
+then orders the candidates by the problem's popularity feature (the baseline),
+not by a model.
 
 The report (counts, lift, tests, verdict) is :mod:`framework.deploy.experiment_report`.
 """
@@ -44,7 +52,7 @@ __all__ = ["ARMS", "Experiment", "assign"]
 
 ARMS = ("control", "treatment")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_POLICY = re.compile(r"^(production|none|v\d+)$")
+_POLICY = re.compile(r"^(production|none|popularity|v\d+)$")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Experiment:
     control: str = "production"
     source: str | None = None  # the source of the outcomes (default: the problem's events)
     value: str | None = None  # a column: the metric is its sum per unit (revenue per user)
+    per: str | None = None  # a filter: the metric is outcomes per such event (clicks/impressions)
     unit: str | tuple[str, ...] | None = None  # the unit of assignment (default: the keys)
     window_days: int = 7
     split: float = 0.5  # share of entities in the treatment arm
@@ -75,7 +84,8 @@ class Experiment:
             if not isinstance(policy, str) or not _POLICY.match(policy):
                 raise FeatureRepoError(
                     f"Experiment {self.name!r}: {arm}={policy!r} must be 'production', "
-                    "'none' (no model) or a model version such as 'v3'."
+                    "'none' (no model), 'popularity' (a ranking's baseline order) or a model "
+                    "version such as 'v3'."
                 )
         if self.control == self.treatment:
             raise FeatureRepoError(
@@ -102,6 +112,18 @@ class Experiment:
                 f"Experiment {self.name!r}: value= names the column to sum per unit "
                 "(e.g. value='amount' for revenue per user)."
             )
+        if self.per is not None:
+            if not isinstance(self.per, str) or not self.per:
+                raise FeatureRepoError(
+                    f"Experiment {self.name!r}: per= is a filter over the events, e.g. "
+                    "'event_type == \"impression\"' (the metric is then outcomes per such event)."
+                )
+            if self.value is not None:
+                raise FeatureRepoError(
+                    f"Experiment {self.name!r}: choose value= (a mean per unit) or per= (a "
+                    "ratio of events), not both."
+                )
+            filter_to_sql(self.per)
         if isinstance(self.unit, list | tuple):
             object.__setattr__(self, "unit", tuple(self.unit))
 
@@ -120,7 +142,10 @@ class Experiment:
 
     @property
     def metric(self) -> str:
-        """``conversion_rate`` (units with an outcome), or ``mean_<value>`` per unit."""
+        """``conversion_rate`` (units with an outcome), ``mean_<value>`` per unit, or
+        ``outcome_ratio`` (outcomes per ``per`` event: a click-through rate)."""
+        if self.per is not None:
+            return "outcome_ratio"
         return "conversion_rate" if self.value is None else f"mean_{self.value}"
 
     @property

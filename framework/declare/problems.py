@@ -37,6 +37,7 @@ __all__ = [
     "FORECAST_METRICS",
     "MULTICLASS_METRICS",
     "NUMERIC_TASKS",
+    "RANKING_METRICS",
     "REGRESSION_METRICS",
     "AnyEvent",
     "Count",
@@ -57,11 +58,15 @@ CLASSIFICATION_METRICS = ("pr_auc", "roc_auc", "f1", "precision", "recall")
 MULTICLASS_METRICS = ("macro_f1", "log_loss", "accuracy")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 FORECAST_METRICS = ("mae", "rmse", "mase")
+# at the problem's top_k, over each list (request): NDCG, mean average precision and the
+# offline click-through rate of the top k (positives among them / k)
+RANKING_METRICS = ("ndcg", "map", "ctr")
 METRICS = {
     "binary": CLASSIFICATION_METRICS,
     "multiclass": MULTICLASS_METRICS,
     "regression": REGRESSION_METRICS,
     "forecast": FORECAST_METRICS,
+    "ranking": RANKING_METRICS,
 }
 LOWER_IS_BETTER = ("mae", "rmse", "log_loss", "mase")
 CANDIDATES = {
@@ -70,6 +75,9 @@ CANDIDATES = {
     "regression": ("baseline", "lightgbm", "ridge", "random_forest"),
     # the baseline of a forecast is seasonal naive: the same weekday a week (or more) before
     "forecast": ("baseline", "lightgbm", "ridge"),
+    # the baseline of a ranking orders by its popularity feature; lightgbm is LambdaRank
+    # (listwise, by request), logistic_regression a pointwise classifier of the label
+    "ranking": ("baseline", "lightgbm", "logistic_regression"),
 }
 NUMERIC_TASKS = ("regression", "forecast")  # a number is predicted (not a class)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -404,6 +412,7 @@ LABELS_BY_TASK = {
     "multiclass": (LabelTable,),
     "regression": (Count, Sum, Mean, LabelTable),
     "forecast": (DailyTotal,),
+    "ranking": (AnyEvent, Count, LabelTable),
 }
 
 
@@ -466,6 +475,13 @@ class Problem:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     monitoring: Monitoring = field(default_factory=Monitoring)
+    # ranking: the spine column naming the list an observation was shown in (a request
+    # id), the keys of the ranked item (the rest are the query's: the user), the cut-off
+    # of the metrics, and the feature whose order is the popularity baseline
+    group: str | None = None
+    item: str | tuple[str, ...] | None = None
+    top_k: int = 10
+    popularity: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -481,7 +497,7 @@ class Problem:
         if self.task not in CANDIDATES:
             raise FeatureRepoError(
                 f"The 'task' of problem {self.name!r} must be 'binary', 'multiclass', "
-                f"'regression' or 'forecast'. Got {self.task!r} instead."
+                f"'regression', 'forecast' or 'ranking'. Got {self.task!r} instead."
             )
         allowed = LABELS_BY_TASK[self.task]
         if not isinstance(self.label, allowed):
@@ -500,6 +516,12 @@ class Problem:
             raise FeatureRepoError(
                 f"Problem {self.name!r} is a forecast: its observations are forecast origins, "
                 f"so its spine must be Cutoffs(...); got {type(self.spine).__name__}."
+            )
+        elif self.task == "ranking" and not isinstance(self.spine, EventSpine | TableSpine):
+            raise FeatureRepoError(
+                f"Problem {self.name!r} is a ranking: its observations are the items shown in "
+                "each list (one impression each), so its spine must be EventSpine(where=...) or "
+                f"TableSpine(...); got {type(self.spine).__name__}."
             )
         elif not isinstance(self.spine, Cutoffs | WeeklyCutoffs | EventSpine | TableSpine):
             raise FeatureRepoError(
@@ -530,6 +552,47 @@ class Problem:
             raise FeatureRepoError(
                 f"Problem {self.name!r}: 'events' must be a FileSource over the event log."
             )
+        if isinstance(self.item, list | tuple):
+            object.__setattr__(self, "item", tuple(self.item))
+        if self.task == "ranking":
+            self._check_ranking()
+        elif self.group or self.item or self.popularity:
+            raise FeatureRepoError(
+                f"Problem {self.name!r}: group=, item= and popularity= belong to a ranking "
+                "(task='ranking')."
+            )
+
+    def _check_ranking(self) -> None:
+        example = "group='request_id', item='product_id', popularity='product_clicks_count_28d'"
+        for name in ("group", "item", "popularity"):
+            value = getattr(self, name)
+            if not value or not isinstance(value, str | tuple):
+                raise FeatureRepoError(
+                    f"Problem {self.name!r} is a ranking and needs {name}=...: the spine column "
+                    "naming each list (group), the keys of the ranked item (item) and the "
+                    f"feature whose order is the popularity baseline (popularity); e.g. {example}."
+                )
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
+            raise FeatureRepoError(f"Problem {self.name!r}: top_k must be an integer >= 1.")
+        if self.entity is not None:
+            missing = [k for k in self.item_keys if k not in self.keys]
+            if missing or len(self.item_keys) >= len(self.keys):
+                raise FeatureRepoError(
+                    f"Problem {self.name!r}: item={list(self.item_keys)} must be some, not all, "
+                    f"of the keys {list(self.keys)} (the others are the query's: the user)."
+                )
+
+    @property
+    def item_keys(self) -> tuple[str, ...]:
+        """A ranking's item keys (the candidates'); empty for another task."""
+        if not self.item:
+            return ()
+        return (self.item,) if isinstance(self.item, str) else tuple(self.item)
+
+    @property
+    def query_keys(self) -> tuple[str, ...]:
+        """A ranking's query keys: the problem's keys that are not the item's (the user)."""
+        return tuple(k for k in self.keys if k not in self.item_keys)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -599,4 +662,14 @@ class Problem:
             "tuning_budget": self.tuning_budget,
             "categories": {k: list(v) for k, v in self.categories.items()},
             "description": self.description,
+            **(
+                {
+                    "group": self.group,
+                    "item": list(self.item_keys),
+                    "top_k": self.top_k,
+                    "popularity": self.popularity,
+                }
+                if self.task == "ranking"
+                else {}
+            ),
         }

@@ -367,7 +367,19 @@ class FeatureRepo:
                     f"Experiment {exp.name!r} names unknown problem {exp.problem!r}; the repo "
                     f"declares {sorted(self.problems)}."
                 )
-            exp.unit_keys(self.problems[exp.problem].keys)  # refuses a unit not of its keys
+            problem = self.problems[exp.problem]
+            unit = exp.unit_keys(problem.keys)  # refuses a unit not of its keys
+            if "popularity" in (exp.control, exp.treatment) and problem.task != "ranking":
+                raise FeatureRepoError(
+                    f"Experiment {exp.name!r}: the policy 'popularity' orders a ranking's "
+                    f"candidates; {exp.problem!r} is a {problem.task} problem."
+                )
+            if problem.task == "ranking" and any(k not in problem.query_keys for k in unit):
+                raise FeatureRepoError(
+                    f"Experiment {exp.name!r} on ranking {exp.problem!r} assigns users, not "
+                    f"lists of items: declare unit={problem.query_keys[0]!r} (the query's keys "
+                    f"{list(problem.query_keys)})."
+                )
             if exp.active:
                 if exp.problem in active:
                     raise FeatureRepoError(

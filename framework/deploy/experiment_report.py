@@ -8,8 +8,11 @@ the relative lift with the Katz interval of the rate ratio
 (``scipy.stats.contingency.relative_risk``) and the pooled two-proportion
 z-test; for a value metric (the mean per unit of ``value`` summed over its
 outcomes, 0 without one: revenue per user) the difference of means with
-Welch's t-test and its 95% interval (``scipy.stats.ttest_ind``). Both keep a
-chi-square sample-ratio-mismatch test against the declared split.
+Welch's t-test and its 95% interval (``scipy.stats.ttest_ind``); for a ratio
+metric (``per=``: outcomes per exposure event, a click-through rate) the
+difference of the two ratios with its delta-method standard error over units
+(``ratio_test``: a user's impressions are clustered, not independent). All keep
+a chi-square sample-ratio-mismatch test against the declared split.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExperimentReport",
     "experiment_report",
+    "ratio_test",
     "report",
     "srm_p_value",
     "two_proportion_test",
@@ -131,6 +135,54 @@ def welch_test(control: np.ndarray, treatment: np.ndarray) -> TwoProportionTest:
     return TwoProportionTest(m_c, m_t, m_t - m_c, ci, rel, ci_rel, t, p)
 
 
+def _ratio_variance(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The ratio sum(x) / sum(y) over units and its delta-method variance."""
+    n = len(x)
+    mx, my = float(np.mean(x)), float(np.mean(y))
+    if my == 0:
+        raise DataError("An arm has no exposure events (per=): its ratio is undefined.")
+    ratio = mx / my
+    if n < 2:
+        return ratio, float("nan")
+    sxx, syy = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
+    sxy = float(np.cov(x, y, ddof=1)[0, 1])
+    var = (sxx - 2 * ratio * sxy + ratio**2 * syy) / (n * my**2)
+    return ratio, max(var, 0.0)
+
+
+def ratio_test(
+    x_control: np.ndarray, y_control: np.ndarray, x_treatment: np.ndarray, y_treatment: np.ndarray
+) -> TwoProportionTest:
+    """Treatment's ratio sum(x)/sum(y) minus control's (say clicks over impressions, one
+    entry per unit), with the delta-method standard error (units independent, a unit's
+    events not), a two-sided z-test and 95% intervals; the relative lift's interval
+    comes from the log of the ratio of ratios."""
+    from scipy import stats
+
+    if min(len(x_control), len(x_treatment)) < 2:
+        raise DataError("Both arms need at least two units to compare ratios.")
+    r_c, v_c = _ratio_variance(np.asarray(x_control, float), np.asarray(y_control, float))
+    r_t, v_t = _ratio_variance(np.asarray(x_treatment, float), np.asarray(y_treatment, float))
+    diff = r_t - r_c
+    se = float(np.sqrt(v_c + v_t))
+    z975 = float(stats.norm.ppf(0.975))
+    z = diff / se if se > 0 else 0.0
+    p = float(2 * stats.norm.sf(abs(z))) if se > 0 else (1.0 if diff == 0 else 0.0)
+    rel = ci_rel = None
+    if r_c > 0:
+        rel = r_t / r_c - 1
+        if r_t > 0:
+            log_se = float(np.sqrt(v_t / r_t**2 + v_c / r_c**2))
+            centre = float(np.log(r_t / r_c))
+            ci_rel = (
+                float(np.exp(centre - z975 * log_se) - 1),
+                float(np.exp(centre + z975 * log_se) - 1),
+            )
+    return TwoProportionTest(
+        r_c, r_t, float(diff), (diff - z975 * se, diff + z975 * se), rel, ci_rel, float(z), p
+    )
+
+
 @dataclass(frozen=True)
 class ExperimentReport:
     """What ``lifecycle experiment report`` prints (``to_json`` gives the --json keys)."""
@@ -150,11 +202,14 @@ class ExperimentReport:
     pending: int  # exposures whose outcome window has not ended yet (not counted)
     metric: str = "conversion_rate"  # or mean_<value>: the mean per unit (Welch's t-test)
     unit: list[str] | None = None  # the keys of the unit of assignment
+    per: str | None = None  # outcome_ratio: the filter of the events counted below the line
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_text(self) -> str:
+        if self.metric == "outcome_ratio":
+            return self._ratio_text()
         rate = self.metric == "conversion_rate"
         unit = f" per {'+'.join(self.unit)}" if self.unit else ""
         lines = [
@@ -183,21 +238,47 @@ class ExperimentReport:
                 f"  lift: {_pct(self.lift_abs, sign=True)} absolute "
                 f"(95% CI {_pct(self.ci95[0], sign=True)} to {_pct(self.ci95[1], sign=True)})"
             )
+        return self._tail(lines, "two-proportion z-test" if rate else "Welch's t-test", "exposures")
+
+    def _tail(self, lines: list[str], test: str, pending: str) -> str:
+        """The relative lift, the test's p-value, the sample-ratio check, what is pending
+        and the verdict, after ``lines``."""
         if self.lift_rel is not None:
             rel = f"  lift: {_pct(self.lift_rel, sign=True)} relative"
             if self.ci95_rel is not None:
                 rel += f" (95% CI {_pct(self.ci95_rel[0], sign=True)} to {_pct(self.ci95_rel[1], sign=True)})"
             lines.append(rel)
         if self.p_value is not None:
-            name = "two-proportion z-test" if rate else "Welch's t-test"
-            lines.append(f"  {name} p = {self.p_value:.3g}")
+            lines.append(f"  {test} p = {self.p_value:.3g}")
         lines.append(f"  sample ratio check p = {self.srm_p_value:.3g}")
         if self.pending:
             lines.append(
-                f"  {self.pending:,} exposures are still inside their outcome window (not counted)"
+                f"  {self.pending:,} {pending} are still inside their outcome window (not counted)"
             )
         lines.append(f"Verdict: {self.verdict}")
         return "\n".join(lines)
+
+    def _ratio_text(self) -> str:
+        unit = "+".join(self.unit or [])
+        lines = [
+            f"Experiment {self.experiment} on {self.problem}: outcomes {self.outcome!r} per "
+            f"event {self.per!r} within {self.window_days}d of a {unit}'s first exposure; "
+            "metric outcome_ratio",
+            f"  {'arm':<10} {'policy':<11} {unit + 's':>10} {'events':>10} {'outcomes':>10} "
+            f"{'ratio':>8}",
+        ]
+        for arm, a in self.arms.items():
+            lines.append(
+                f"  {arm:<10} {a['policy']:<11} {a['exposures']:>10,} {a['events']:>10,} "
+                f"{a['conversions']:>10,} {_pct(a['rate']):>8}"
+            )
+        if self.lift_abs is not None and self.ci95 is not None:
+            lines.append(
+                f"  lift: {_pct(self.lift_abs, sign=True)} absolute (95% CI "
+                f"{_pct(self.ci95[0], sign=True)} to {_pct(self.ci95[1], sign=True)}, delta "
+                f"method over {unit}s)"
+            )
+        return self._tail(lines, "z-test (delta method)", f"{unit}s")
 
 
 def _num(value: float | None) -> str:
@@ -252,8 +333,10 @@ def report(
     hit = (joined["outcome_at"] > joined["exposed_at"]) & (
         joined["outcome_at"] <= joined["exposed_at"] + window
     )
-    converted = set(joined.loc[hit, "entity_id"])
-    totals = joined.loc[hit].groupby("entity_id")["value"].sum()
+    converted = set(joined.loc[hit & joined["is_outcome"], "entity_id"])
+    totals = joined.loc[hit & joined["is_outcome"]].groupby("entity_id")["value"].sum()
+    outcomes = joined.loc[hit & joined["is_outcome"]].groupby("entity_id").size()
+    per_events = joined.loc[hit & joined["is_per"]].groupby("entity_id").size()
     arms: dict[str, dict[str, Any]] = {}
     values: dict[str, np.ndarray] = {}
     for arm in ARMS:
@@ -266,7 +349,14 @@ def report(
             "conversions": x,
             "rate": x / n if n else None,
         }
-        if experiment.value is not None:
+        if experiment.per is not None:
+            x_i = outcomes.reindex(ids).fillna(0).to_numpy(dtype="float64")
+            y_i = per_events.reindex(ids).fillna(0).to_numpy(dtype="float64")
+            values[arm] = np.stack([x_i, y_i])
+            arms[arm]["conversions"] = int(x_i.sum())
+            arms[arm]["events"] = int(y_i.sum())
+            arms[arm]["rate"] = float(x_i.sum() / y_i.sum()) if y_i.sum() else None
+        elif experiment.value is not None:
             per_unit = totals.reindex(ids).fillna(0.0).to_numpy(dtype="float64")
             values[arm] = per_unit
             arms[arm]["mean"] = float(per_unit.mean()) if n else None
@@ -274,7 +364,10 @@ def report(
     n_c, n_t = arms["control"]["exposures"], arms["treatment"]["exposures"]
     srm = srm_p_value(n_c, n_t, experiment.split)
     test = None
-    if experiment.value is None and n_c and n_t:
+    if experiment.per is not None:
+        if min(n_c, n_t) >= 2 and arms["control"]["events"] and arms["treatment"]["events"]:
+            test = ratio_test(*values["control"], *values["treatment"])
+    elif experiment.value is None and n_c and n_t:
         test = two_proportion_test(
             arms["control"]["conversions"], n_c, arms["treatment"]["conversions"], n_t
         )
@@ -296,6 +389,7 @@ def report(
         pending=pending,
         metric=experiment.metric,
         unit=list(unit),
+        per=experiment.per,
     )
 
 
@@ -359,9 +453,12 @@ def _outcomes(
         con.register("ev", events)
         val = f"CAST({q(experiment.value)} AS DOUBLE)" if experiment.value else "1.0"
         keys = ", ".join(f"{q(k)} AS k{j}" for j, k in enumerate(unit))
+        outcome = filter_to_sql(experiment.outcome)
+        per = filter_to_sql(experiment.per) if experiment.per else "FALSE"
         out = con.execute(
             f"SELECT {keys}, CAST({q(timestamp_field)} AS TIMESTAMPTZ) AS outcome_at, "
-            f"COALESCE({val}, 0.0) AS value FROM ev WHERE {filter_to_sql(experiment.outcome)}"
+            f"COALESCE({val}, 0.0) AS value, COALESCE({outcome}, FALSE) AS is_outcome, "
+            f"COALESCE({per}, FALSE) AS is_per FROM ev WHERE ({outcome}) OR ({per})"
         ).df()
     except duckdb.Error as exc:
         raise DataError(
@@ -373,7 +470,7 @@ def _outcomes(
     out["entity_id"] = entity_texts(
         out.rename(columns={f"k{j}": k for j, k in enumerate(unit)}), unit
     )
-    return out[["entity_id", "outcome_at", "value"]]
+    return out[["entity_id", "outcome_at", "value", "is_outcome", "is_per"]]
 
 
 def _verdict(
@@ -391,6 +488,13 @@ def _verdict(
             f"needed (control {n_c:,}, treatment {n_t:,})."
         )
     mean = experiment.value is not None
+    if experiment.per is not None and test.p_value < ALPHA:
+        better = "better" if test.lift_abs > 0 else "worse"
+        return (
+            f"treatment is {better} than control: {test.rate_treatment:.2%} vs "
+            f"{test.rate_control:.2%} outcomes per event (delta-method p = {test.p_value:.2g} "
+            f"< {ALPHA})."
+        )
     if test.p_value < ALPHA:
         better = "better" if test.lift_abs > 0 else "worse"
         if mean:

@@ -102,7 +102,10 @@ class OnlineReader:
         out: dict[str, Any] = {}
         found: dict[str, list[bool]] = {}
         for vf in self.stored:
-            entity_keys = self._entity_keys(vf.view.name, frame)
+            # each distinct key once (a ranking's 100 candidates share one user)
+            names = [k for k, _ in self.keys[vf.view.name]]
+            codes, distinct = _distinct_rows(frame, names)
+            entity_keys = self._entity_keys(vf.view.name, distinct)
             try:
                 rows = self.provider.online_read(
                     config=self.config,
@@ -116,6 +119,8 @@ class OnlineReader:
                 [_python(values[name]) if values and name in values else None for _, values in rows]
                 for name in vf.features
             ]
+            if codes is not None:
+                columns = [[column[c] for c in codes] for column in columns]
             out.update(zip(vf.features, columns, strict=True))
             # As Feast reports it: a view "has" the entity when any of its values is set
             # (Redis answers an unknown key with empty values, SQLite with nothing).
@@ -128,6 +133,20 @@ class OnlineReader:
             for name in vf.features:
                 out[name] = pd.Series(produced[name].array, index=frame.index)
         return out, found
+
+
+def _distinct_rows(frame: pd.DataFrame, names: list[str]) -> tuple[list[int] | None, pd.DataFrame]:
+    """The distinct key rows of ``frame`` and each row's index among them (None: all
+    rows are distinct already)."""
+    if len(frame) < 2:
+        return None, frame
+    codes, uniques = pd.factorize(
+        pd.MultiIndex.from_frame(frame[names]) if len(names) > 1 else frame[names[0]]
+    )
+    if len(uniques) == len(frame):
+        return None, frame
+    first = pd.Series(range(len(codes))).groupby(codes).first().to_numpy()
+    return codes.tolist(), frame.iloc[first]
 
 
 _READERS: dict[tuple[str, str, str | None], tuple[Any, OnlineReader | None]] = {}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-__all__ = ["SeasonalNaive"]
+__all__ = ["Popularity", "SeasonalNaive"]
 
 
 class SeasonalNaive(RegressorMixin, BaseEstimator):
@@ -31,3 +31,21 @@ class SeasonalNaive(RegressorMixin, BaseEstimator):
     def predict(self, x: pd.DataFrame) -> np.ndarray:
         values = pd.to_numeric(x[self.column], errors="coerce").to_numpy(dtype="float64")
         return np.where(np.isnan(values), self.fallback_, values)
+
+
+class Popularity(RegressorMixin, BaseEstimator):
+    """The popularity baseline of a ranking: scores each item by ``x[column]`` (a declared
+    feature, say the item's clicks over the last 28 days); a missing value scores 0."""
+
+    def __init__(self, column: str = "") -> None:
+        self.column = column
+
+    def fit(self, x: pd.DataFrame, y: Any = None) -> Popularity:
+        if self.column not in x.columns:
+            raise ValueError(f"the popularity feature {self.column!r} is not among the features")
+        self.fitted_ = True
+        return self
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        values = pd.to_numeric(x[self.column], errors="coerce").to_numpy(dtype="float64")
+        return np.nan_to_num(values, nan=0.0)

@@ -168,6 +168,8 @@ def _predict(model: Any, task: str, frame: pd.DataFrame, features: list[str]) ->
     """The positive-class probability (binary), the class-probability matrix as the model
     knows its classes (multiclass) or the prediction (regression)."""
     fast = _compiled(model)
+    if task == "ranking":  # a pointwise classifier's probability, or a ranker's score
+        task = "binary" if hasattr(model, "predict_proba") else "regression"
     if fast is None:
         x = to_model_frame(frame, features)
         if task in ("regression", "forecast"):

@@ -78,11 +78,22 @@ def predictions_of(
     return out
 
 
-def _metrics(task: str, y: np.ndarray, score: np.ndarray, predicted: np.ndarray) -> dict:
+def _metrics(
+    task: str,
+    y: np.ndarray,
+    score: np.ndarray,
+    predicted: np.ndarray,
+    lists: np.ndarray | None = None,
+    k: int = 10,
+) -> dict:
     from sklearn import metrics as m
 
     out: dict[str, Any] = {"n": len(y)}
-    if task == "multiclass":  # the log keeps the predicted class, not every probability
+    if task == "ranking" and lists is not None:  # the shown items of each list (request)
+        from framework.training.ranking import ranking_metrics
+
+        out.update(ranking_metrics(y.astype(float), score, lists, k))
+    elif task == "multiclass":  # the log keeps the predicted class, not every probability
         out.update(
             accuracy=float(m.accuracy_score(y, predicted)),
             macro_f1=float(
@@ -154,6 +165,11 @@ def realized_performance(
     points["event_timestamp"] = preds["at"].to_numpy()
     truth = labels_at(declared, points)
     preds = preds.assign(truth=truth["label"].to_numpy(), complete=truth["complete"].to_numpy())
+    if declared.task == "ranking":  # a list: one query (user) at one request time
+        query = points[list(declared.query_keys)].astype(str).agg("|".join, axis=1)
+        preds["list"] = pd.factorize(query + "@" + preds["at"].astype(str).to_numpy())[0]
+    else:
+        preds["list"] = 0
     done = preds[preds["complete"]]
     registry = registry_of(repo)
     versions: dict[str, dict[str, Any]] = {}
@@ -182,6 +198,8 @@ def realized_performance(
                         group.loc[idx, "truth"].to_numpy(),
                         group.loc[idx, "score"].to_numpy(dtype=float),
                         group.loc[idx, "predicted"].fillna(0).to_numpy(dtype=int),
+                        group.loc[idx, "list"].to_numpy(),
+                        declared.top_k,
                     ),
                 }
             )
@@ -189,7 +207,9 @@ def realized_performance(
         # registry error (a changed or unreadable model.json) is raised, not hidden.
         test = meta.metrics["test"] if meta is not None else {}
         versions[version] = {
-            "realized": _metrics(declared.task, y, score, predicted),
+            "realized": _metrics(
+                declared.task, y, score, predicted, group["list"].to_numpy(), declared.top_k
+            ),
             "test": test,
             "slices": slices,
         }

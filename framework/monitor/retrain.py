@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from framework.common.jsonable import finite
 from framework.declare.repo import FeatureRepo
@@ -110,6 +111,9 @@ def retrain(
             }
         else:
             features = get_historical_features(repo, rows, champion.meta.feature_service)
+            if declared.task == "ranking":  # judged per list, as the challenger was
+                lists = pd.factorize(window[str(declared.group)].to_numpy())[0]
+                context = {"groups": lists, "k": declared.top_k}
         y = window[LABEL].to_numpy()
         classes = run.result.classes
         if declared.task == "multiclass" and classes is not None:

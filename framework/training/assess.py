@@ -163,7 +163,8 @@ def _observations(frame: pd.DataFrame, ts: TrainingSet, problem: Problem) -> dic
 def _label_facts(every: pd.Series, split: Split, problem: Problem) -> dict[str, Any]:
     """Over every observation, and over each part of the split (purged rows in none)."""
     parts = {k: getattr(split, k)[LABEL] for k in PARTS}
-    if problem.task == "binary":
+    if problem.task in ("binary", "ranking"):
+        every, parts = every > 0, {k: v > 0 for k, v in parts.items()}
         return {
             "positives": int(every.sum()),
             "rows": len(every),
@@ -199,7 +200,7 @@ def _label_facts(every: pd.Series, split: Split, problem: Problem) -> dict[str, 
 
 def _refuse_few_positives(problem: Problem, label: dict[str, Any]) -> None:
     need = problem.min_positives
-    if problem.task == "binary":
+    if problem.task in ("binary", "ranking"):
         short = {k: v["positives"] for k, v in label["parts"].items() if v["positives"] < need}
         if short:
             raise DataError(
@@ -299,6 +300,8 @@ def learning_curve(
         keep = max(1, math.ceil(fraction * len(distinct)))
         mask = times >= distinct[len(distinct) - keep]
         x, y = xs["train"][mask], ys["train"][mask]
+        if "groups" in xs["train"].attrs:  # a ranking's lists, kept with their rows
+            x.attrs["groups"] = xs["train"].attrs["groups"][mask]
         value = float("nan")
         if problem.task in NUMERIC_TASKS or len(np.unique(y)) > 1:
             fitted = fit_configuration(model, problem, x, y, params or {}, seed)
@@ -315,7 +318,9 @@ def learning_curve(
     values = [p["value"] for p in points]
     per_doubling = _per_doubling(values, sign)
     scale = context.get("scale")
-    noise, slope_noise = _bootstrap(problem, ys["validation"], judged, classes, sign, seed, scale)
+    noise, slope_noise = _bootstrap(
+        problem, ys["validation"], judged, classes, sign, seed, scale, context.get("groups")
+    )
     full = values[-1]
     gain = sign * (full - baseline)
     return LearningCurve(
@@ -351,6 +356,7 @@ def _bootstrap(
     sign: float,
     seed: int,
     scale: float | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Standard deviations, over bootstrap resamples of the validation rows, of the
     full-data value and of the gain per doubling (every point scored on the same resample,
@@ -359,11 +365,25 @@ def _bootstrap(
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     full, slopes = [], []
+    rows_of: list[np.ndarray] = []
+    if groups is not None:  # a ranking: resample whole lists
+        order = np.argsort(groups, kind="stable")
+        cuts = np.flatnonzero(np.diff(groups[order])) + 1
+        rows_of = np.split(order, cuts)
     for _ in range(BOOTSTRAP):
-        idx = rng.integers(0, len(y), len(y))
+        extra: dict[str, Any] = {}
+        if rows_of:
+            picked = rng.integers(0, len(rows_of), len(rows_of))
+            idx = np.concatenate([rows_of[p] for p in picked])
+            extra = {
+                "groups": np.repeat(np.arange(len(picked)), [len(rows_of[p]) for p in picked]),
+                "k": problem.top_k,
+            }
+        else:
+            idx = rng.integers(0, len(y), len(y))
         values = [float("nan")] * len(FRACTIONS)
         for i, score, cut in judged:
-            metrics = evaluate(problem.task, y[idx], score[idx], cut, classes, scale=scale)
+            metrics = evaluate(problem.task, y[idx], score[idx], cut, classes, scale=scale, **extra)
             values[i] = metrics[problem.metric]
         full.append(values[-1])
         slopes.append(_per_doubling(values, sign))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -233,7 +234,9 @@ def _estimator(name: str, task: str, seed: int = 0) -> Any:
     if name == "lightgbm":
         import lightgbm as lgb
 
-        cls = lgb.LGBMClassifier if binary else lgb.LGBMRegressor
+        cls: Any = lgb.LGBMClassifier if binary else lgb.LGBMRegressor
+        if task == "ranking":  # LambdaRank: fitted by list (see _fit_pipeline)
+            cls = partial(lgb.LGBMRanker, objective="lambdarank")
         return cls(
             n_estimators=200,
             learning_rate=0.05,
@@ -260,7 +263,7 @@ def _estimator(name: str, task: str, seed: int = 0) -> Any:
     raise ValueError(f"unknown candidate {name!r}")
 
 
-LGBM_SPACE = {
+LGBM_SPACE: dict[str, list[Any]] = {
     "model__num_leaves": [15, 31, 63],
     "model__learning_rate": [0.03, 0.05, 0.1],
     "model__n_estimators": [100, 200, 300],
@@ -285,24 +288,61 @@ SCORING = {
 }
 
 
-def _pipeline(name: str, task: str, x: pd.DataFrame, seed: int) -> Pipeline:
+def _pipeline(
+    name: str, task: str, x: pd.DataFrame, seed: int, popularity: str | None = None
+) -> Pipeline:
     from sklearn.pipeline import Pipeline
 
     if name == "baseline" and task == "forecast":  # reads its column as given
         return Pipeline([("model", _estimator(name, task, seed))])
+    if name == "baseline" and task == "ranking":  # orders by the popularity feature
+        from framework.models.naive import Popularity
+
+        return Pipeline([("model", Popularity(popularity or ""))])
     return Pipeline([("preprocess", _preprocessor(x)), ("model", _estimator(name, task, seed))])
 
 
+def _fit_pipeline(
+    pipe: Pipeline, name: str, problem: Problem, x: pd.DataFrame, y: np.ndarray, groups: Any
+) -> Any:
+    """Fit ``pipe``: a ranker by list (``groups``: the list id of each row, contiguous),
+    a pointwise classifier of a ranking on label > 0, anything else as is."""
+    if problem.task != "ranking" or name == "baseline":
+        return pipe.fit(x, y)
+    from framework.training.ranking import group_sizes
+
+    if name == "lightgbm":  # LambdaRank: integer relevance grades (0..30)
+        grades = np.clip(np.asarray(y, dtype="float64"), 0, 30).astype(np.int64)
+        return pipe.fit(x, grades, model__group=group_sizes(groups))
+    return pipe.fit(x, (np.asarray(y, dtype="float64") > 0).astype(np.int64))
+
+
 def _fit(
-    name: str, problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int
+    name: str, problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int, groups: Any = None
 ) -> tuple[Any, dict]:
-    pipe = _pipeline(name, problem.task, x, seed)
+    pipe = _pipeline(name, problem.task, x, seed, problem.popularity)
     if name != "lightgbm" or problem.tuning_budget <= 1:
-        return pipe.fit(x, y), {}
-    best, score = _search(problem, x, y, seed)
+        return _fit_pipeline(pipe, name, problem, x, y, groups), {}
+    if problem.task == "ranking":
+        from framework.training.ranking import search_ranker
+
+        grades = np.clip(np.asarray(y, dtype="float64"), 0, 30).astype(np.int64)
+        best, score = search_ranker(
+            _estimator("lightgbm", "ranking", seed),
+            {k.removeprefix("model__"): v for k, v in LGBM_SPACE.items()},
+            _preprocessor(x),
+            x,
+            grades,
+            groups,
+            problem.top_k,
+            problem.tuning_budget,
+            seed,
+        )
+    else:
+        best, score = _search(problem, x, y, seed)
     pipe.set_params(**{f"model__{k}": v for k, v in best.items()})
     tuning = {"best_params": best, "cv_score": score, "configurations": problem.tuning_budget}
-    return pipe.fit(x, y), tuning
+    return _fit_pipeline(pipe, name, problem, x, y, groups), tuning
 
 
 def _search(problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[dict, float]:
@@ -341,7 +381,7 @@ def _search(problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> tupl
 def scores(model: Any, task: str, x: pd.DataFrame, classes: int = 2) -> np.ndarray:
     """The positive-class probability (binary), the n x K class probabilities
     (multiclass) or the prediction (regression)."""
-    if task == "binary":
+    if task == "binary" or (task == "ranking" and hasattr(model, "predict_proba")):
         return model.predict_proba(x)[:, 1]
     if task == "multiclass":
         return class_matrix(model, model.predict_proba(x), classes)
@@ -435,12 +475,20 @@ def evaluate(
     *,
     horizons: np.ndarray | None = None,
     scale: float | None = None,
+    groups: np.ndarray | None = None,
+    k: int = 10,
 ) -> dict[str, float]:
     """The task's metrics of ``score`` against ``y`` (class indices for multiclass, with
     ``classes`` naming them; for a forecast, per bucket of ``horizons`` with MASE over
     ``scale``)."""
     from sklearn import metrics as m
 
+    if task == "ranking":
+        from framework.training.ranking import ranking_metrics
+
+        if groups is None:
+            raise ValueError("a ranking is evaluated per list: pass groups=")
+        return ranking_metrics(np.asarray(y, dtype=float), np.asarray(score), groups, k)
     if task == "forecast":
         return _forecast_metrics(
             np.asarray(y, dtype=float), np.asarray(score, dtype=float), horizons, scale
@@ -473,6 +521,7 @@ METRIC_COLUMNS = {
     "multiclass": ["accuracy", "macro_f1", "log_loss"],
     "regression": ["mae", "rmse", "r2"],
     "forecast": ["mae", "rmse", "mase"],
+    "ranking": ["ndcg", "map", "ctr"],
 }
 
 
@@ -576,6 +625,10 @@ def model_inputs(
     """Each part's model frame and label array (class indices for multiclass, with the
     class values), refusing a classifier whose training split holds a single class."""
     xs = {k: to_model_frame(getattr(split, k), ts.features) for k in PARTS}
+    if problem.task == "ranking":  # each row's list, beside the model's inputs
+        for k in PARTS:
+            ids = getattr(split, k)[str(problem.group)].to_numpy()
+            xs[k].attrs["groups"] = pd.factorize(ids)[0].astype(np.int64)  # cheap to copy
     ys = {k: getattr(split, k)[LABEL].to_numpy() for k in PARTS}
     classes: list[Any] | None = None
     if problem.task == "multiclass":
@@ -592,7 +645,10 @@ def evaluation_context(
     problem: Problem, xs: dict[str, pd.DataFrame], ys: dict[str, np.ndarray], part: str
 ) -> dict[str, Any]:
     """What ``evaluate`` needs beyond labels and scores: for a forecast, the part's
-    horizons and the MASE scale of the training rows."""
+    horizons and the MASE scale of the training rows; for a ranking, the part's lists
+    and the metrics' k."""
+    if problem.task == "ranking":
+        return {"groups": xs[part].attrs["groups"], "k": problem.top_k}
     if problem.task != "forecast":
         return {}
     return {
@@ -605,9 +661,9 @@ def fit_configuration(
     name: str, problem: Problem, x: pd.DataFrame, y: np.ndarray, params: dict, seed: int = 0
 ) -> Any:
     """A candidate's pipeline with the given model parameters, fitted (no search)."""
-    pipe = _pipeline(name, problem.task, x, seed)
+    pipe = _pipeline(name, problem.task, x, seed, problem.popularity)
     pipe.set_params(**{f"model__{k}": v for k, v in params.items()})
-    return pipe.fit(x, y)
+    return _fit_pipeline(pipe, name, problem, x, y, x.attrs.get("groups"))
 
 
 def train(
@@ -615,7 +671,8 @@ def train(
 ) -> TrainResult:
     """Fit every candidate on the training split, pick on validation, report on test."""
     say = progress or (lambda _m: None)
-    frame = ts.frame.sort_values(TIMESTAMP, kind="stable")
+    order = [TIMESTAMP, str(problem.group)] if problem.task == "ranking" else [TIMESTAMP]
+    frame = ts.frame.sort_values(order, kind="stable")  # a ranking: each list contiguous
     split = split_problem(frame, problem)
     say(
         "split by time: "
@@ -639,7 +696,9 @@ def train(
             )
         )
         t0 = time.perf_counter()
-        model, tuning = _fit(name, problem, xs["train"], ys["train"], seed)
+        model, tuning = _fit(
+            name, problem, xs["train"], ys["train"], seed, xs["train"].attrs.get("groups")
+        )
         seconds[name] = time.perf_counter() - t0
         val_score = scores(model, problem.task, xs["validation"], k)
         threshold = best_threshold(ys["validation"], val_score) if problem.task == "binary" else 0.5

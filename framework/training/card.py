@@ -96,6 +96,8 @@ def _curves(
             ax.plot(xs, ys)
             ax.set(title=title, xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.02))
             plots.append((title, png(fig)))
+    elif task == "ranking":  # judged per list: the metrics table says it (no row-wise plot)
+        return data, plots
     else:
         fig, ax = plt.subplots(figsize=(4.2, 3.6))
         ax.scatter(y, score, s=3, alpha=0.3)

@@ -78,7 +78,7 @@ class TrainingSet:
             "time_range": [ts.min().isoformat(), ts.max().isoformat()],
             "observation_times": int(ts.nunique()),
         }
-        if self.spec.get("task") in ("binary", "multiclass"):
+        if self.spec.get("task") in ("binary", "multiclass", "ranking"):
             out["label_balance"] = {
                 str(k): int(v) for k, v in label.value_counts().sort_index().items()
             }
@@ -187,6 +187,35 @@ def _forecast_rows(
     return horizon_features(rows, series, country=label.country)
 
 
+def _ranking_rows(
+    repo: FeatureRepo,
+    problem: Problem,
+    observations: pd.DataFrame,
+    features: list[str],
+    engine: str,
+) -> pd.DataFrame:
+    """Features of each shown item at its list's time (fetched once per key and time),
+    beside the list it was shown in; refuses a popularity feature the service lacks."""
+    from framework.features.historical import get_historical_features
+
+    if problem.popularity not in features:
+        raise FeatureRepoError(
+            f"Problem {problem.name!r}: popularity={problem.popularity!r} is not a feature of "
+            f"its feature service {problem.feature_service!r}; name one of {features[:12]}."
+        )
+    group = str(problem.group)
+    clash = sorted({group} & set(features))
+    if clash:
+        raise FeatureRepoError(
+            f"Problem {problem.name!r}: the group column {group!r} is also a feature name."
+        )
+    keys = list(problem.keys)
+    points = observations[[*keys, TIMESTAMP]].drop_duplicates(ignore_index=True)
+    fetched = get_historical_features(repo, points, problem.feature_service, engine=engine)
+    fetched = fetched[[*keys, TIMESTAMP, *features]]
+    return observations.merge(fetched, on=[*keys, TIMESTAMP], how="left", validate="many_to_one")
+
+
 def build_training_set(
     repo: FeatureRepo, problem: Problem | str, *, engine: str = "auto"
 ) -> TrainingSet:
@@ -200,12 +229,16 @@ def build_training_set(
     features = [n for vf in views for n in vf.features]
     check_no_leakage(problem, views)
     observations = build_observations(problem)
+    group: list[str] = []
     if problem.task == "forecast":
         frame = _forecast_rows(repo, problem, observations, engine)
         features = [*features, *HORIZON_FEATURES]
+    elif problem.task == "ranking":
+        frame = _ranking_rows(repo, problem, observations, features, engine)
+        group = [str(problem.group)]
     else:
         frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
-    frame = frame[[*problem.keys, TIMESTAMP, *features, LABEL]]
+    frame = frame[[*problem.keys, TIMESTAMP, *group, *features, LABEL]]
     if problem.task not in NUMERIC_TASKS and frame[LABEL].nunique() < 2:
         raise DataError(
             f"Problem {problem.name!r}: every observation has label {frame[LABEL].iloc[0]}; "

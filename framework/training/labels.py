@@ -116,7 +116,7 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
     spine = problem.spine
     shift = 0  # features are read at c - shift
 
-    def make_spine(con: duckdb.DuckDBPyConnection) -> None:
+    def make_spine(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
         nonlocal shift
         last = con.execute("SELECT max(t) FROM ev").fetchall()[0][0]
         if last is None:
@@ -141,23 +141,34 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
                 ASOF JOIN act ON {_k_eq("act", "u", n)} AND act.t <= cuts.c
                 WHERE act.t > cuts.c - {spine.active_us}"""
             )
-        elif isinstance(spine, EventSpine):
-            cond = filter_to_sql(spine.where) if spine.where else "TRUE"
-            con.execute(
-                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c, row_number() OVER () AS i "
-                f"FROM act WHERE ({cond}) AND t <= {stop}"
+        elif isinstance(spine, EventSpine | TableSpine):
+            cond = (
+                filter_to_sql(spine.where)
+                if isinstance(spine, EventSpine) and spine.where
+                else "TRUE"
             )
-            shift = 1
-        elif isinstance(spine, TableSpine):
+            group = f", {_ident(problem.group)} AS g" if problem.group else ""
             con.execute(
-                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c, row_number() OVER () AS i "
-                f"FROM act WHERE t <= {stop}"
+                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c{group}, "
+                f"row_number() OVER () AS i FROM act WHERE ({cond}) AND t <= {stop}"
             )
+            shift = 1 if isinstance(spine, EventSpine) else 0
+            if problem.group:  # the list each observation was shown in (a ranking)
+                return con.execute("SELECT i, g FROM spine").df()
+        return None
 
     if isinstance(label, LabelTable):
         frame = _label_table(problem, keys)
     else:
-        frame, _ = _labelled(problem, events_path, make_spine)
+        frame, groups = _labelled(problem, events_path, make_spine)
+        if groups is not None:
+            frame = frame.merge(groups, on="i", how="left", validate="one_to_one")
+            if frame["g"].isna().any():
+                raise DataError(
+                    f"Problem {problem.name!r}: {int(frame['g'].isna().sum()):,} observations "
+                    f"have no {problem.group!r} (the list they were shown in); every row of "
+                    "the spine needs one."
+                )
     if frame.empty:
         raise DataError(
             f"Problem {problem.name!r} has an empty spine: no observation with a complete label."
@@ -179,13 +190,15 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
                 "datetime64[us, UTC]"
             ),
             **({HORIZON: frame["h"].astype("int64").to_numpy()} if "h" in frame else {}),
+            **({str(problem.group): frame["g"].to_numpy()} if "g" in frame else {}),
             "label": _typed_label(problem, frame["label"]),
         }
     )
     out = out[out["label"].notna()]  # a Mean without an event has no label
     if problem.task == "binary":
         out["label"] = out["label"].astype("int64")
-    order = ["event_timestamp", *keys, *([HORIZON] if HORIZON in out else [])]
+    group = [problem.group] if problem.group and problem.group in out else []
+    order = ["event_timestamp", *group, *keys, *([HORIZON] if HORIZON in out else [])]
     return out.sort_values(order, ignore_index=True, kind="stable")
 
 

@@ -102,7 +102,7 @@ def test_horizon_longer_than_the_data_is_an_empty_spine(tmp_path):
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"task": "ranking"}, "must be 'binary', 'multiclass', 'regression' or 'forecast'"),
+        ({"task": "rank"}, "must be 'binary', 'multiclass', 'regression', 'forecast' or 'ranking'"),
         ({"metric": "mae"}, "must be one of"),
         ({"label": Sum("amount", horizon_days=3)}, "label must be NoEvents"),
         ({"candidates": ("xgboost",)}, "unknown candidate"),

@@ -18,6 +18,7 @@ from framework.deploy.service.metrics import MetricsMiddleware, ServiceMetrics
 from framework.deploy.service.middleware import MAX_BODY_BYTES, BodyLimit
 from framework.deploy.service.models import ModelCache, warm_up
 from framework.deploy.service.predict import MAX_ENTITIES, Predictor
+from framework.deploy.service.rank import Ranker
 from framework.deploy.service.routes import Service, add_routes
 from framework.deploy.service.schemas import build_request_models
 from framework.errors import StoreError
@@ -91,8 +92,10 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every answer
     install_error_handlers(app)
     predictor = Predictor(repo, models, read_features, max_entities)
+    ranker = Ranker(repo, models, read_features, max_entities)
     bodies = build_request_models(repo, max_entities)
-    add_routes(app, Service(repo, models, log, predictor, with_deadline, metrics, api_key), bodies)
+    service = Service(repo, models, log, predictor, ranker, with_deadline, metrics, api_key)
+    add_routes(app, service, bodies)
     return app
 
 

@@ -32,7 +32,7 @@ from framework.errors import (
 )
 from framework.models.scoring import class_probabilities, score
 
-__all__ = ["MAX_ENTITIES", "Pending", "Predictor"]
+__all__ = ["MAX_ENTITIES", "Pending", "Predictor", "features_of"]
 
 MAX_ENTITIES = 1000
 Pending = list[tuple[list[dict[str, Any]], pd.DataFrame, list[str]]]  # (log rows, features, names)
@@ -92,6 +92,12 @@ class Predictor:
                     f"{name!r} is a forecast: its daily forecasts are written by "
                     f"`lifecycle predict {name} --as-of T --horizon 365d` (table forecasts).",
                 )
+            if problem.task == "ranking":
+                raise InvalidRequest(
+                    "problem",
+                    f"{name!r} is a ranking: POST /rank orders a user's candidates "
+                    '({"problem": ..., "user": {...}, "candidates": [...], "k": 10}).',
+                )
             return problem, self.models.get(problem.name)
         except InvalidRequest:
             raise
@@ -148,21 +154,27 @@ class Predictor:
     async def _features(
         self, rows: list[dict[str, Any]], models: list[Loaded | None]
     ) -> dict[str, pd.DataFrame]:
-        """The online features of every feature service the models read, once each."""
-        frames: dict[str, pd.DataFrame] = {}
-        for model in models:
-            service = model.artifact.meta.feature_service if model else None
-            if service is None or service in frames:
-                continue
-            try:
-                frames[service] = await self.read_features(rows, service)
-            except DataError as exc:  # the entity rows: the client's to fix
-                raise InvalidRequest("entities", str(exc)) from exc
-            except StoreError:
-                raise
-            except LifecycleError as exc:  # the registry (say, mid-update): ours, retry
-                raise StoreError(f"The feature registry could not be read: {exc}") from exc
-        return frames
+        return await features_of(self.read_features, rows, models)
+
+
+async def features_of(
+    read_features: ReadFeatures, rows: list[dict[str, Any]], models: list[Loaded | None]
+) -> dict[str, pd.DataFrame]:
+    """The online features of every feature service the models read, once each."""
+    frames: dict[str, pd.DataFrame] = {}
+    for model in models:
+        service = model.artifact.meta.feature_service if model else None
+        if service is None or service in frames:
+            continue
+        try:
+            frames[service] = await read_features(rows, service)
+        except DataError as exc:  # the entity rows: the client's to fix
+            raise InvalidRequest("entities", str(exc)) from exc
+        except StoreError:
+            raise
+        except LifecycleError as exc:  # the registry (say, mid-update): ours, retry
+            raise StoreError(f"The feature registry could not be read: {exc}") from exc
+    return frames
 
 
 def _answers(

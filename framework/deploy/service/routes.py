@@ -1,4 +1,4 @@
-"""The service's routes: /predict, /events, /models, /health and the /ui pages.
+"""The service's routes: /predict, /rank, /events, /models, /health and the /ui pages.
 
 ``add_routes(app, service)`` attaches them; each is a thin function over the
 ``Service`` (the repo, the model cache, the prediction log and the online-store
@@ -25,10 +25,12 @@ from framework.deploy.prediction_log import PredictionLog
 from framework.deploy.service.metrics import ServiceMetrics
 from framework.deploy.service.models import ModelCache
 from framework.deploy.service.predict import Pending, Predictor
+from framework.deploy.service.rank import Ranker
 from framework.deploy.service.schemas import (
     EventsResponse,
     HealthResponse,
     PredictResponse,
+    RankResponse,
     RequestModels,
     error_responses,
 )
@@ -52,6 +54,7 @@ class Service:
     models: ModelCache
     log: PredictionLog
     predictor: Predictor
+    ranker: Ranker
     with_deadline: Callable[..., Any]  # runs a blocking store call under the deadline
     metrics: ServiceMetrics
     api_key: str | None = None
@@ -83,6 +86,16 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
             finite(answer), background=BackgroundTask(service.log_predictions, pending)
         )
 
+    async def rank(body: Any) -> JSONResponse:
+        """Order a user's candidates by the ranking problem's model (or, in an experiment
+        arm, by popularity) and answer the top k."""
+        answer, pending = await service.ranker(body)
+        for rows, _, _ in pending:
+            service.metrics.record_exposures(rows)
+        return JSONResponse(
+            finite(answer), background=BackgroundTask(service.log_predictions, pending)
+        )
+
     def post_events(
         body: Any,
         idempotency_key: Annotated[
@@ -102,6 +115,14 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
     # The bodies are this repo's models (built at run time): given to FastAPI as such.
     predict.__annotations__["body"] = bodies.predict
     post_events.__annotations__["body"] = bodies.events
+    rank.__annotations__["body"] = bodies.rank
+    app.post(
+        "/rank",
+        response_model=RankResponse,
+        response_model_exclude_none=True,
+        dependencies=guarded,
+        responses=error_responses(400, 401, 404, 413, 422, 503),
+    )(rank)
     app.post(
         "/predict",
         response_model=PredictResponse,

@@ -40,6 +40,7 @@ __all__ = [
     "HealthResponse",
     "PredictResponse",
     "Prediction",
+    "RankResponse",
     "RequestModels",
     "build_request_models",
     "error_responses",
@@ -115,6 +116,21 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class RankedItem(BaseModel):
+    rank: int = Field(description="1 = first shown.")
+    score: float | None = Field(
+        default=None, description="The model's score (or the popularity feature's value)."
+    )
+    model_config = {"extra": "allow"}  # the item's keys
+
+
+class RankResponse(BaseModel):
+    problem: str
+    model_version: str = Field(description="The model version, or 'popularity' / 'none'.")
+    ranked: list[RankedItem] = Field(description="The top k candidates, best first.")
+    arm: str | None = Field(default=None, description="The experiment arm of the user.")
+
+
 def _json_integer(value: Any) -> Any:
     """An integer as JSON Schema means it (5 and 5.0 alike); not a boolean or a text."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -164,6 +180,7 @@ class RequestModels:
     predict: Any  # a model, or a union of one model per problem told apart by "problem"
     events: type[BaseModel]
     event_models: dict[str, type[BaseModel]]
+    rank: Any = None  # as predict, for the ranking problems (a generic model when none)
 
 
 def _text(values: tuple[str, ...] | None, description: str) -> tuple[Any, Any]:
@@ -177,7 +194,7 @@ def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
     """The ``/predict`` and ``/events`` bodies as the repo declares them (see the module)."""
     bodies = []
     for name in sorted(repo.problems):
-        if repo.problems[name].task == "forecast":  # batch only: lifecycle predict --horizon
+        if repo.problems[name].task in ("forecast", "ranking"):  # --horizon; /rank
             continue
         kinds = repo.key_kinds(name)
         title = "".join(part.capitalize() for part in name.split("_"))
@@ -249,7 +266,80 @@ def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
             ),
             events=(list[union], Field(min_length=1, max_length=MAX_EVENTS)),
         )
-    return RequestModels(predict=predict, events=events, event_models=models)
+    return RequestModels(
+        predict=predict, events=events, event_models=models, rank=_rank_models(repo, max_entities)
+    )
+
+
+def _rank_models(repo: FeatureRepo, max_candidates: int) -> Any:
+    """The ``/rank`` body of each ranking problem: the user's (query) keys, the candidates'
+    (item) keys, and k."""
+    bodies = []
+    for name in sorted(repo.problems):
+        problem = repo.problems[name]
+        if problem.task != "ranking":
+            continue
+        kinds = repo.key_kinds(name)
+        title = "".join(part.capitalize() for part in name.split("_"))
+
+        def keys(names: tuple[str, ...], kinds: dict[str, str] = kinds) -> dict[str, Any]:
+            return {
+                k: (Int64 if kinds[k] == "int" else KeyText, Field(description=f"{kinds[k]} key"))
+                for k in names
+            }
+
+        user = create_model(
+            f"{title}User",
+            __config__=ConfigDict(extra="forbid"),
+            __doc__=f"The query of {name!r}: its keys {list(problem.query_keys)}.",
+            event_timestamp=(
+                EpochSeconds | None,
+                Field(
+                    default=None, description="The request time in epoch seconds (default: now)."
+                ),
+            ),
+            **keys(problem.query_keys),
+        )
+        candidate = create_model(
+            f"{title}Candidate",
+            __config__=ConfigDict(extra="forbid"),
+            __doc__=f"A candidate item of {name!r}: its keys {list(problem.item_keys)}.",
+            **keys(problem.item_keys),
+        )
+        bodies.append(
+            create_model(
+                f"{title}RankRequest",
+                __config__=ConfigDict(extra="forbid"),
+                __doc__=f"Order candidates for a user by the model of ranking {name!r}.",
+                problem=(Literal[name], Field(description="The ranking problem.")),  # type: ignore[arg-type]
+                user=(user, Field(description="Whom the list is for.")),
+                candidates=(
+                    list[candidate],  # type: ignore[valid-type]
+                    Field(min_length=1, description=f"At most {max_candidates} (more: 413)."),
+                ),
+                k=(
+                    int | None,
+                    Field(
+                        default=None,
+                        ge=1,
+                        le=max_candidates,
+                        description=f"How many to answer (default: top_k, {problem.top_k}).",
+                    ),
+                ),
+            )
+        )
+    if not bodies:
+        return create_model(
+            "RankRequest",
+            __config__=ConfigDict(extra="forbid"),
+            problem=(str, Field(description="A ranking problem (the repo declares none).")),
+            user=(dict[str, Any], ...),
+            candidates=(list[dict[str, Any]], Field(min_length=1)),
+            k=(int | None, None),
+        )
+    if len(bodies) == 1:
+        return bodies[0]
+    return Annotated[Union[tuple(bodies)], Field(discriminator="problem")]  # noqa: UP007
 
 
 def _event_field(kind: str, column: str, contract: Any) -> Any:
