@@ -40,7 +40,7 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
             f"   generated {len(d.users):,} users and {len(d.events):,} events; a catalogue of "
             f"{0 if d.products is None else len(d.products)} products with "
             f"{0 if d.product_events is None else len(d.product_events):,} "
-            "add-to-carts and purchases over 2024-2025"
+            "impressions, clicks, add-to-carts and purchases over 2024-2025"
         )
     click.echo("== 2. Prepare data: check inputs, build window tables, feast apply")
     t0 = time.perf_counter()

@@ -14,6 +14,11 @@ A ``Problem`` is declared in Python inside the feature repo (for example
         success_threshold=0.5,
     )
 
+A ranking (``task="ranking"``) also names ``group`` (the spine column of the list
+each observation was shown in), ``item`` (the ranked keys) and ``popularity`` (the
+feature whose order is its baseline); its observations are impressions
+(``EventSpine``) and it is judged per list (NDCG, MAP, CTR at ``top_k``).
+
 Labels look forward from each observation time t, over (t, t + horizon]
 (``NoEvents``, ``AnyEvent``, ``Count``, ``Sum``, ``Mean`` of any event source,
 with a ``where`` filter), or come from a table (``LabelTable``); observations
@@ -563,7 +568,7 @@ class Problem:
             )
 
     def _check_ranking(self) -> None:
-        example = "group='request_id', item='product_id', popularity='product_clicks_count_28d'"
+        example = "group='list_id', item='item_id', popularity='item_clicks_count_28d'"
         for name in ("group", "item", "popularity"):
             value = getattr(self, name)
             if not value or not isinstance(value, str | tuple):

@@ -25,7 +25,7 @@ class ModelMeta:
     """A registered (or about to be registered) model version, typed."""
 
     problem: str
-    task: str  # "binary", "multiclass" or "regression"
+    task: str  # "binary", "multiclass", "regression", "forecast" or "ranking"
     entity: str | list[str]  # the problem's join key (a list: a composite key)
     feature_service: str
     features: list[str]
