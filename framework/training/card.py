@@ -204,6 +204,45 @@ def _forecast_section(meta: ModelMeta, rows: Any) -> str:
 forecast from the first test origin, the entities with the largest totals</figcaption></figure>"""
 
 
+def _task_section(meta: ModelMeta, rows: Any) -> str:
+    if rows is None:
+        return ""
+    return _ranking_section(meta, rows) if meta.task == "ranking" else _forecast_section(meta, rows)
+
+
+def _ranking_section(meta: ModelMeta, rows: Any) -> str:
+    """The positive rate at each rank of the top k on test, in the model's order and in
+    the popularity order (``rows``: group, label, score, popularity)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from framework.training.ranking import TIE_SEED
+
+    k = int(rows.attrs.get("k", 10))
+    tie = np.random.default_rng(TIE_SEED).random(len(rows))
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for column, name in (("score", f"model ({meta.winner})"), ("popularity", "popularity")):
+        frame = pd.DataFrame(
+            {"g": rows["group"].to_numpy(), "y": rows["label"].to_numpy() > 0, "t": tie}
+        )
+        frame["s"] = pd.to_numeric(rows[column], errors="coerce").fillna(0).to_numpy()
+        frame = frame.sort_values(["g", "s", "t"], ascending=[True, False, True])
+        frame["rank"] = frame.groupby("g").cumcount() + 1
+        rate = frame[frame["rank"] <= k].groupby("rank")["y"].mean()
+        ax.plot(rate.index, rate.to_numpy(), "o-", label=name)
+    ax.set(title="Positive rate by rank (test)", xlabel="rank in the order", ylabel="positive rate")
+    ax.set_xticks(range(1, k + 1))
+    ax.legend(fontsize=8)
+    plot = png(fig)
+    return f"""<h2>Ranking (test)</h2>
+<figure><img alt="Positive rate by rank" src="data:image/png;base64,{plot}"><figcaption>The
+share of positives at each rank of the top {k} of the test lists, in the model's order and in
+the popularity order (the baseline)</figcaption></figure>"""
+
+
 def write_card(
     folder: str | Path,
     meta: ModelMeta,
@@ -213,7 +252,8 @@ def write_card(
     forecast_rows: Any = None,
 ) -> dict[str, Any]:
     """Write card.json and card.html into a model version's folder; return the card
-    (``forecast_rows``: a forecast's test rows with their forecast, for its plot)."""
+    (``forecast_rows``: a forecast's test rows with their forecast, or a ranking's with
+    their list, score and popularity, for the task's plot)."""
     folder = Path(folder)
     task = meta.task
     if task == "multiclass":
@@ -283,7 +323,7 @@ def write_card(
 ({len(meta.features)} features). Winner: <b>{html.escape(meta.winner)}</b>, chosen on validation {html.escape(meta.metric)};
 success threshold {meta.success_threshold}: <b>{"met" if meta.success else "not met"}</b> on test.</p>
 <h2>Test</h2>{_table(test_rows, ["model", *metric_cols])}
-{per_class}{_forecast_section(meta, forecast_rows) if forecast_rows is not None else ""}
+{per_class}{_task_section(meta, forecast_rows)}
 <h2>Candidates (validation)</h2>{_table(candidates, ["candidate", *metric_cols, "fit seconds"])}
 <h2>Plots</h2>{images}
 {_enough_data(meta)}

@@ -282,3 +282,17 @@ def test_the_retrain_gate_scores_the_champion_per_list(news):
     # the same data and seed: the challenger is the champion again, scored on its lists
     assert decision.champion_score == pytest.approx(champion.meta.metrics["test"]["ndcg"])
     assert decision.challenger_score == pytest.approx(decision.champion_score)
+
+
+def test_the_card_shows_the_candidates_and_the_rate_by_rank(news):
+    import json
+
+    from framework.models.registry import registry_of
+
+    repo, _ = news
+    artifact = registry_of(repo).get("front_page", "v1")
+    card = json.loads((artifact.path / "card.json").read_text())
+    assert [c["name"] for c in card["candidates"]] == ["baseline", "lightgbm", "logistic_regression"]
+    assert all("ndcg" in c["validation"] for c in card["candidates"])
+    html = (artifact.path / "card.html").read_text()
+    assert "Positive rate by rank" in html and "data:image/png;base64," in html
