@@ -30,7 +30,14 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
     from framework.prepare.apply import apply as run_apply
 
     data = repo.data_dir
-    click.echo("== 1. Collect data: the example product")
+    started = time.perf_counter()
+
+    def header(text: str) -> None:
+        """A step's title, with the time since the demo started."""
+        minutes, seconds = divmod(int(time.perf_counter() - started), 60)
+        click.echo(f"== {text}  [{minutes}:{seconds:02d}]")
+
+    header("1. Collect data: the example product")
     tables = ("events", "users", "products", "product_events")
     if all((data / f"{t}.parquet").exists() for t in tables):
         click.echo(f"   using {', '.join(f'{t}.parquet' for t in tables)} in {data}")
@@ -42,7 +49,7 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
             f"{0 if d.product_events is None else len(d.product_events):,} "
             "impressions, clicks, add-to-carts and purchases over 2024-2025"
         )
-    click.echo("== 2. Prepare data: check inputs, build window tables, feast apply")
+    header("2. Prepare data: check inputs, build window tables, feast apply")
     t0 = time.perf_counter()
     result = run_apply(repo)
     for t in result.tables:
@@ -51,11 +58,11 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         )
     events = pd.read_parquet(data / "events.parquet", columns=["event_timestamp"])
     end = events["event_timestamp"].max()
-    click.echo(f"== 3. Materialize the online store as of {end.isoformat()}")
+    header(f"3. Materialize the online store as of {end.isoformat()}")
     t0 = time.perf_counter()
     mat = run_materialize(repo, end=end.to_pydatetime())
     click.echo(f"   {sum(mat.rows.values()):,} entity rows in {time.perf_counter() - t0:.1f}s")
-    click.echo("== 4. Point-in-time training features (weekly cutoffs, 500 users)")
+    header("4. Point-in-time training features (weekly cutoffs, 500 users)")
     rng = np.random.default_rng(0)
     cutoffs = pd.date_range(end - pd.Timedelta(days=84), end, freq="7D")
     rows = pd.DataFrame(
@@ -77,7 +84,7 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         "user_amount_sum_30d",
     ]
     click.echo(hist[cols].describe().loc[["mean", "50%", "max"]].round(2).to_string())
-    click.echo("== 5. Online lookup (same values as offline at the materialization time)")
+    header("5. Online lookup (same values as offline at the materialization time)")
     online = get_online_features(
         repo,
         [{"user_id": 1, "event_timestamp": end}, {"user_id": 10_000_000, "event_timestamp": end}],
@@ -97,7 +104,7 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
     from framework.training.run import run_training
 
     for step, name in enumerate(sorted(repo.problems), start=6):
-        click.echo(f"== {step}. Train, evaluate, register and promote: {name}")
+        header(f"{step}. Train, evaluate, register and promote: {name}")
         run = run_training(repo, name, progress=lambda m: click.echo(f"   {m}"))
         click.echo(run.result.to_text())
         registry_of(repo).promote(name, run.artifact.version)
@@ -106,20 +113,21 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         )
     if "demand" in repo.problems:
         step += 1
-        click.echo(f"== {step}. Forecast daily demand a year ahead, into the database")
+        header(f"{step}. Forecast daily demand a year ahead, into the database")
         _demo_forecast(repo)
     if any(repo.problems[e.problem].task != "ranking" for e in repo.experiments.values()):
         step += 1
-        click.echo(f"== {step}. Deploy and experiment: serve, split traffic 50/50, report")
+        header(f"{step}. Deploy and experiment: serve, split traffic 50/50, report")
         _demo_experiment(repo, end)
     if "ranking_ab" in repo.experiments:
         step += 1
-        click.echo(f"== {step}. Rank products: /rank, A/B test of the order by click-through rate")
+        header(f"{step}. Rank products: /rank, A/B test of the order by click-through rate")
         _demo_ranking(repo)
-    click.echo(f"== {step + 1}. Monitor: a marketing change moves traffic from facebook to google")
+    header(f"{step + 1}. Monitor: a marketing change moves traffic from facebook to google")
     _demo_shift(repo, end)
+    minutes, seconds = divmod(int(time.perf_counter() - started), 60)
     click.echo(
-        "\nDone. Next: `lifecycle serve`, `lifecycle models list`, `lifecycle monitor churn`, "
+        f"\nDone in {minutes}:{seconds:02d}. Next: `lifecycle serve`, `lifecycle models list`, `lifecycle monitor churn`, "
         "`lifecycle experiment report NAME`, `lifecycle features online --entity user_id=42`."
     )
 
@@ -259,7 +267,8 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
 
 
 def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: int = 7) -> None:
-    """Serve the ranking: each of ``users`` users asks ``lists`` times to order 50 products;
+    """Serve the ranking: each of ``users`` users asks ``lists`` times to order 50 products
+    (all of them in a smaller catalogue);
     the product shows the top 10 (the popularity order in control, the model's in
     treatment), and the users click by the generator's true click model; impressions and
     clicks go to /events, then the experiment's report (CTR, delta-method interval, SRM)."""
@@ -279,13 +288,14 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
     at = events["event_timestamp"].max().floor("s")
     rng = np.random.default_rng(5)
     chosen = rng.choice(everyone.to_numpy(), min(users, len(everyone)), replace=False)
+    size = min(50, len(products))  # candidates per list
     shown_rows: list[dict[str, Any]] = []
     latency: list[float] = []
     answers: list[dict[str, Any]] = []
     with background_server(create_app(repo)) as url, requests.Session() as http:
         for n in range(lists):
             for user in chosen:
-                candidates = rng.choice(products["product_id"].to_numpy(), 50, replace=False)
+                candidates = rng.choice(products["product_id"].to_numpy(), size, replace=False)
                 body = {
                     "problem": exp.problem,
                     "user": {"user_id": int(user), "event_timestamp": int(at.timestamp())},
@@ -323,7 +333,7 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
     ms = np.quantile(np.array(latency) * 1000, [0.5, 0.99])
     arms = pd.Series([a.get("arm") for a in answers]).value_counts()
     click.echo(
-        f"   /rank: {len(answers):,} lists of 50 candidates (p50 {ms[0]:.1f} ms, p99 "
+        f"   /rank: {len(answers):,} lists of {size} candidates (p50 {ms[0]:.1f} ms, p99 "
         f"{ms[1]:.1f} ms): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
     )
     clicks = int((frame["event_type"] == "click").sum())

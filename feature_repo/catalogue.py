@@ -13,6 +13,7 @@ from datetime import timedelta
 from entities import user
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, String
+from features import user_activity
 from sources import DATA
 
 from framework import (
@@ -145,8 +146,8 @@ user_product = WindowedFeatureView(
 
 ranking_model_v1 = FeatureService(
     name="ranking_model_v1",
-    features=[product_engagement, product_sales, product_profile, user_product],
-    description="Features of the product ranking (product, and user x product).",
+    features=[product_engagement, product_sales, product_profile, user_activity, user_product],
+    description="Features of the product ranking (product, user, and user x product).",
 )
 
 product_ranking = Problem(

@@ -308,15 +308,21 @@ def test_repo_that_does_not_exist_is_a_usage_error():
 
 @pytest.mark.slow  # trains both problems and serves them
 def test_demo_runs_every_stage(tmp_path):
-    repo = copy_example_repo(tmp_path / "feature_repo", users=None, experiments=True)
+    repo = copy_example_repo(
+        tmp_path / "feature_repo", users=None, experiments=True, catalogue=True
+    )
     result = CliRunner().invoke(
-        main, ["--repo", str(repo), "demo", "--users", "120"], catch_exceptions=False
+        main, ["--repo", str(repo), "demo", "--users", "400"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
     for stage in ("Collect data", "Prepare data", "Materialize", "Point-in-time", "Online lookup"):
         assert stage in result.output
     assert "Deploy and experiment" in result.output and "Verdict:" in result.output
     assert "Experiment retention_offers on churn" in result.output
+    assert "Forecast daily demand a year ahead" in result.output
+    ranking = result.output.split("Rank products")[1].split("Monitor:")[0]
+    assert "Experiment ranking_ab on product_ranking" in ranking and "Verdict:" in ranking
+    assert "control    popularity" in ranking and "treatment  production" in ranking
     shift = result.output.split("Monitor: a marketing change")[1]
     lines = [line.split() for line in shift.splitlines()]
     drifted = [w[1] for w in lines if w[:1] == ["drifted:"] and w[1].startswith("user_")]

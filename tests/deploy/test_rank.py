@@ -292,7 +292,11 @@ def test_the_card_shows_the_candidates_and_the_rate_by_rank(news):
     repo, _ = news
     artifact = registry_of(repo).get("front_page", "v1")
     card = json.loads((artifact.path / "card.json").read_text())
-    assert [c["name"] for c in card["candidates"]] == ["baseline", "lightgbm", "logistic_regression"]
+    assert [c["name"] for c in card["candidates"]] == [
+        "baseline",
+        "lightgbm",
+        "logistic_regression",
+    ]
     assert all("ndcg" in c["validation"] for c in card["candidates"])
     html = (artifact.path / "card.html").read_text()
     assert "Positive rate by rank" in html and "data:image/png;base64," in html

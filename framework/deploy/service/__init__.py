@@ -7,6 +7,9 @@
   preprocessing and answers a score per entity (and a label at the model's
   threshold for classifiers), with ``feature_status`` (``ok``, ``partial``,
   ``defaults`` for entities the store does not know);
+- ``POST /rank`` ``{"problem": ..., "user": {...}, "candidates": [{...}, ...], "k": 10}``
+  orders a ranking problem's candidates for one user by its model (or, in an
+  experiment arm, by popularity) and answers the top k with scores;
 - ``POST /events`` ``{"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}``
   appends product events durably to the offline event log (:mod:`framework.collect.ingest`);
 - ``GET /health`` checks the online store and the models; ``GET /models`` lists them.
@@ -22,6 +25,7 @@ The package, one concern a module:
 - ``middleware``: the body limit;
 - ``models``: the production models, loaded once and swapped on promotion;
 - ``predict``: the ``/predict`` path (checks, arms, features, scores, log rows);
+- ``rank``: the ``/rank`` path (a user's candidates in model order);
 - ``routes``: every route, thin over the above;
 - ``app``: ``create_app`` and ``background_server``.
 """
