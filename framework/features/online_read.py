@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from framework.declare.repo import FeatureRepo
@@ -145,7 +146,7 @@ def _distinct_rows(frame: pd.DataFrame, names: list[str]) -> tuple[list[int] | N
     )
     if len(uniques) == len(frame):
         return None, frame
-    first = pd.Series(range(len(codes))).groupby(codes).first().to_numpy()
+    first = np.unique(codes, return_index=True)[1]  # codes number keys by first appearance
     return codes.tolist(), frame.iloc[first]
 
 

@@ -300,3 +300,16 @@ def test_the_card_shows_the_candidates_and_the_rate_by_rank(news):
     assert all("ndcg" in c["validation"] for c in card["candidates"])
     html = (artifact.path / "card.html").read_text()
     assert "Positive rate by rank" in html and "data:image/png;base64," in html
+
+
+def test_distinct_rows_maps_every_row_to_its_key():
+    from framework.features.online_read import _distinct_rows
+
+    frame = pd.DataFrame({"a": [1, 2, 1, 3, 2, 1], "b": ["x", "y", "x", "x", "z", "x"]})
+    codes, distinct = _distinct_rows(frame, ["a", "b"])
+    assert codes is not None and len(distinct) == 4
+    rebuilt = distinct.reset_index(drop=True).iloc[codes].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rebuilt, frame)
+    single, same = _distinct_rows(frame, ["a"])
+    assert single is not None and same["a"].tolist() == [1, 2, 3]
+    assert _distinct_rows(frame.iloc[:2], ["a", "b"])[0] is None  # all distinct: as given
