@@ -74,20 +74,27 @@ def events_ingest(obj: Context, file: Path, source: str | None, batch_id: str | 
     need a time zone, e.g. 2025-06-01T12:00:00Z. Nothing is appended when any
     row is bad; the error lists every violation with its row count and examples.
     Identical rows are separate events; re-sending is safe with --batch-id, or
-    with the contract's event_id (one row per id). The next `lifecycle apply` or
-    `lifecycle materialize` counts them.
+    with the contract's event_id (one row per id). Online windowed features
+    count them at once (once the store has been materialized); the next
+    `lifecycle apply` rebuilds the offline window tables with them.
     """
     from framework.collect.checks import read_table
-    from framework.collect.ingest import append, compact, event_log_path
+    from framework.collect.ingest import compact, event_log_path
+    from framework.features.push import push_events
 
     repo = obj.repo
-    rows = append(
+    pushed = push_events(
         repo, read_table(file, "Event"), source=source, origin=str(file), batch_id=batch_id
     )
     merged = compact(repo)
     duplicates = f" ({merged.duplicates:,} were already logged)" if merged.duplicates else ""
+    online = {
+        "updated": "Online windowed features count them now.",
+        "pending": f"The online store could not be updated ({pushed.error}); "
+        "`lifecycle materialize` will count them online.",
+        "none": "Run `lifecycle materialize` to count them online.",
+    }[pushed.online]
     click.echo(
-        f"Appended {merged.added:,} of {rows:,} events{duplicates} to "
-        f"{event_log_path(repo, source)} ({merged.total:,} in all). "
-        "Run `lifecycle materialize` to count them online."
+        f"Appended {merged.added:,} of {pushed.accepted:,} events{duplicates} to "
+        f"{event_log_path(repo, source)} ({merged.total:,} in all). {online}"
     )

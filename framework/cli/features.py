@@ -140,7 +140,9 @@ def features_historical(
     "--at",
     type=AwareTime(),
     default=None,
-    help="Request time for date features (ISO 8601 with zone). Default: now.",
+    help="Read the values as of this time (ISO 8601 with zone), at or after the last "
+    "materialization: windowed features are exact at T, comparable with `lifecycle "
+    "features historical` at T. Default: now.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_ctx
@@ -154,8 +156,16 @@ def features_online(
 ) -> None:
     """Online feature values from the online store.
 
-    An entity the store does not know gets the documented defaults (0 for
-    windowed counts and sums, null otherwise) and feature_status 'defaults'.
+    Windowed features are exact at the read time (--at, default now): the
+    online state holds each entity's recent events, so a window keeps sliding
+    between materializations and events posted since count at once. An entity
+    the store does not know gets the documented defaults (0 for windowed counts
+    and sums, null otherwise) and feature_status 'defaults'.
+
+    \b
+    Check an online value against the offline one:
+      lifecycle features online --entity user_id=42 --at 2025-06-01T12:00:00Z --json
+      lifecycle features historical --entities rows.csv   (same key and time)
     """
     from framework.features.online import get_online_features
 
@@ -167,6 +177,8 @@ def features_online(
     except DataError as exc:
         if str(exc).startswith("entity row"):  # a key of the wrong kind or a missing key
             raise click.BadParameter(str(exc), param_hint="--entity") from None
+        if str(exc).startswith("event_timestamp") and at is not None:  # before T0
+            raise click.BadParameter(str(exc), param_hint="--at") from None
         raise
     records = json.loads(out.to_json(orient="records", date_format="iso"))
     if as_json:

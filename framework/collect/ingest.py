@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "Appended",
     "CompactResult",
     "append",
+    "append_batch",
     "compact",
     "conform",
     "event_log_path",
@@ -64,6 +67,16 @@ _BATCH = b"lifecycle.batch"  # inbox file metadata: batch id and content hash
 
 
 @dataclass(frozen=True)
+class Appended:
+    """What ``append_batch`` took: rows, and the inbox file holding them (None when no
+    row was new, or a re-sent batch is already merged into the log)."""
+
+    rows: int
+    file: Path | None
+    table: pa.Table | None = None  # the rows as stored
+
+
+@dataclass(frozen=True)
 class CompactResult:
     """What ``compact`` merged: inbox files, new rows, rows dropped as re-sent, total."""
 
@@ -71,6 +84,7 @@ class CompactResult:
     added: int
     duplicates: int
     total: int
+    names: tuple[str, ...] = ()  # the inbox files merged
 
 
 def log_schema(contract: SourceContract) -> pa.Schema:
@@ -224,6 +238,18 @@ def append(
 ) -> int:
     """Check ``table`` and write it durably to its source's inbox (see the module
     docstring); return the number of rows taken (a replayed batch: the same number)."""
+    return append_batch(repo, table, source=source, origin=origin, batch_id=batch_id).rows
+
+
+def append_batch(
+    repo: FeatureRepo,
+    table: pa.Table,
+    *,
+    source: str | None = None,
+    origin: str = "events",
+    batch_id: str | None = None,
+) -> Appended:
+    """``append``, telling also which inbox file holds the rows."""
     src = repo.event_source(source)
     contract = repo.source_contract(src)
     rows = conform(table, origin, contract, src)
@@ -236,23 +262,25 @@ def append(
         digest = _digest(rows)
         key = hashlib.sha256(batch_id.encode()).hexdigest()[:32]
         seen = _batch_seen(log, key)
+        path = inbox / f"batch-{key}.parquet"
         if seen is None:
             meta = {_BATCH: json.dumps({"id": batch_id, "digest": digest}).encode()}
-            if _write_durably(
-                rows.replace_schema_metadata(meta), inbox / f"batch-{key}.parquet", exclusive=True
-            ):
-                return rows.num_rows
+            if _write_durably(rows.replace_schema_metadata(meta), path, exclusive=True):
+                return Appended(rows.num_rows, path, rows)
             seen = _batch_seen(log, key)
         if seen != digest:
             raise DataError(
                 f"{origin}: batch {batch_id!r} was taken before with other rows; a batch id "
                 "names one batch. Send new rows with a new id."
             )
-        return rows.num_rows
-    if rows.num_rows:
-        # Names sort by arrival only roughly; order does not matter for the windows.
-        _write_durably(rows, inbox / f"{os.getpid()}-{uuid.uuid4().hex}.parquet")
-    return rows.num_rows
+        return Appended(rows.num_rows, path if path.exists() else None, rows)
+    if not rows.num_rows:
+        return Appended(0, None)
+    # Names start with the time of arrival: compaction merges files in that order, so
+    # events of equal time keep the order in which they arrived (as the online state).
+    path = inbox / f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex}.parquet"
+    _write_durably(rows, path)
+    return Appended(rows.num_rows, path, rows)
 
 
 def _batches_file(log: Path) -> Path:
@@ -281,11 +309,13 @@ def compact(repo: FeatureRepo, *, locked: bool = False) -> CompactResult:
         with repo.lock():
             return compact(repo, locked=True)
     files = added = duplicates = total = 0
+    names: tuple[str, ...] = ()
     for src in repo.event_sources.values():
         r = _compact_source(repo, src)
         files, added = files + r.files, added + r.added
         duplicates, total = duplicates + r.duplicates, total + r.total
-    return CompactResult(files=files, added=added, duplicates=duplicates, total=total)
+        names += r.names
+    return CompactResult(files=files, added=added, duplicates=duplicates, total=total, names=names)
 
 
 def _compact_source(repo: FeatureRepo, src: EventSource) -> CompactResult:
@@ -337,7 +367,11 @@ def _compact_source(repo: FeatureRepo, src: EventSource) -> CompactResult:
         f.unlink(missing_ok=True)
     _fsync_dir(inbox)
     return CompactResult(
-        files=len(files), added=new.num_rows, duplicates=duplicates, total=merged.num_rows
+        files=len(files),
+        added=new.num_rows,
+        duplicates=duplicates,
+        total=merged.num_rows,
+        names=tuple(f.name for f in files),
     )
 
 

@@ -52,6 +52,7 @@ class MaterializeResult:
     end: datetime
     rows: dict[str, int] = field(default_factory=dict)
     merged_events: int = 0  # appended events merged into the log (windows rebuilt) first
+    states: dict[str, int] = field(default_factory=dict)  # online window states per view
 
 
 def _utc(ts: datetime | str | None) -> datetime | None:
@@ -118,6 +119,53 @@ def latest_rows(view: FeatureView, start: datetime | None, end: datetime) -> pd.
     return frame
 
 
+def write_window_states(
+    repo: FeatureRepo,
+    end: datetime,
+    merged: tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Write every online windowed view's state for reads at t >= ``end`` (a new
+    generation per view), publish it, replay the inbox (events accepted since the
+    merge), then drop older generations. ``merged``: the inbox files this run merged
+    into the log (their frames are in the base now). Returns the states per view."""
+    from pathlib import Path
+
+    from framework.features.push import online_specs, replay_inbox
+    from framework.features.window_state import (
+        base_time,
+        file_token,
+        materialized_states,
+        spec_digest,
+    )
+    from framework.features.window_store import Meta, window_store
+
+    states = window_store(repo.store)
+    if states is None:
+        return {}
+    t0 = _us(end)
+    tokens = [file_token(n) for n in merged]
+    published: dict[str, int] = {}
+    written: dict[str, int] = {}
+    for spec in online_specs(repo):
+        if not Path(spec.source_path).exists():
+            continue
+        by_key = materialized_states(spec, spec.source_path, t0)
+        gen = states.new_generation(spec.name)
+        states.write_states(spec.name, gen, by_key)
+        meta = Meta(gen, t0, base_time(spec, t0), spec_digest(spec))
+        states.publish(spec.name, meta, tokens)
+        published[spec.name] = gen
+        written[spec.name] = len(by_key)
+        if progress:
+            progress(f"{spec.name} (online state)", len(by_key), len(by_key))
+    if published:
+        replay_inbox(repo, states)
+    for view, gen in published.items():
+        states.drop_old(view, gen)
+    return written
+
+
 def materialize(
     repo: FeatureRepo,
     start: datetime | str | None = None,
@@ -130,11 +178,16 @@ def materialize(
     end_ts = _utc(end) or datetime.now(UTC)
     if start_ts is not None and start_ts > end_ts:
         raise ConfigError(f"--start {start_ts} is after --end {end_ts}.")
-    from framework.prepare.apply import build_tables, merge_inbox
+    from framework.collect.ingest import compact, inbox_files
+    from framework.prepare.apply import build_tables
 
     store = repo.store
     with repo.lock():
-        merged = merge_inbox(repo, lambda _msg: None)
+        names: tuple[str, ...] = ()
+        merged = 0
+        if repo.event_sources and inbox_files(repo):
+            compacted = compact(repo, locked=True)
+            merged, names = compacted.added, compacted.names
         if merged:  # appended events count in the windows from this run on
             build_tables(repo, lambda _msg: None)
         result = MaterializeResult(start=start_ts, end=end_ts, merged_events=merged)
@@ -168,6 +221,7 @@ def materialize(
                     sqlite.close()
                 except Exception as exc:
                     raise StoreError(f"Writing to the online store failed: {exc}") from exc
+        result.states.update(write_window_states(repo, end_ts, names, progress))
         for view in repo.feature_views:
             if view.online:
                 store.registry.apply_materialization(

@@ -37,8 +37,14 @@ def get_online_features(
     *,
     features: list[str] | None = None,
     engine: str = "auto",
+    early: str = "refuse",
 ) -> pd.DataFrame:
     """Online values for ``entity_rows`` (dicts of keys and optional ``event_timestamp``).
+
+    Windowed features are exact at each row's time, from the last materialization
+    on. A row time before it is refused (``early="refuse"``, a ``DataError``) or read
+    as of the materialization (``early="clamp"``: what Feast's store holds; the
+    service does this, so a client clock a moment behind is not an error).
 
     ``engine="direct"`` (default where it applies) reads the store directly
     (:mod:`framework.features.online_read`); ``"feast"`` goes through Feast's
@@ -67,7 +73,7 @@ def get_online_features(
     frame[TIMESTAMP] = to_utc_timestamps(frame[TIMESTAMP]).astype("datetime64[us, UTC]")
     names = features or [n for vf in views for n in vf.features]  # the order asked for
     if fast is not None:
-        data, found = fast.read(frame)
+        data, found = fast.read(frame, early=early)
         typed = {
             n: typed_column(data[n], vf.dtypes[n], n in vf.zero_fill)
             for vf in views

@@ -1,5 +1,9 @@
 """Online lookups without Feast's per-request registry work: the read path of serving.
 
+Windowed views with a published online state (:mod:`framework.features.window_state`)
+are answered exactly at each row's time from that state, all of them in one store
+call; other views are read from Feast's tables as below.
+
 Feast's ``FeatureStore.get_online_features`` rebuilds the feature service's view
 objects from registry protos on every call (about 10 ms here, whatever the
 number of entities). ``OnlineReader(repo, service)`` resolves the service once,
@@ -23,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from framework.declare.repo import FeatureRepo
-from framework.errors import StoreError
+from framework.errors import DataError, StoreError
+from framework.features.window_state import decode_frames, evaluate, spec_digest
+from framework.features.window_store import window_store
 
 __all__ = ["REGISTRY_TTL_S", "OnlineReader", "reader"]
 
@@ -64,6 +70,9 @@ class OnlineReader:
         self.provider = store._get_provider()
         self._entity_key = EntityKey
         self._value = Value
+        self.windowed = _windowed(self.stored)
+        self.states = window_store(store) if self.windowed else None
+        self._merged: dict[tuple[str, int], frozenset[bytes]] = {}
 
     @staticmethod
     def supports(views: list) -> bool:
@@ -96,13 +105,18 @@ class OnlineReader:
             for vals in zip(*columns, strict=True)
         ]
 
-    def read(self, frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, list[bool]]]:
+    def read(
+        self, frame: pd.DataFrame, early: str = "refuse"
+    ) -> tuple[dict[str, Any], dict[str, list[bool]]]:
         """Values per feature for ``frame``'s rows (keys and event_timestamp): a list per
         stored feature, a Series per on-demand one; and per stored view whether the
         store had the entity."""
         out: dict[str, Any] = {}
         found: dict[str, list[bool]] = {}
+        exact = self._read_windows(frame, out, found, early)
         for vf in self.stored:
+            if vf.view.name in exact:
+                continue
             # each distinct key once (a ranking's 100 candidates share one user)
             names = [k for k, _ in self.keys[vf.view.name]]
             codes, distinct = _distinct_rows(frame, names)
@@ -134,6 +148,106 @@ class OnlineReader:
             for name in vf.features:
                 out[name] = pd.Series(produced[name].array, index=frame.index)
         return out, found
+
+    def _read_windows(
+        self,
+        frame: pd.DataFrame,
+        out: dict[str, Any],
+        found: dict[str, list[bool]],
+        early: str = "refuse",
+    ) -> set[str]:
+        """Exact values of the windowed views with a published state, at each row's
+        time (one store call for all of them); returns the views answered."""
+        if self.states is None or not len(frame):
+            return set()
+        from framework.common.keys import entity_texts
+        from framework.features.resolve import TIMESTAMP
+
+        texts: dict[str, list[str]] = {}
+        for name, (spec, _) in self.windowed.items():
+            texts[name] = entity_texts(frame, spec.entity_keys)
+        distinct = {name: list(dict.fromkeys(keys)) for name, keys in texts.items()}
+        got = self.states.read(distinct)  # each distinct key once
+        times = frame[TIMESTAMP].astype("datetime64[us, UTC]").astype("int64").tolist()
+        answered = set()
+        for vf in self.stored:
+            name = vf.view.name
+            if name not in self.windowed:
+                continue
+            spec, digest = self.windowed[name]
+            meta, by_distinct = got[name]
+            blobs = dict(zip(distinct[name], by_distinct, strict=True))
+            if meta is None or meta.digest != digest:
+                continue  # never materialized with this declaration: Feast's values
+            if early == "clamp":
+                view_times = [max(t, meta.t0) for t in times]
+            else:
+                _check_times(name, times, meta.t0)
+                view_times = times
+            merged = self._merged_tokens(name, meta.gen)
+            index = {f: i for i, f in enumerate(spec.feature_names)}
+            wanted = [index[f] for f in vf.features]
+            columns: list[list[Any]] = [[] for _ in wanted]
+            has: list[bool] = []
+            decoded: dict[str, Any] = {}
+            memo: dict[tuple[str, int], list[Any]] = {}
+            for key, t in zip(texts[name], view_times, strict=True):
+                if key not in decoded:
+                    blob = blobs[key]
+                    decoded[key] = decode_frames(blob, merged) if blob is not None else None
+                state = decoded[key]
+                # As Feast reports it: the view knows the entity once it has an event
+                known = state is not None and (
+                    state.base is not None or (bool(state.times) and state.times[0] <= t)
+                )
+                has.append(known)
+                if state is None:
+                    for c in columns:
+                        c.append(None)
+                    continue
+                values = memo.get((key, t))
+                if values is None:
+                    values = memo[(key, t)] = evaluate(spec, state, t)
+                for c, i in zip(columns, wanted, strict=True):
+                    c.append(values[i])
+            out.update(zip(vf.features, columns, strict=True))
+            found[name] = has
+            answered.add(name)
+        return answered
+
+    def _merged_tokens(self, view: str, gen: int) -> frozenset[bytes]:
+        key = (view, gen)
+        if key not in self._merged:
+            assert self.states is not None
+            self._merged = {k: v for k, v in self._merged.items() if k[0] != view}
+            self._merged[key] = self.states.merged(view, gen)
+        return self._merged[key]
+
+
+def _windowed(stored: list) -> dict[str, tuple[Any, str]]:
+    """The windowed views among ``stored``: (spec, digest) by view name."""
+    from framework.declare.windows import WindowSpec
+
+    out = {}
+    for vf in stored:
+        spec = WindowSpec.from_feature_view(vf.view)
+        if spec is not None:
+            out[vf.view.name] = (spec, spec_digest(spec))
+    return out
+
+
+def _check_times(view: str, times: list[int], t0: int) -> None:
+    early = [t for t in times if t < t0]
+    if early:
+        import pandas as pd
+
+        at = pd.Timestamp(min(early), unit="us", tz="UTC")
+        since = pd.Timestamp(t0, unit="us", tz="UTC")
+        raise DataError(
+            f"event_timestamp {at} is before the last materialization of {view!r} "
+            f"({since}); online values are exact from then on. Read at a later time, or "
+            "use `lifecycle features historical` for earlier times."
+        )
 
 
 def _distinct_rows(frame: pd.DataFrame, names: list[str]) -> tuple[list[int] | None, pd.DataFrame]:

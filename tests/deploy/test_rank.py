@@ -139,15 +139,28 @@ def test_each_view_is_read_once_per_request_with_each_key_once(news):
         k=100,
     )
 
+    # The windowed views are read from their online window state: one call for all.
+    states = cached.states
+    assert states is not None
+    real_read = states.read
+
+    def spy_read(keys):
+        calls.extend((view, len(set(wanted))) for view, wanted in keys.items())
+        calls.append(("store call", sum(len(w) for w in keys.values())))
+        return real_read(keys)
+
     cached.provider = Spy()
+    states.read = spy_read
     try:
         answer, _ = asyncio.run(Ranker(repo, ModelCache(registry_of(repo)), read)(body))
     finally:
         cached.provider = real
+        del states.read
     assert sorted(calls) == [
         ("article_engagement", 100),
         ("reader_activity", 1),
         ("reader_article", 100),
+        ("store call", 201),
     ]
     assert len(answer["ranked"]) == 100
 
@@ -216,7 +229,7 @@ def test_an_ab_test_of_the_order_reports_click_through_by_reader(news, tmp_path)
             if arm == "control":
                 assert got["model_version"] == "popularity"
                 rows = [{"reader_id": reader, **c, "event_timestamp": at} for c in _articles(40)]
-                popular = get_online_features(repo, rows, "article_lists")
+                popular = get_online_features(repo, rows, "article_lists", early="clamp")
                 values = popular["article_clicks_count_14d"].to_numpy(dtype=float)
                 want = np.argsort(-values, kind="stable")[:5]
                 assert shown == [rows[i]["article_id"] for i in want]

@@ -231,7 +231,7 @@ def _py(value):
 def test_cli_reads_string_and_composite_keys(payments, tmp_path):
     repo, pay, _cb = payments
     card, merchant = pay.card_id.iloc[0], pay.merchant_id.iloc[0]
-    at = (pay.ts.max() + pd.Timedelta(hours=2)).isoformat()
+    at = (pay.ts.max() + pd.Timedelta(hours=4)).isoformat()  # after the materialization
     out = cli(
         repo,
         "features",
@@ -414,9 +414,9 @@ def test_post_events_takes_each_source_by_name(payments, tmp_path):
         }
         body = {"source": "payments", "events": [payment]}
         first = requests.post(f"{url}/events", json=body, timeout=30)
-        assert first.status_code == 202 and first.json() == {"accepted": 1}
+        assert first.status_code == 202 and first.json()["accepted"] == 1
         again = requests.post(f"{url}/events", json=body, timeout=30)  # the same id, same content
-        assert again.status_code == 202 and again.json() == {"accepted": 0}
+        assert again.status_code == 202 and again.json()["accepted"] == 0
         changed = {**payment, "amount": 13.0}
         refused = requests.post(
             f"{url}/events", json={"source": "payments", "events": [changed]}, timeout=30

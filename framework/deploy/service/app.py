@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -72,7 +73,9 @@ def create_app(
     async def read_features(rows: list[dict[str, Any]], service: str) -> Any:
         start = time.perf_counter()
         try:
-            return await with_deadline(get_online_features, repo, rows, service)
+            return await with_deadline(
+                partial(get_online_features, early="clamp"), repo, rows, service
+            )
         except Exception:
             metrics.store_errors.inc()
             raise

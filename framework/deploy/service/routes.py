@@ -42,6 +42,7 @@ from framework.errors import (
     StoreError,
     Unauthorized,
 )
+from framework.features.push import PushResult
 
 __all__ = ["Service", "add_routes"]
 
@@ -107,10 +108,11 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
             ),
         ] = None,
     ) -> dict[str, Any]:
-        """Append events durably to their source's offline log (merged by the next apply
-        or materialize). Answered only once the events are on disk."""
-        accepted = _append_events(service.repo, bodies, body.source, body.events, idempotency_key)
-        return {"accepted": accepted}
+        """Append events durably to their source's offline log, then to the online state
+        of every windowed view reading the source: a /predict after the answer counts
+        them. Answered only once the events are on disk."""
+        pushed = _append_events(service.repo, bodies, body.source, body.events, idempotency_key)
+        return {"accepted": pushed.accepted, "online": pushed.online}
 
     # The bodies are this repo's models (built at run time): given to FastAPI as such.
     predict.__annotations__["body"] = bodies.predict
@@ -181,11 +183,12 @@ def _append_events(
     source: str | None,
     events: list[Any],
     batch_id: str | None,
-) -> int:
+) -> PushResult:
     import pyarrow as pa
     from pydantic import ValidationError
 
-    from framework.collect.ingest import append, log_schema
+    from framework.collect.ingest import log_schema
+    from framework.features.push import push_events
 
     try:
         src = repo.event_source(source)
@@ -207,7 +210,7 @@ def _append_events(
     except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
         raise InvalidRequest("events", str(exc)) from exc
     try:
-        return append(repo, table, source=src.name, origin="events", batch_id=batch_id)
+        return push_events(repo, table, source=src.name, origin="events", batch_id=batch_id)
     except DataError as exc:
         if type(exc) is DataError:  # RefusedEvents keeps its own status and violations
             raise InvalidRequest("events", str(exc)) from exc

@@ -91,6 +91,12 @@ class HealthResponse(BaseModel):
 
 class EventsResponse(BaseModel):
     accepted: int
+    online: str = Field(
+        default="none",
+        description="updated: online windowed features count the events now; pending: the "
+        "online store failed (the events are stored; the next materialization counts "
+        "them online); none: no online windowed view reads the source yet.",
+    )
 
 
 class Prediction(BaseModel):

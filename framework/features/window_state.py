@@ -1,0 +1,400 @@
+"""Online window state: what an entity needs so a windowed view is exact at any t >= T0.
+
+A windowed aggregate at t covers the events in (t - W, t] (every event up to t for
+the lifetime window). A materialization at T0 keeps, per entity and view:
+
+- the *recent* events, those after ``B = T0 - W_max`` (W_max: the longest finite
+  window), each with what the view's aggregates read of it (filter match, summand,
+  value), in log order: no finite window at any t >= T0 reaches back to B;
+- a *base*, the lifetime aggregates' running values over the events up to B (count,
+  sum, the sum and count of a mean, min, max, the last value and its time, the set
+  of distinct values), kept only when the view has a lifetime window.
+
+So the state is bounded by the events inside the longest finite window. Events
+accepted later are appended to the state as *frames*, one per accepted batch and
+entity (an append is atomic in SQLite and Redis: concurrent batches lose nothing).
+A read at t merges the frames in arrival order, sorts by time (stably: ties keep
+log order, as the offline table breaks them) and evaluates every feature over the
+slice of each window, which is the offline value at t by definition.
+
+Byte layout of a state: frames ``[u32 payload length][32-byte token][payload]``.
+The first frame of a materialized state carries the token ``BASE_TOKEN``; an
+appended frame carries the token of its inbox file, so a batch applied twice (a
+re-sent batch, or one replayed by a materialization) counts once. Payloads are
+``marshal`` dumps of plain tuples (ints, floats, strings, None): written and read
+only by this module, never from outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from framework.common.keys import entity_text
+from framework.declare.expressions import filter_to_sql
+from framework.declare.windows import WindowSpec
+from framework.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "BASE_TOKEN",
+    "ViewState",
+    "base_time",
+    "decode_frames",
+    "evaluate",
+    "event_frames",
+    "file_token",
+    "materialized_states",
+    "spec_digest",
+]
+
+US = 1_000_000
+BASE_TOKEN = b"0" * 32
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def file_token(path: str | Path) -> bytes:
+    """The 32-byte token of an inbox file (its name), shared by push and replay."""
+    return hashlib.sha256(Path(path).name.encode()).hexdigest()[:32].encode()
+
+
+def spec_digest(spec: WindowSpec) -> str:
+    """Ties a stored state to the declaration it was built for."""
+    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
+
+
+def base_time(spec: WindowSpec, t0_us: int) -> int:
+    """B: events up to it are folded into the base (lifetime) or dropped."""
+    finite = [w for w in spec.windows if w]
+    return t0_us - max(finite) * US if finite else t0_us
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_SQL_KIND = {"int": "BIGINT", "string": "VARCHAR"}
+
+
+def _inputs_sql(spec: WindowSpec, source: str) -> str:
+    """Per event: key columns, t (us), and per aggregate i what it reads:
+    m{i} (0/1 match) for a filtered count or a mean, s{i} (summand) for a sum or
+    mean, v{i} (the value, null unless it counts) for min/max/last/count_distinct."""
+    cols = [
+        f"CAST({_q(k)} AS {_SQL_KIND[spec.key_kinds.get(k, 'int')]}) AS {_q('key_' + k)}"
+        for k in spec.entity_keys
+    ]
+    cols.append(f"epoch_us(CAST({_q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS t")
+    cols.append("file_row_number AS r")
+    for i, agg in enumerate(spec.aggregates):
+        cond = filter_to_sql(agg.where) if agg.where else "TRUE"
+        col = _q(agg.column or "")
+        has = f"({cond} AND {col} IS NOT NULL)"
+        if agg.function == "count":
+            if agg.where:
+                cols.append(f"CAST({cond} AS TINYINT) AS m{i}")
+        elif agg.function in ("sum", "mean"):
+            cols.append(f"CASE WHEN {has} THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}")
+            if agg.function == "mean":
+                cols.append(f"CAST(COALESCE({has}, FALSE) AS TINYINT) AS m{i}")
+        else:
+            kind = spec.column_kinds.get(agg.column or "")
+            value = f"epoch_us(CAST({col} AS TIMESTAMPTZ))" if kind == "timestamp" else col
+            cols.append(f"CASE WHEN COALESCE({has}, FALSE) THEN {value} END AS v{i}")
+    return f"SELECT {', '.join(cols)} FROM {source}"
+
+
+def _input_names(spec: WindowSpec) -> list[str]:
+    """The per-event columns of a state, in payload order (after t)."""
+    names = []
+    for i, agg in enumerate(spec.aggregates):
+        if agg.function == "count":
+            if agg.where:
+                names.append(f"m{i}")
+        elif agg.function in ("sum", "mean"):
+            names.append(f"s{i}")
+            if agg.function == "mean":
+                names.append(f"m{i}")
+        else:
+            names.append(f"v{i}")
+    return names
+
+
+def _base_sql(spec: WindowSpec) -> list[str]:
+    """The lifetime aggregates over the base events, one expression per base field."""
+    out = []
+    for i, agg in enumerate(spec.aggregates):
+        fn = agg.function
+        if fn == "count":
+            out.append(f"CAST(sum(m{i}) AS BIGINT)" if agg.where else "count(*)")
+        elif fn == "sum":
+            out.append(f"sum(s{i})")
+        elif fn == "mean":
+            out += [f"sum(s{i})", f"CAST(sum(m{i}) AS BIGINT)"]
+        elif fn in ("min", "max"):
+            out.append(f"{fn}(v{i})")
+        elif fn == "last":
+            out += [
+                f"last(v{i} ORDER BY t, r) FILTER (WHERE v{i} IS NOT NULL)",
+                f"max(t) FILTER (WHERE v{i} IS NOT NULL)",
+            ]
+        else:
+            out.append(f"list(DISTINCT v{i}) FILTER (WHERE v{i} IS NOT NULL)")
+    return out
+
+
+def _parquet(paths: list[str]) -> str:
+    files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{files}], file_row_number = true, union_by_name = true)"
+
+
+def _query(sql: str, what: str, **tables: Any) -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, table in tables.items():
+            con.register(name, table)
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        raise DataError(f"Could not read the events of {what}: {exc}") from exc
+    finally:
+        con.close()
+
+
+def _key_texts(table: Any, spec: WindowSpec) -> list[str]:
+    cols = [table.column("key_" + k).to_pylist() for k in spec.entity_keys]
+    if len(cols) == 1:
+        return [str(v) for v in cols[0]]
+    return [entity_text(list(row)) for row in zip(*cols, strict=True)]
+
+
+def _runs(keys: list[str]) -> Iterator[tuple[str, int, int]]:
+    """(key, lo, hi) of each run of equal keys."""
+    lo = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[lo]:
+            yield keys[lo], lo, i
+            lo = i
+
+
+def _columns(table: Any, names: list[str]) -> list[list[Any]]:
+    return [table.column(n).to_pylist() for n in names]
+
+
+def _frame(token: bytes, payload: Any) -> bytes:
+    data = marshal.dumps(payload)
+    return len(data).to_bytes(4, "little") + token + data
+
+
+def _check_keys(table: Any, spec: WindowSpec, what: str) -> None:
+    for k in spec.entity_keys:
+        if table.column("key_" + k).null_count:
+            raise DataError(f"Events of {what} have null values in join key {k!r}.")
+    if "t" in table.column_names and table.column("t").null_count:
+        raise DataError(f"Events of {what} have null values in {spec.timestamp_field!r}.")
+
+
+def materialized_states(spec: WindowSpec, path: str | Path, t0_us: int) -> dict[str, bytes]:
+    """The state of every entity of ``spec`` for a materialization at ``t0_us``."""
+    events = _inputs_sql(spec, _parquet([str(path)]))
+    b = base_time(spec, t0_us)
+    keys = ", ".join(_q("key_" + k) for k in spec.entity_keys)
+    names = _input_names(spec)
+    recent = _query(
+        f"WITH ev AS ({events}) SELECT {', '.join([keys, 't', *names])} "
+        f"FROM ev WHERE t > {b} ORDER BY {keys}, t, r",
+        repr(spec.name),
+    )
+    _check_keys(recent, spec, repr(spec.name))
+    bases: dict[str, tuple] = {}
+    if 0 in spec.windows:
+        fields = _base_sql(spec)
+        base = _query(
+            f"WITH ev AS ({events}) SELECT {keys}, {', '.join(fields)} "
+            f"FROM ev WHERE t <= {b} GROUP BY ALL",
+            repr(spec.name),
+        )
+        _check_keys(base, spec, repr(spec.name))
+        values = [
+            base.column(j).to_pylist() for j in range(len(spec.entity_keys), base.num_columns)
+        ]
+        for key, row in zip(_key_texts(base, spec), zip(*values, strict=True), strict=True):
+            bases[key] = tuple(_plain_base(row))
+    times = recent.column("t").to_pylist()
+    cols = _columns(recent, names)
+    out: dict[str, bytes] = {}
+    for key, lo, hi in _runs(_key_texts(recent, spec)):
+        payload = (bases.pop(key, None), times[lo:hi], *[c[lo:hi] for c in cols])
+        out[key] = _frame(BASE_TOKEN, payload)
+    empty: list[list[Any]] = [[] for _ in names]
+    for key, base_row in bases.items():
+        out[key] = _frame(BASE_TOKEN, (base_row, [], *empty))
+    return out
+
+
+def _plain_base(row: tuple) -> Iterator[Any]:
+    for v in row:
+        yield sorted(v, key=repr) if isinstance(v, list) else v
+
+
+def event_frames(spec: WindowSpec, events: pa.Table, token: bytes) -> dict[str, bytes]:
+    """The appended frame of each entity of one accepted batch of ``spec``'s source."""
+    import pyarrow as pa
+
+    names = _input_names(spec)
+    keys = ", ".join(_q("key_" + k) for k in spec.entity_keys)
+    numbered = events.append_column("file_row_number", pa.array(range(events.num_rows)))
+    what = f"{spec.name!r} (a batch of events)"
+    table = _query(
+        f"WITH ev AS ({_inputs_sql(spec, 'incoming')}) "
+        f"SELECT {keys}, t{''.join(', ' + n for n in names)} FROM ev ORDER BY {keys}, r",
+        what,
+        incoming=numbered,
+    )
+    _check_keys(table, spec, what)
+    times = table.column("t").to_pylist()
+    cols = _columns(table, names)
+    return {
+        key: _frame(token, (times[lo:hi], *[c[lo:hi] for c in cols]))
+        for key, lo, hi in _runs(_key_texts(table, spec))
+    }
+
+
+@dataclass
+class ViewState:
+    """One entity's decoded state: base (or None), and the events sorted by time."""
+
+    base: tuple | None
+    times: list[int]
+    cols: list[list[Any]]
+
+
+def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewState | None:
+    """Merge a state's frames (see the module docstring); None when it has no base frame
+    and no events. Frames whose token is in ``merged`` (batches the base already holds)
+    and repeated tokens are skipped."""
+    view = memoryview(blob)
+    pos, end = 0, len(blob)
+    base: tuple | None = None
+    times: list[int] = []
+    cols: list[list[Any]] | None = None
+    seen: set[bytes] = set()
+    appended = False
+    while pos + 36 <= end:
+        n = int.from_bytes(view[pos : pos + 4], "little")
+        token = bytes(view[pos + 4 : pos + 36])
+        payload = marshal.loads(view[pos + 36 : pos + 36 + n])
+        pos += 36 + n
+        if token == BASE_TOKEN:
+            base = payload[0]
+            part = payload[1:]
+        elif token in seen or token in merged:
+            continue
+        else:
+            seen.add(token)
+            part = payload
+            appended = True
+        if cols is None:
+            times = list(part[0])
+            cols = [list(c) for c in part[1:]]
+        else:
+            times += part[0]
+            for c, extra in zip(cols, part[1:], strict=True):
+                c += extra
+    if cols is None:
+        return None
+    if appended and any(times[i] < times[i - 1] for i in range(1, len(times))):
+        order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep arrival
+        times = [times[i] for i in order]
+        cols = [[c[i] for i in order] for c in cols]
+    return ViewState(base, times, cols)
+
+
+def _timestamp(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def evaluate(spec: WindowSpec, state: ViewState, t_us: int) -> list[Any]:
+    """Every feature of ``spec`` (in ``spec.feature_names`` order) at ``t_us``."""
+    times = state.times
+    hi = bisect_right(times, t_us)
+    lows = [bisect_right(times, t_us - w * US) if w else 0 for w in spec.windows]
+    col = iter(state.cols)
+    base = iter(state.base or ())
+    has_base = state.base is not None
+    out: list[Any] = []
+    for agg in spec.aggregates:
+        fn = agg.function
+        if fn == "count":
+            m = next(col) if agg.where else None
+            b = next(base) if has_base else 0
+            for w, lo in zip(spec.windows, lows, strict=True):
+                n = (hi - lo) if m is None else sum(m[lo:hi])
+                out.append(n + (b or 0) if not w else n)
+        elif fn in ("sum", "mean"):
+            s = next(col)
+            m = next(col) if fn == "mean" else None
+            bs = next(base) if has_base else 0
+            bn = (next(base) if has_base else 0) if fn == "mean" else 0
+            is_int = spec.output_kind(agg) == "int"
+            for w, lo in zip(spec.windows, lows, strict=True):
+                total = sum(s[lo:hi], 0.0) + ((bs or 0.0) if not w else 0.0)
+                if fn == "sum":
+                    out.append(int(total) if is_int else total)
+                    continue
+                assert m is not None
+                n = sum(m[lo:hi]) + ((bn or 0) if not w else 0)
+                out.append(total / n if n else None)
+        else:
+            out += _value_features(spec, fn, next(col), base, has_base, times, lows, hi)
+    kinds = [spec.output_kind(a) for a in spec.aggregates for _ in spec.windows]
+    return [
+        _timestamp(v) if k == "timestamp" and v is not None else v
+        for v, k in zip(out, kinds, strict=True)
+    ]
+
+
+def _value_features(
+    spec: WindowSpec,
+    fn: str,
+    values: list[Any],
+    base: Iterator[Any],
+    has_base: bool,
+    times: list[int],
+    lows: list[int],
+    hi: int,
+) -> list[Any]:
+    b = next(base) if has_base else None
+    b_time = (next(base) if has_base else None) if fn == "last" else None
+    out: list[Any] = []
+    for w, lo in zip(spec.windows, lows, strict=True):
+        if fn == "last":
+            j = hi - 1
+            while j >= lo and values[j] is None:
+                j -= 1
+            if j >= lo and (w or b_time is None or times[j] >= b_time):
+                out.append(values[j])  # a late event at the base's time is later in the log
+            else:
+                out.append(b if not w else None)
+            continue
+        present = [v for v in values[lo:hi] if v is not None]
+        if fn in ("min", "max"):
+            if not w and b is not None:
+                present.append(b)
+            out.append((min if fn == "min" else max)(present) if present else None)
+        else:
+            distinct = set(present)
+            if not w and b:
+                distinct.update(b)
+            out.append(len(distinct))
+    return out
