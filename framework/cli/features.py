@@ -39,7 +39,14 @@ __all__ = ["features", "materialize"]
 )
 @pass_ctx
 def materialize(obj: Context, start: datetime | None, end: datetime | None) -> None:
-    """Load the online store with every entity's values as of --end."""
+    """Load the online store with every entity's values as of --end.
+
+    \b
+    Windowed views also get an online window state per entity (its events inside
+    the longest window, and running lifetime values): from --end on, the
+    framework's online reads are exact at the read time, and events posted later
+    count at once. Stock Feast reads the values as of --end.
+    """
     from framework.features.materialize import materialize as run
 
     bars: dict[str, Any] = {}
@@ -56,6 +63,9 @@ def materialize(obj: Context, start: datetime | None, end: datetime | None) -> N
         f"Materialized {total:,} entity rows ({', '.join(f'{k}: {v:,}' for k, v in result.rows.items())}) "
         f"up to {result.end.isoformat()} in {time.perf_counter() - t0:.1f}s."
     )
+    if result.states:
+        states = ", ".join(f"{k}: {v:,}" for k, v in result.states.items())
+        click.echo(f"Online window states ({states} entities): exact from then on.")
 
 
 @click.group()

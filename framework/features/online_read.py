@@ -28,7 +28,7 @@ import pandas as pd
 
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, StoreError
-from framework.features.window_state import decode_frames, evaluate, spec_digest
+from framework.features.window_state import Evaluator, decode_frames, spec_digest
 from framework.features.window_store import window_store
 
 __all__ = ["REGISTRY_TTL_S", "OnlineReader", "reader"]
@@ -164,7 +164,7 @@ class OnlineReader:
         from framework.features.resolve import TIMESTAMP
 
         texts: dict[str, list[str]] = {}
-        for name, (spec, _) in self.windowed.items():
+        for name, (spec, _, _) in self.windowed.items():
             texts[name] = entity_texts(frame, spec.entity_keys)
         distinct = {name: list(dict.fromkeys(keys)) for name, keys in texts.items()}
         got = self.states.read(distinct)  # each distinct key once
@@ -174,7 +174,7 @@ class OnlineReader:
             name = vf.view.name
             if name not in self.windowed:
                 continue
-            spec, digest = self.windowed[name]
+            spec, digest, evaluate = self.windowed[name]
             meta, by_distinct = got[name]
             blobs = dict(zip(distinct[name], by_distinct, strict=True))
             if meta is None or meta.digest != digest:
@@ -207,7 +207,7 @@ class OnlineReader:
                     continue
                 values = memo.get((key, t))
                 if values is None:
-                    values = memo[(key, t)] = evaluate(spec, state, t)
+                    values = memo[(key, t)] = evaluate(state, t)
                 for c, i in zip(columns, wanted, strict=True):
                     c.append(values[i])
             out.update(zip(vf.features, columns, strict=True))
@@ -224,15 +224,15 @@ class OnlineReader:
         return self._merged[key]
 
 
-def _windowed(stored: list) -> dict[str, tuple[Any, str]]:
-    """The windowed views among ``stored``: (spec, digest) by view name."""
+def _windowed(stored: list) -> dict[str, tuple[Any, str, Evaluator]]:
+    """The windowed views among ``stored``: (spec, digest, evaluator) by view name."""
     from framework.declare.windows import WindowSpec
 
     out = {}
     for vf in stored:
         spec = WindowSpec.from_feature_view(vf.view)
         if spec is not None:
-            out[vf.view.name] = (spec, spec_digest(spec))
+            out[vf.view.name] = (spec, spec_digest(spec), Evaluator(spec))
     return out
 
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_TOKEN",
+    "Evaluator",
     "ViewState",
     "base_time",
     "decode_frames",
@@ -304,9 +305,9 @@ def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewSt
             seen.add(token)
             part = payload
             appended = True
-        if cols is None:
-            times = list(part[0])
-            cols = [list(c) for c in part[1:]]
+        if cols is None:  # the lists marshal made are ours: extended in place below
+            times = part[0]
+            cols = list(part[1:])
         else:
             times += part[0]
             for c, extra in zip(cols, part[1:], strict=True):
@@ -324,60 +325,75 @@ def _timestamp(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+class Evaluator:
+    """``evaluate`` for one spec, with what does not depend on the state worked out
+    once (the reader keeps one per view)."""
+
+    def __init__(self, spec: WindowSpec) -> None:
+        self.spec = spec
+        self.windows_us = [w * US for w in spec.windows]
+        self.aggregates = [
+            (a.function, bool(a.where), spec.output_kind(a) == "int") for a in spec.aggregates
+        ]
+        kinds = [spec.output_kind(a) for a in spec.aggregates for _ in spec.windows]
+        self.stamps = [i for i, k in enumerate(kinds) if k == "timestamp"]
+
+    def __call__(self, state: ViewState, t_us: int) -> list[Any]:
+        times = state.times
+        hi = bisect_right(times, t_us)
+        spans = [(w, bisect_right(times, t_us - w) if w else 0) for w in self.windows_us]
+        col = iter(state.cols)
+        base = iter(state.base or ())
+        has_base = state.base is not None
+        out: list[Any] = []
+        for fn, filtered, is_int in self.aggregates:
+            if fn == "count":
+                m = next(col) if filtered else None
+                b = (next(base) or 0) if has_base else 0
+                for w, lo in spans:
+                    n = (hi - lo) if m is None else sum(m[lo:hi])
+                    out.append(n if w else n + b)
+            elif fn == "sum":
+                s = next(col)
+                bs = (next(base) or 0.0) if has_base else 0.0
+                for w, lo in spans:
+                    total = sum(s[lo:hi], 0.0) if w else sum(s[lo:hi], 0.0) + bs
+                    out.append(int(total) if is_int else total)
+            elif fn == "mean":
+                s, m = next(col), next(col)
+                bs = (next(base) or 0.0) if has_base else 0.0
+                bn = (next(base) or 0) if has_base else 0
+                for w, lo in spans:
+                    total, n = sum(s[lo:hi], 0.0), sum(m[lo:hi])
+                    if not w:
+                        total, n = total + bs, n + bn
+                    out.append(total / n if n else None)
+            else:
+                out += _value_features(fn, next(col), base, has_base, times, spans, hi)
+        for i in self.stamps:
+            if out[i] is not None:
+                out[i] = _timestamp(out[i])
+        return out
+
+
 def evaluate(spec: WindowSpec, state: ViewState, t_us: int) -> list[Any]:
     """Every feature of ``spec`` (in ``spec.feature_names`` order) at ``t_us``."""
-    times = state.times
-    hi = bisect_right(times, t_us)
-    lows = [bisect_right(times, t_us - w * US) if w else 0 for w in spec.windows]
-    col = iter(state.cols)
-    base = iter(state.base or ())
-    has_base = state.base is not None
-    out: list[Any] = []
-    for agg in spec.aggregates:
-        fn = agg.function
-        if fn == "count":
-            m = next(col) if agg.where else None
-            b = next(base) if has_base else 0
-            for w, lo in zip(spec.windows, lows, strict=True):
-                n = (hi - lo) if m is None else sum(m[lo:hi])
-                out.append(n + (b or 0) if not w else n)
-        elif fn in ("sum", "mean"):
-            s = next(col)
-            m = next(col) if fn == "mean" else None
-            bs = next(base) if has_base else 0
-            bn = (next(base) if has_base else 0) if fn == "mean" else 0
-            is_int = spec.output_kind(agg) == "int"
-            for w, lo in zip(spec.windows, lows, strict=True):
-                total = sum(s[lo:hi], 0.0) + ((bs or 0.0) if not w else 0.0)
-                if fn == "sum":
-                    out.append(int(total) if is_int else total)
-                    continue
-                assert m is not None
-                n = sum(m[lo:hi]) + ((bn or 0) if not w else 0)
-                out.append(total / n if n else None)
-        else:
-            out += _value_features(spec, fn, next(col), base, has_base, times, lows, hi)
-    kinds = [spec.output_kind(a) for a in spec.aggregates for _ in spec.windows]
-    return [
-        _timestamp(v) if k == "timestamp" and v is not None else v
-        for v, k in zip(out, kinds, strict=True)
-    ]
+    return Evaluator(spec)(state, t_us)
 
 
 def _value_features(
-    spec: WindowSpec,
     fn: str,
     values: list[Any],
     base: Iterator[Any],
     has_base: bool,
     times: list[int],
-    lows: list[int],
+    spans: list[tuple[int, int]],
     hi: int,
 ) -> list[Any]:
     b = next(base) if has_base else None
     b_time = (next(base) if has_base else None) if fn == "last" else None
     out: list[Any] = []
-    for w, lo in zip(spec.windows, lows, strict=True):
+    for w, lo in spans:
         if fn == "last":
             j = hi - 1
             while j >= lo and values[j] is None:

@@ -1,7 +1,7 @@
 """Online windowed features are exact at read time, after pushes: against a brute-force oracle.
 
 A small repo of another domain (sensor readings: int, string and composite keys;
-every aggregate function; second, minute, hour and lifetime windows). Hypothesis
+every aggregate function; second, minute, hour, day and lifetime windows). Hypothesis
 draws an event log, a materialization time T0, batches of events accepted after it
 (some late, before T0 or before the base time; some at the same instant as others)
 and read times at or after T0 (at events, at event + W, long after). The online
@@ -58,7 +58,7 @@ site_readings = WindowedFeatureView(
 )
 sensor_readings = WindowedFeatureView(
     name="sensor_readings", entity=sensor, source=readings,
-    windows=[timedelta(minutes=5), timedelta(hours=2)],
+    windows=[timedelta(minutes=5), timedelta(hours=2), 1],
     aggregates=AGGREGATES,
 )
 site_sensor = WindowedFeatureView(
@@ -190,7 +190,7 @@ def _scenario(draw):
     pushes = draw(st.lists(st.lists(_event, min_size=1, max_size=6), max_size=3))
     known = log + [e for batch in pushes for e in batch]
     anchors = [e[2] for e in known]
-    offsets = [0, 1, 30, 600, 1200, 3600, 7200, 300]
+    offsets = [0, 1, 30, 300, 600, 1200, 3600, 7200, 86_400]
     candidates = [a + o for a in anchors for o in offsets] + [t0, t0 + 10**6]
     reads = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=6))
     reads = [max(r, t0) for r in reads]
