@@ -71,6 +71,13 @@ class OnlineReader:
         self._entity_key = EntityKey
         self._value = Value
         self.windowed = _windowed(self.stored)
+        self._positions = {  # each read feature's position among its view's features
+            vf.view.name: [
+                self.windowed[vf.view.name][0].feature_names.index(f) for f in vf.features
+            ]
+            for vf in self.stored
+            if vf.view.name in self.windowed
+        }
         self.states = window_store(store) if self.windowed else None
         self._merged: dict[tuple[str, int], frozenset[bytes]] = {}
 
@@ -160,15 +167,17 @@ class OnlineReader:
         time (one store call for all of them); returns the views answered."""
         if self.states is None or not len(frame):
             return set()
-        from framework.common.keys import entity_texts
         from framework.features.resolve import TIMESTAMP
 
         texts: dict[str, list[str]] = {}
+        by_keys: dict[tuple[str, ...], list[str]] = {}
         for name, (spec, _, _) in self.windowed.items():
-            texts[name] = entity_texts(frame, spec.entity_keys)
+            if spec.entity_keys not in by_keys:
+                by_keys[spec.entity_keys] = _texts(frame, spec.entity_keys)
+            texts[name] = by_keys[spec.entity_keys]
         distinct = {name: list(dict.fromkeys(keys)) for name, keys in texts.items()}
         got = self.states.read(distinct)  # each distinct key once
-        times = frame[TIMESTAMP].astype("datetime64[us, UTC]").astype("int64").tolist()
+        times = frame[TIMESTAMP].array.as_unit("us").asi8.tolist()
         answered = set()
         for vf in self.stored:
             name = vf.view.name
@@ -185,8 +194,7 @@ class OnlineReader:
                 _check_times(name, times, meta.t0)
                 view_times = times
             merged = self._merged_tokens(name, meta.gen)
-            index = {f: i for i, f in enumerate(spec.feature_names)}
-            wanted = [index[f] for f in vf.features]
+            wanted = self._positions[name]
             columns: list[list[Any]] = [[] for _ in wanted]
             has: list[bool] = []
             decoded: dict[str, Any] = {}
@@ -234,6 +242,16 @@ def _windowed(stored: list) -> dict[str, tuple[Any, str, Evaluator]]:
         if spec is not None:
             out[vf.view.name] = (spec, spec_digest(spec), Evaluator(spec))
     return out
+
+
+def _texts(frame: pd.DataFrame, keys: tuple[str, ...]) -> list[str]:
+    """``entity_text`` of each row (one key: its value as text)."""
+    from framework.common.keys import entity_text
+
+    if len(keys) == 1:
+        return [str(v) for v in frame[keys[0]].tolist()]
+    columns = [frame[k].tolist() for k in keys]
+    return [entity_text(list(row)) for row in zip(*columns, strict=True)]
 
 
 def _check_times(view: str, times: list[int], t0: int) -> None:

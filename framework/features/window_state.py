@@ -21,8 +21,10 @@ Byte layout of a state: frames ``[u32 payload length][32-byte token][payload]``.
 The first frame of a materialized state carries the token ``BASE_TOKEN``; an
 appended frame carries the token of its inbox file, so a batch applied twice (a
 re-sent batch, or one replayed by a materialization) counts once. Payloads are
-``marshal`` dumps of plain tuples (ints, floats, strings, None): written and read
-only by this module, never from outside.
+``marshal`` dumps of a tuple: (base, if any,) a format string, then per column
+the raw little-endian bytes of a numeric column (times int64, filter matches
+int8, summands float64: read back as memoryviews, no object per event) or a list
+of values (ints, floats, strings, None). Written and read only by this module.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,24 +174,61 @@ def _query(sql: str, what: str, **tables: Any) -> Any:
         con.close()
 
 
-def _key_texts(table: Any, spec: WindowSpec) -> list[str]:
-    cols = [table.column("key_" + k).to_pylist() for k in spec.entity_keys]
+def _key_texts(table: Any, spec: WindowSpec, rows: Any = None) -> list[str]:
+    """The entity text of each row of ``table`` (of ``rows`` only, when given)."""
+    import pyarrow as pa
+
+    cols = []
+    for k in spec.entity_keys:
+        col = table.column("key_" + k)
+        cols.append((col.take(pa.array(rows)) if rows is not None else col).to_pylist())
     if len(cols) == 1:
         return [str(v) for v in cols[0]]
     return [entity_text(list(row)) for row in zip(*cols, strict=True)]
 
 
-def _runs(keys: list[str]) -> Iterator[tuple[str, int, int]]:
-    """(key, lo, hi) of each run of equal keys."""
-    lo = 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[lo]:
-            yield keys[lo], lo, i
-            lo = i
+def _runs(table: Any, spec: WindowSpec) -> Iterator[tuple[str, int, int]]:
+    """(entity text, lo, hi) of each run of rows of one entity (rows sorted by key)."""
+    from framework.common.keys import dense_codes
+
+    n = table.num_rows
+    if not n:
+        return
+    _, starts = dense_codes([table.column("key_" + k).combine_chunks() for k in spec.entity_keys])
+    ends = [*starts[1:].tolist(), n]
+    yield from zip(_key_texts(table, spec, starts), starts.tolist(), ends, strict=True)
 
 
-def _columns(table: Any, names: list[str]) -> list[list[Any]]:
-    return [table.column(n).to_pylist() for n in names]
+# Per-event columns of a payload: raw little-endian arrays (times int64 'q', matches
+# int8 'b', summands float64 'd') or, for values, a plain list.
+_FORMATS = {"m": "b", "s": "d", "v": "L"}
+_NUMPY = {"q": "<i8", "b": "i1", "d": "<f8"}
+
+
+def _encoders(table: Any, names: list[str]) -> tuple[str, list[Any]]:
+    """The payload format (``q`` for times, then one code per column) and the columns
+    as numpy arrays (numeric) or lists (values)."""
+    import numpy as np
+
+    fmt = "q" + "".join(_FORMATS[n[0]] for n in names)
+    cols: list[Any] = []
+    for code, name in zip(fmt, ["t", *names], strict=True):
+        col = table.column(name)
+        if code == "L":
+            cols.append(col.to_pylist())
+        else:
+            cols.append(np.ascontiguousarray(col.to_numpy(), dtype=_NUMPY[code]))
+    return fmt, cols
+
+
+def _payload(fmt: str, cols: list[Any], lo: int, hi: int) -> tuple:
+    return (
+        fmt,
+        *[
+            c[lo:hi] if code == "L" else c[lo:hi].tobytes()
+            for code, c in zip(fmt, cols, strict=True)
+        ],
+    )
 
 
 def _frame(token: bytes, payload: Any) -> bytes:
@@ -231,15 +270,12 @@ def materialized_states(spec: WindowSpec, path: str | Path, t0_us: int) -> dict[
         ]
         for key, row in zip(_key_texts(base, spec), zip(*values, strict=True), strict=True):
             bases[key] = tuple(_plain_base(row))
-    times = recent.column("t").to_pylist()
-    cols = _columns(recent, names)
+    fmt, cols = _encoders(recent, names)
     out: dict[str, bytes] = {}
-    for key, lo, hi in _runs(_key_texts(recent, spec)):
-        payload = (bases.pop(key, None), times[lo:hi], *[c[lo:hi] for c in cols])
-        out[key] = _frame(BASE_TOKEN, payload)
-    empty: list[list[Any]] = [[] for _ in names]
+    for key, lo, hi in _runs(recent, spec):
+        out[key] = _frame(BASE_TOKEN, (bases.pop(key, None), *_payload(fmt, cols, lo, hi)))
     for key, base_row in bases.items():
-        out[key] = _frame(BASE_TOKEN, (base_row, [], *empty))
+        out[key] = _frame(BASE_TOKEN, (base_row, *_payload(fmt, cols, 0, 0)))
     return out
 
 
@@ -258,17 +294,13 @@ def event_frames(spec: WindowSpec, events: pa.Table, token: bytes) -> dict[str, 
     what = f"{spec.name!r} (a batch of events)"
     table = _query(
         f"WITH ev AS ({_inputs_sql(spec, 'incoming')}) "
-        f"SELECT {keys}, t{''.join(', ' + n for n in names)} FROM ev ORDER BY {keys}, r",
+        f"SELECT {keys}, t{''.join(', ' + n for n in names)} FROM ev ORDER BY {keys}, t, r",
         what,
         incoming=numbered,
     )
     _check_keys(table, spec, what)
-    times = table.column("t").to_pylist()
-    cols = _columns(table, names)
-    return {
-        key: _frame(token, (times[lo:hi], *[c[lo:hi] for c in cols]))
-        for key, lo, hi in _runs(_key_texts(table, spec))
-    }
+    fmt, cols = _encoders(table, names)
+    return {key: _frame(token, _payload(fmt, cols, lo, hi)) for key, lo, hi in _runs(table, spec)}
 
 
 @dataclass
@@ -276,8 +308,8 @@ class ViewState:
     """One entity's decoded state: base (or None), and the events sorted by time."""
 
     base: tuple | None
-    times: list[int]
-    cols: list[list[Any]]
+    times: Sequence[int]  # a memoryview of int64, or a list once re-sorted
+    cols: list[Sequence[Any]]
 
 
 def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewState | None:
@@ -287,10 +319,10 @@ def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewSt
     view = memoryview(blob)
     pos, end = 0, len(blob)
     base: tuple | None = None
-    times: list[int] = []
-    cols: list[list[Any]] | None = None
+    parts: list[tuple] = []
     seen: set[bytes] = set()
-    appended = False
+    ordered = True  # each frame is sorted by time: so is the whole unless one starts early
+    last = None
     while pos + 36 <= end:
         n = int.from_bytes(view[pos : pos + 4], "little")
         token = bytes(view[pos + 4 : pos + 36])
@@ -298,23 +330,31 @@ def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewSt
         pos += 36 + n
         if token == BASE_TOKEN:
             base = payload[0]
-            part = payload[1:]
+            payload = payload[1:]
         elif token in seen or token in merged:
             continue
         else:
             seen.add(token)
-            part = payload
-            appended = True
-        if cols is None:  # the lists marshal made are ours: extended in place below
-            times = part[0]
-            cols = list(part[1:])
-        else:
-            times += part[0]
-            for c, extra in zip(cols, part[1:], strict=True):
-                c += extra
-    if cols is None:
+        if len(payload[1]) >= 8:  # times: int64 bytes
+            first = int.from_bytes(payload[1][:8], "little", signed=True)
+            if last is not None and first < last:
+                ordered = False
+            last = int.from_bytes(payload[1][-8:], "little", signed=True)
+        parts.append(payload)
+    if not parts:
         return None
-    if appended and any(times[i] < times[i - 1] for i in range(1, len(times))):
+    fmt = parts[0][0]
+    columns: list[Any] = []
+    for j, code in enumerate(fmt, start=1):
+        if len(parts) == 1:
+            column = parts[0][j]
+        elif code == "L":
+            column = [v for part in parts for v in part[j]]
+        else:
+            column = b"".join(part[j] for part in parts)
+        columns.append(column if code == "L" else memoryview(column).cast(code))
+    times, cols = columns[0], columns[1:]
+    if not ordered:
         order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep arrival
         times = [times[i] for i in order]
         cols = [[c[i] for i in order] for c in cols]
@@ -383,10 +423,10 @@ def evaluate(spec: WindowSpec, state: ViewState, t_us: int) -> list[Any]:
 
 def _value_features(
     fn: str,
-    values: list[Any],
+    values: Sequence[Any],
     base: Iterator[Any],
     has_base: bool,
-    times: list[int],
+    times: Sequence[int],
     spans: list[tuple[int, int]],
     hi: int,
 ) -> list[Any]:

@@ -217,37 +217,33 @@ class SqliteWindowStore(WindowStore):
         return int(self._run(fn, write=True))
 
     def read(self, keys: dict[str, list[str]]) -> dict[str, tuple[Meta | None, list[bytes | None]]]:
-        def fn(c: sqlite3.Connection) -> dict[str, tuple[Meta | None, list[bytes | None]]]:
-            metas = {
-                r[0]: Meta(*r[1:])
-                for r in c.execute(
-                    "SELECT view, gen, t0, base, digest FROM lifecycle_window_meta "
-                    "WHERE project = ?",
-                    (self.project,),
-                )
-            }
+        # One statement per view: the meta and its generation's states in one snapshot.
+        try:
+            conn = self._conn()
             out: dict[str, tuple[Meta | None, list[bytes | None]]] = {}
             for view, wanted in keys.items():
-                meta = metas.get(view)
-                if meta is None:
-                    out[view] = (None, [None] * len(wanted))
-                    continue
-                distinct = list(dict.fromkeys(wanted))
+                meta: Meta | None = None
                 found: dict[str, bytes] = {}
-                for lo in range(0, len(distinct), 500):
-                    part = distinct[lo : lo + 500]
+                for lo in range(0, max(len(wanted), 1), 500):
+                    part = wanted[lo : lo + 500]
                     marks = ", ".join("?" * len(part))
-                    found.update(
-                        c.execute(
-                            "SELECT key, state FROM lifecycle_window_state WHERE project = ? "
-                            f"AND view = ? AND gen = ? AND key IN ({marks})",
-                            (self.project, view, meta.gen, *part),
-                        ).fetchall()
-                    )
+                    rows = conn.execute(
+                        "SELECT m.gen, m.t0, m.base, m.digest, s.key, s.state "
+                        "FROM lifecycle_window_meta m LEFT JOIN lifecycle_window_state s "
+                        "ON s.project = m.project AND s.view = m.view AND s.gen = m.gen "
+                        f"AND s.key IN ({marks}) WHERE m.project = ? AND m.view = ?",
+                        (*part, self.project, view),
+                    ).fetchall()
+                    for gen, t0, base, digest, key, state in rows:
+                        if meta is not None and meta.gen != gen:  # published between parts
+                            return self.read(keys)
+                        meta = Meta(gen, t0, base, digest)
+                        if key is not None:
+                            found[key] = state
                 out[view] = (meta, [found.get(k) for k in wanted])
             return out
-
-        return dict(self._run(fn))
+        except sqlite3.Error as exc:
+            raise StoreError(f"The online window state ({self.path}) failed: {exc}") from exc
 
 
 _READ = """

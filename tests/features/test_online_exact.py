@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import EXAMPLE_REPO, redis_yaml, set_project
@@ -213,6 +213,17 @@ def _reset(repo, log: list[tuple]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(scenario=_scenario())
+@example(  # a new entity's only frame, out of time order within its batch
+    scenario=(
+        [(1, "b", 0, "ok", None, None)],
+        0,
+        [
+            [(1, "a", 0, "ok", None, None)] * 4
+            + [(1, "a", 1, "ok", 2.0, 1), (1, "a", 0, "warn", None, 3)]
+        ],
+        [0, 1],
+    )
+)
 def test_online_equals_the_oracle_after_pushes(sensors, scenario):
     from framework.features.materialize import write_window_states
     from framework.features.online import get_online_features
