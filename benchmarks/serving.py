@@ -178,7 +178,7 @@ def bench_online(repo, end, requests: int, rounds: int) -> list[dict]:
             repo.data_dir / "users.parquet", columns=["user_id"]
         ).user_id.to_numpy()
         rng = np.random.default_rng(0)
-        at = int(end.timestamp())
+        at = int(end.timestamp()) + 3600  # an hour after the materialization: windows slid
         for size in (1, 100):
             clients = {
                 "ours": Client(ours_port, "/predict"),

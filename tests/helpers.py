@@ -81,6 +81,12 @@ def set_registry(text: str) -> str:
     pattern = r"(?m)^  path: (\$\{LIFECYCLE_REGISTRY_URL\}|postgresql\+psycopg://\S+)$"
     out, n = re.subn(pattern, f"  path: {url}", text)
     assert n == 1, text
+    # One idle connection per repo's registry (SQLAlchemy keeps 5 by default): a run
+    # makes dozens of repos, and PostgreSQL takes 100 clients.
+    out, n = re.subn(
+        r"(?m)^    pool_pre_ping: true$", "    pool_pre_ping: true\n    pool_size: 1", out
+    )
+    assert n == 1, out
     return out
 
 
