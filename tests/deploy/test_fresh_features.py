@@ -111,3 +111,25 @@ def test_cli_reads_at_a_chosen_time_and_refuses_one_before_the_materialization(s
         repo, "features", "online", "--entity", f"user_id={user}", "--at", "2025-09-01T00:00:00Z"
     )
     assert early.exit_code == 2 and "before the last materialization" in early.output
+
+
+def test_cli_ingest_counts_online_at_once(served, tmp_path):
+    repo, _ = served
+    user = user_ids(repo)[2]
+    at = T + pd.Timedelta(hours=2)
+    before = _online(repo, user, at, ["user_page_views_google_count_7d"])
+    path = tmp_path / "new.csv"
+    event = {
+        "user_id": user,
+        "event_timestamp": (T + pd.Timedelta(hours=1)).isoformat(),
+        "event_type": "page_view",
+        "source": "google",
+        "amount": None,
+    }
+    pd.DataFrame([event, event]).to_csv(path, index=False)
+    out = cli(repo, "events", "ingest", str(path))
+    assert out.exit_code == 0 and "count them now" in out.output, out.output
+    after = _online(repo, user, at, ["user_page_views_google_count_7d"])
+    assert after["user_page_views_google_count_7d"] == (
+        before["user_page_views_google_count_7d"] + 2
+    )
