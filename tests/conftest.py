@@ -36,6 +36,7 @@ from tests.helpers import (
     production,
     redis_unavailable,
     serve_app,
+    spark_unavailable,
 )
 
 
@@ -111,6 +112,17 @@ def redis_server() -> str:
     client.flushdb()
     yield REDIS
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def spark_runtime() -> None:
+    """pyspark and Java are here; skips with the reason otherwise (fails when
+    LIFECYCLE_REQUIRE_SPARK is set, as in CI)."""
+    reason = spark_unavailable()
+    if reason:
+        if os.environ.get("LIFECYCLE_REQUIRE_SPARK"):
+            pytest.fail(f"LIFECYCLE_REQUIRE_SPARK is set but {reason}")
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -181,6 +181,40 @@ def sqlite_yaml(repo: Path) -> Path:
     return path
 
 
+SPARK_OFFLINE = """offline_store:
+  type: spark
+  spark_conf:
+    spark.master: "local[2]"
+    spark.sql.shuffle.partitions: "4"
+    spark.default.parallelism: "2"
+    spark.driver.memory: "1g"
+batch_engine:
+  type: spark.engine
+"""
+
+
+def spark_yaml(repo: Path) -> Path:
+    """The Spark profile of ``repo``: its feature_store.yaml (the test profile's online
+    store and registry) with Feast's Spark offline store and engine, in local[2] mode."""
+    text = (repo / "feature_store.yaml").read_text()
+    out, n = re.subn(r"(?m)^offline_store:\n  type: duckdb\n", SPARK_OFFLINE, text)
+    assert n == 1, text
+    path = repo / "feature_store.spark-test.yaml"
+    path.write_text(out)
+    return path
+
+
+def spark_unavailable() -> str | None:
+    """Why the Spark tests cannot run here (None: they can)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install -c constraints.txt -e '.[dev,spark]')"
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        return "no Java runtime on PATH (Spark needs Java 17: openjdk-17-jre-headless)"
+    return None
+
+
 def redis_unavailable() -> str | None:
     try:
         import redis

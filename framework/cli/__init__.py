@@ -62,7 +62,8 @@ class _Group(click.Group):
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     envvar="LIFECYCLE_FS_YAML",
-    help="Use another Feast config, e.g. feature_store.production.yaml. Env: LIFECYCLE_FS_YAML.",
+    help="Use another Feast config, e.g. feature_store.production.yaml (Redis, PostgreSQL) "
+    "or feature_store.spark.yaml (Spark). Env: LIFECYCLE_FS_YAML.",
 )
 @click.version_option(package_name="lifecycle-framework")
 @click.pass_context

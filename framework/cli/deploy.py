@@ -145,6 +145,14 @@ class Horizon(click.ParamType):  # type: ignore[type-arg]  # generic in click's 
     "label's horizon). One row per entity and target day goes to the table `forecasts`.",
 )
 @db_option("Where to write the run")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Spark profile only: write the run to this partitioned parquet dataset "
+    "(<output>/problem=P/model_version=V/as_of=T/) instead of the database, for "
+    "populations a database should not hold.",
+)
 @pass_ctx
 def predict(
     obj: Context,
@@ -153,17 +161,21 @@ def predict(
     entities_path: Path | None,
     horizon: int | None,
     db: str | None,
+    output: Path | None,
 ) -> None:
     """Batch-score PROBLEM as of a time and write the run to the table `predictions`
     (a forecast problem: to the table `forecasts`, one row per entity and target day).
 
     A run is one transaction; rerunning the same problem, model version and
-    as-of replaces the earlier run.
+    as-of replaces the earlier run. On the Spark profile (LIFECYCLE_FS_YAML=
+    feature_store.spark.yaml) the population is joined and scored on Spark.
 
     \b
     Examples:
       lifecycle predict churn --as-of 2025-12-01T00:00:00Z
       lifecycle predict demand --as-of 2025-12-01T00:00:00Z --horizon 365d
+      lifecycle --fs-yaml feature_repo/feature_store.spark.yaml predict churn \\
+          --as-of 2025-12-01T00:00:00Z --output data/scores
     """
     from framework.collect.checks import read_table
     from framework.deploy.batch import predict_batch
@@ -185,6 +197,12 @@ def predict(
     if forecast:
         from framework.deploy.forecast import predict_forecast
 
+        if output is not None:
+            raise click.BadParameter(
+                "forecasts go to the table `forecasts`; --output is for batch scores.",
+                param_hint="--output",
+            )
+
         run = predict_forecast(
             obj.repo, problem, as_of, horizon_days=horizon, entities=entities, db=db
         )
@@ -194,7 +212,7 @@ def predict(
             param_hint="--horizon",
         )
     else:
-        run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db)
+        run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db, output=output)
     elapsed = time.perf_counter() - t0
     replaced = f", replacing {run.replaced:,} rows of the earlier run" if run.replaced else ""
     what = "forecast rows (entity x target day)" if forecast else "predictions"

@@ -161,9 +161,22 @@ class FeatureRepo:
                 "Set them (see the comments at the top of that file)."
             )
         try:
-            return FeatureStore(repo_path=str(self.path), fs_yaml_file=self.fs_yaml)
+            store = FeatureStore(repo_path=str(self.path), fs_yaml_file=self.fs_yaml)
         except Exception as exc:  # pydantic / yaml errors from Feast's config loader
             raise ConfigError(f"{self.fs_yaml} is not a valid Feast configuration: {exc}") from exc
+        if getattr(store.config.offline_store, "type", "") == "spark":
+            import warnings
+
+            # Feast warns that its Spark source is "experimental" at every registry read.
+            warnings.filterwarnings("ignore", r"The spark .* experimental", RuntimeWarning)
+        return store
+
+    @property
+    def spark(self) -> bool:
+        """Does the repo select the Spark profile (``offline_store: type: spark``)?"""
+        from framework.common.spark import is_spark
+
+        return is_spark(self.store.config)
 
     @cached_property
     def contents(self) -> RepoContents:
@@ -465,11 +478,10 @@ def _with_columns(contract: SourceContract, other: SourceContract) -> SourceCont
 
 def infer_contract(source: EventSource) -> SourceContract:
     """The contract a log file implies: its columns' kinds, all nullable but the timestamp."""
-    import pyarrow.parquet as pq
-
     from framework.declare.contracts import SourceContract, kind_of
+    from framework.declare.windows import parquet_schema
 
-    schema = pq.read_schema(source.path)
+    schema = parquet_schema(source.path)
     columns = {f.name: kind_of(f.type) or "string" for f in schema}
     nullable = [c for c in columns if c != source.timestamp_field and c not in source.keys]
     return SourceContract(source=source.name, columns=columns, nullable=nullable)

@@ -259,12 +259,22 @@ def _kind_of_arrow(typ: Any) -> str:
     return "string"
 
 
-def source_kinds(path: str | Path) -> dict[str, str]:
-    """The kind of every column of a parquet file ({} when the file is not there yet)."""
+def parquet_schema(path: str | Path) -> Any:
+    """The arrow schema of a parquet file, or of a directory of them (a partitioned log:
+    hive partitions are columns); raises OSError or ValueError when there is none."""
     import pyarrow.parquet as pq
 
+    if Path(path).is_dir():
+        import pyarrow.dataset as ds
+
+        return ds.dataset(str(path), format="parquet", partitioning="hive").schema
+    return pq.read_schema(path)
+
+
+def source_kinds(path: str | Path) -> dict[str, str]:
+    """The kind of every column of a parquet file or directory ({} when not there yet)."""
     try:
-        schema = pq.read_schema(path)
+        schema = parquet_schema(path)
     except (OSError, ValueError):
         return {}
     return {f.name: _kind_of_arrow(f.type) for f in schema}

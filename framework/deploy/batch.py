@@ -38,10 +38,10 @@ import pandas as pd
 from framework.common.times import to_utc
 from framework.declare.repo import FeatureRepo
 from framework.deploy.bulk import BulkInsert
-from framework.errors import DataError, StoreError
+from framework.errors import ConfigError, DataError, StoreError
 from framework.models import scoring
 
-__all__ = ["BatchRun", "key_columns", "predict_batch"]
+__all__ = ["BatchRun", "delete_run", "key_columns", "predict_batch"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,19 @@ def _prepare_table(sa: Any, engine: Any, table: Any, base: tuple[str, ...] = BAS
             )
 
 
+def delete_run(conn: Any, table: Any, problem: str, version: str, as_of: datetime) -> int:
+    """Delete the run of (problem, model version, as-of) from ``table`` inside the caller's
+    transaction (a rerun replaces it); return the rows deleted."""
+    result = conn.execute(
+        table.delete().where(
+            table.c.problem == problem,
+            table.c.model_version == version,
+            table.c.as_of == as_of,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
 def _entity_rows(entities: Any, kinds: dict[str, str], problem: str) -> pd.DataFrame:
     """The given entities as typed key columns: a frame with the key columns, a list of
     dicts, or (one key) a list of values."""
@@ -167,11 +180,15 @@ def predict_batch(
     *,
     entities: Any = None,
     db: str | Path | None = None,
+    output: str | Path | None = None,
 ) -> BatchRun:
     """Score entities as of ``as_of`` with the production model and write one run.
 
     ``entities``: a frame (or list of dicts) with the problem's key columns, or for a
-    single key a list of values; default: the spine rule's population at ``as_of``."""
+    single key a list of values; default: the spine rule's population at ``as_of``.
+    On the Spark profile, the population is scored on Spark
+    (:mod:`framework.deploy.batch_spark`), and ``output`` writes the run to a
+    partitioned parquet dataset instead of the database."""
     import sqlalchemy as sa
 
     from framework.common.keys import entity_texts
@@ -185,6 +202,23 @@ def predict_batch(
     declared = repo.problem(problem)
     ts = to_utc(as_of, "as-of time")
     artifact = registry_of(repo).get(declared.name)
+    if repo.spark:
+        from framework.deploy.batch_spark import predict_batch_spark
+
+        return predict_batch_spark(
+            repo,
+            declared,
+            artifact,
+            ts,
+            entities=entities,
+            db=str(db) if db else None,
+            output=str(output) if output else None,
+        )
+    if output is not None:
+        raise ConfigError(
+            "A parquet output of batch predictions needs the Spark profile "
+            "(offline_store: type: spark); on one machine they go to the database."
+        )
     meta = artifact.meta
     kinds = repo.key_kinds(declared)
     keys = list(kinds)
@@ -237,13 +271,7 @@ def predict_batch(
         insert = BulkInsert(engine, table)
         params = insert.columnar(columns, n)
         with engine.begin() as conn:  # one transaction: nothing is visible until it commits
-            replaced = conn.execute(
-                table.delete().where(
-                    table.c.problem == declared.name,
-                    table.c.model_version == artifact.version,
-                    table.c.as_of == ts.to_pydatetime(),
-                )
-            ).rowcount
+            replaced = delete_run(conn, table, declared.name, artifact.version, ts.to_pydatetime())
             insert.write(conn, params)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(

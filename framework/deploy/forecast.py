@@ -27,7 +27,7 @@ import pandas as pd
 from framework.common.times import to_utc
 from framework.declare.problems import DailyTotal
 from framework.declare.repo import FeatureRepo
-from framework.deploy.batch import BatchRun, _entity_rows, _prepare_table, key_columns
+from framework.deploy.batch import BatchRun, _entity_rows, _prepare_table, delete_run, key_columns
 from framework.deploy.bulk import BulkInsert
 from framework.errors import DataError, StoreError, ValidationError
 from framework.models import scoring
@@ -186,13 +186,9 @@ def write_forecasts(url: str, kinds: dict[str, str], columns: dict[str, Any], n:
         insert = BulkInsert(engine, table)
         params = insert.columnar(columns, n)
         with engine.begin() as conn:  # one transaction: nothing is visible until it commits
-            replaced = conn.execute(
-                table.delete().where(
-                    table.c.problem == columns["problem"],
-                    table.c.model_version == columns["model_version"],
-                    table.c.as_of == columns["as_of"],
-                )
-            ).rowcount
+            replaced = delete_run(
+                conn, table, columns["problem"], columns["model_version"], columns["as_of"]
+            )
             insert.write(conn, params)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"Writing forecasts to {url.split('@')[-1]} failed: {exc}") from exc

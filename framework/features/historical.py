@@ -94,10 +94,21 @@ def _through_feast(
     features = feature_refs(views)
     edf = df.copy()
     edf["__row"] = np.arange(len(edf))
+    if repo.spark:  # Feast's Spark offline store joins on our session (UTC, Arrow)
+        from framework.common.spark import spark_errors, spark_session
+
+        spark_session(store.config)
+        with spark_errors("joining the features point in time"):
+            result = store.get_historical_features(entity_df=edf, features=features).to_df()
+        return _in_order(result, views)
     try:
         result = store.get_historical_features(entity_df=edf, features=features).to_df()
     except Exception as exc:
         raise StoreError(f"Feast get_historical_features failed: {exc}") from exc
+    return _in_order(result, views)
+
+
+def _in_order(result: pd.DataFrame, views: list[ViewFeatures]) -> dict[str, Any]:
     result = result.sort_values("__row").reset_index(drop=True)
     return {n: result[n].to_numpy() for vf in views for n in vf.features}
 

@@ -147,18 +147,27 @@ def write_window_states(
     tokens = [file_token(n) for n in merged]
     published: dict[str, int] = {}
     written: dict[str, int] = {}
+    spark = repo.spark
     for spec in online_specs(repo):
         if not Path(spec.source_path).exists():
             continue
-        by_key = materialized_states(spec, spec.source_path, t0)
         gen = states.new_generation(spec.name)
-        states.write_states(spec.name, gen, by_key)
+        if spark:
+            from framework.features.materialize_spark import spark_window_states
+
+            batches = spark_window_states(repo, spec, t0)
+        else:
+            batches = iter([materialized_states(spec, spec.source_path, t0)])
+        count = 0
+        for by_key in batches:
+            states.write_states(spec.name, gen, by_key)
+            count += len(by_key)
         meta = Meta(gen, t0, base_time(spec, t0), spec_digest(spec))
         states.publish(spec.name, meta, tokens)
         published[spec.name] = gen
-        written[spec.name] = len(by_key)
+        written[spec.name] = count
         if progress:
-            progress(f"{spec.name} (online state)", len(by_key), len(by_key))
+            progress(f"{spec.name} (online state)", count, count)
     if published:
         replay_inbox(repo, states)
     for view, gen in published.items():
@@ -191,6 +200,12 @@ def materialize(
         if merged:  # appended events count in the windows from this run on
             build_tables(repo, lambda _msg: None)
         result = MaterializeResult(start=start_ts, end=end_ts, merged_events=merged)
+        if repo.spark:  # Feast's Spark engine writes the values (and records the interval)
+            from framework.features.materialize_spark import spark_online_rows
+
+            result.rows.update(spark_online_rows(repo, start_ts, end_ts, progress))
+            result.states.update(write_window_states(repo, end_ts, names, progress))
+            return result
         sqlite = None
         try:
             for view in repo.feature_views:

@@ -198,6 +198,14 @@ def finish(df: pd.DataFrame, views: list[ViewFeatures]) -> pd.DataFrame:
     return df
 
 
+def finish_columns(df: pd.DataFrame, types: list[tuple[str, str, bool]]) -> pd.DataFrame:
+    """``finish`` from a plain plan: (feature, Feast type name, zero fill) per feature
+    (what an executor gets, instead of the views)."""
+    for name, typ, zero_fill in types:
+        df[name] = _typed_series(df[name], typ, zero_fill)
+    return df
+
+
 def _typed_series(col: pd.Series, typ: str, zero_fill: bool) -> Any:
     if zero_fill:
         return col.fillna(0).astype(_ZERO[typ])

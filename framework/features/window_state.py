@@ -244,9 +244,13 @@ def _check_keys(table: Any, spec: WindowSpec, what: str) -> None:
         raise DataError(f"Events of {what} have null values in {spec.timestamp_field!r}.")
 
 
-def materialized_states(spec: WindowSpec, path: str | Path, t0_us: int) -> dict[str, bytes]:
-    """The state of every entity of ``spec`` for a materialization at ``t0_us``."""
-    events = _inputs_sql(spec, _parquet([str(path)]))
+def materialized_states(
+    spec: WindowSpec, path: str | Path, t0_us: int, table: pa.Table | None = None
+) -> dict[str, bytes]:
+    """The state of every entity of ``spec`` for a materialization at ``t0_us``: of the
+    events in ``path``, or in ``table`` (the raw columns and ``file_row_number``)."""
+    events = _inputs_sql(spec, "events" if table is not None else _parquet([str(path)]))
+    given = {"events": table} if table is not None else {}
     b = base_time(spec, t0_us)
     keys = ", ".join(_q("key_" + k) for k in spec.entity_keys)
     names = _input_names(spec)
@@ -254,6 +258,7 @@ def materialized_states(spec: WindowSpec, path: str | Path, t0_us: int) -> dict[
         f"WITH ev AS ({events}) SELECT {', '.join([keys, 't', *names])} "
         f"FROM ev WHERE t > {b} ORDER BY {keys}, t, r",
         repr(spec.name),
+        **given,
     )
     _check_keys(recent, spec, repr(spec.name))
     bases: dict[str, tuple] = {}
@@ -263,6 +268,7 @@ def materialized_states(spec: WindowSpec, path: str | Path, t0_us: int) -> dict[
             f"WITH ev AS ({events}) SELECT {keys}, {', '.join(fields)} "
             f"FROM ev WHERE t <= {b} GROUP BY ALL",
             repr(spec.name),
+            **given,
         )
         _check_keys(base, spec, repr(spec.name))
         values = [

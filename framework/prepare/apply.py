@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from framework.collect.checks import check_events, check_frame, read_table
 from framework.declare.contracts import SCHEMA_TAG, Column, SourceContract
 from framework.declare.repo import EventSource, FeatureRepo, infer_contract
 from framework.errors import DataError, StoreError
 from framework.prepare.window_tables import TableStats, build_window_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from framework.declare.windows import WindowSpec
 
 __all__ = ["ApplyResult", "apply", "build_tables", "check_inputs", "merge_inbox", "register"]
 
@@ -45,12 +51,20 @@ def _kind(dtype: object) -> str:
     return "string"
 
 
-def check_source(repo: FeatureRepo, source: EventSource) -> SourceContract:
-    """Check an event source's log against its contract (declared, or implied by the
-    file) and the columns its views read; return the contract to record."""
+def check_source(
+    specs: list[WindowSpec],
+    source: EventSource,
+    table: pa.Table | None = None,
+    unique: bool = True,
+) -> SourceContract:
+    """Check an event source's log (or ``table``, a part of it) against its contract
+    (declared, or implied by the file) and the columns its views read; return the
+    contract to record. ``specs``: the repo's window specs (those reading the source
+    must find their columns)."""
     from framework.declare.windows import check_columns
 
-    table = read_table(source.path, f"Event source {source.name!r}:")
+    if table is None:
+        table = read_table(source.path, f"Event source {source.name!r}:")
     declared = source.contract
     if declared is not None and declared.columns is not None:
         contract = declared
@@ -82,7 +96,7 @@ def check_source(repo: FeatureRepo, source: EventSource) -> SourceContract:
             allow_extra=True,
         )
     kinds = dict(contract.columns or {})
-    for spec in repo.declared_window_specs:
+    for spec in specs:
         if spec.source_name == source.name:
             check_columns(spec, kinds)
     check_events(
@@ -92,7 +106,7 @@ def check_source(repo: FeatureRepo, source: EventSource) -> SourceContract:
         timestamp_field=source.timestamp_field,
         keys=source.keys,
     )
-    if contract.event_id:
+    if contract.event_id and unique:
         check_frame(
             table,
             [Column(contract.event_id, kinds[contract.event_id])],
@@ -114,7 +128,12 @@ def check_inputs(repo: FeatureRepo) -> list[str]:
     checked: list[str] = []
     declared = {s.name: s for s in repo.contents.data_sources if isinstance(s, FileSource)}
     for source in repo.event_sources.values():
-        contract = check_source(repo, source)
+        if repo.spark:  # each partition of the log is checked on an executor
+            from framework.prepare.checks_spark import check_source_spark
+
+            contract = check_source_spark(repo, source)
+        else:
+            contract = check_source(repo.declared_window_specs, source)
         if source.name in declared:
             declared[source.name].tags[SCHEMA_TAG] = contract.to_json()
         checked.append(source.path)
@@ -155,10 +174,47 @@ def register(repo: FeatureRepo) -> list[str]:
         to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
             store.config.project, store.registry, contents
         )
+        if repo.spark:
+            to_apply = [_on_spark(o) for o in to_apply]
         store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     except Exception as exc:
         raise StoreError(f"Registering the declarations with Feast failed: {exc}") from exc
     return sorted(getattr(o, "name", str(o)) for o in to_apply)
+
+
+def _spark_source(src: Any) -> Any:
+    """The SparkSource that reads what a FileSource reads (Feast's Spark offline store
+    and engine read only SparkSources)."""
+    from feast import FileSource
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    if not isinstance(src, FileSource):
+        return src
+    return SparkSource(
+        name=src.name,
+        path=src.path,
+        file_format="parquet",
+        timestamp_field=src.timestamp_field,
+        created_timestamp_column=src.created_timestamp_column,
+        field_mapping=src.field_mapping,
+        description=src.description,
+        tags=src.tags,
+        owner=src.owner,
+    )
+
+
+def _on_spark(obj: Any) -> Any:
+    """A declared object as the Spark profile registers it: file sources become Spark
+    sources over the same parquet paths; everything else is unchanged."""
+    import copy
+
+    from feast import FeatureView
+
+    if isinstance(obj, FeatureView) and obj.batch_source is not None:
+        view = copy.copy(obj)
+        view.batch_source = _spark_source(obj.batch_source)
+        return view
+    return _spark_source(obj)
 
 
 def apply(
@@ -203,10 +259,20 @@ def build_tables(
 ) -> list[TableStats]:
     """Rebuild every declared window table from its events (caller holds the lock)."""
     tables = []
+    session = None
+    if repo.declared_window_specs and repo.spark:
+        from framework.common.spark import spark_session
+
+        session = spark_session(repo.store.config)
     for spec in repo.declared_window_specs:
-        say(f"building window table {spec.name}")
+        say(f"building window table {spec.name}" + (" on Spark" if session else ""))
         bar = (lambda d, n, v=spec.name: build_progress(v, d, n)) if build_progress else None
-        stats = build_window_table(spec, progress=bar)
+        if session is not None:
+            from framework.prepare.window_tables_spark import build_window_table_spark
+
+            stats = build_window_table_spark(spec, session)
+        else:
+            stats = build_window_table(spec, progress=bar)
         if stats.rows == 0:
             raise DataError(f"The window table of {spec.name!r} came out empty.")
         tables.append(stats)

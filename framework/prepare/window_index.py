@@ -13,9 +13,9 @@ its last change point <= t, so the answer is bit-identical to the table's.
 Files under ``<table>.parquet.win/``: ``keys.i64`` (entity key codes, sorted;
 ``keys.parquet`` maps codes to keys other than one integer column),
 ``offsets.i64`` (first event of each entity, plus the total), ``times.i64``
-(microseconds, UTC), per prefix column ``<col>.inc`` (inclusive chunk-local
+(microseconds, UTC), per prefix column ``<col>.inc`` (inclusive entity-local
 prefix at each event) and ``<col>.base`` (the prefix before each entity's first
-event), and ``manifest.json``, which ties them to the parquet file's size and
+event: 0), and ``manifest.json``, which ties them to the parquet file's size and
 mtime: a stale or missing index is never used.
 """
 
@@ -66,7 +66,7 @@ class Chunk:
     keys: np.ndarray  # the chunk's entity keys, sorted
     starts: np.ndarray  # first event of each entity, chunk-local
     times: np.ndarray  # event times (us), sorted by (entity, time)
-    prefixes: dict[str, np.ndarray]  # column -> exclusive chunk-local prefix sum (n + 1)
+    prefixes: dict[str, np.ndarray]  # column -> entity-local prefix sum (n + 1)
 
 
 class WindowIndexWriter:
@@ -94,7 +94,8 @@ class WindowIndexWriter:
         self._out("times.i64").write(chunk.times.astype(np.int64).tobytes())
         for col, prefix in chunk.prefixes.items():
             self._out(f"{col}.inc").write(prefix[1:].tobytes())
-            self._out(f"{col}.base").write(prefix[chunk.starts].tobytes())
+            # entity-local prefixes: 0 before each entity's first event
+            self._out(f"{col}.base").write(np.zeros(len(chunk.starts), prefix.dtype).tobytes())
         self.events += len(chunk.times)
         self.entities += len(chunk.keys)
 

@@ -45,7 +45,14 @@ from framework.declare.windows import PREFIX_FUNCTIONS, Aggregate, WindowSpec
 from framework.errors import DataError
 from framework.prepare.window_index import Chunk, WindowIndexWriter, remove_window_index
 
-__all__ = ["TableStats", "build_window_table", "compute_change_points", "table_schema"]
+__all__ = [
+    "TableStats",
+    "build_window_table",
+    "compute_change_points",
+    "parquet_sql",
+    "read_sorted_events",
+    "table_schema",
+]
 
 _CHUNK_EVENTS = 1 << 16  # small chunks reuse heap memory: 1.3x faster than 1 << 18
 US = 1_000_000
@@ -82,7 +89,23 @@ def _q(name: str) -> str:
 _SQL_KIND = {"int": "BIGINT", "string": "VARCHAR"}
 
 
-def _select_sql(spec: WindowSpec, path: str) -> str:
+def parquet_sql(path: str) -> tuple[str, list[str]]:
+    """DuckDB's reader of a parquet file or a directory of them (a partitioned log, hive
+    partitions as columns), and the columns that order its rows as written."""
+    quoted = "'" + path.replace("'", "''") + "'"
+    if os.path.isdir(path):
+        glob = "'" + os.path.join(path, "**", "*.parquet").replace("'", "''") + "'"
+        return (
+            f"read_parquet({glob}, filename = true, file_row_number = true, "
+            "hive_partitioning = true, union_by_name = true)",
+            ["filename", "file_row_number"],
+        )
+    return f"read_parquet({quoted}, file_row_number = true)", ["file_row_number"]
+
+
+def _select_sql(spec: WindowSpec, path: str | None) -> str:
+    """The events query; ``path=None`` reads the registered arrow table ``events`` (in
+    log order by its ``file_row_number`` column)."""
     keys = [
         f"CAST({_q(k)} AS {_SQL_KIND[spec.key_kinds.get(k, 'int')]}) AS {_q('key_' + k)}"
         for k in spec.entity_keys
@@ -107,9 +130,9 @@ def _select_sql(spec: WindowSpec, path: str) -> str:
         cols.append(f"COALESCE({cond} AND {col} IS NOT NULL, FALSE) AS m{i}")
         cols.append(f"{value} AS v{i}")
     order = [_q("key_" + k) for k in spec.entity_keys] + ["t"]
+    src, row_order = parquet_sql(path) if path is not None else ("events", ["file_row_number"])
     if any(a.function == "last" for a in spec.aggregates):
-        order.append("file_row_number")  # ties in time: the later row of the log is last
-    src = "read_parquet(" + "'" + path.replace("'", "''") + "', file_row_number = true)"
+        order += row_order  # ties in time: the later row of the log is last
     return f"SELECT {', '.join(cols)} FROM {src} ORDER BY {', '.join(order)}"
 
 
@@ -153,13 +176,17 @@ def _value_column(
         ev.cols[f"v{i}"] = np.asarray(filled.cast(pa.int64()).to_numpy(), dtype=np.int64)
 
 
-def _read_sorted_events(spec: WindowSpec, path: str) -> Events:
+def read_sorted_events(spec: WindowSpec, path: str, events: pa.Table | None = None) -> Events:
+    """The events of ``path`` (or of the arrow table ``events``, which has the raw
+    columns and ``file_row_number``), filtered, typed and sorted by (key, time)."""
     import duckdb
 
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        table = con.sql(_select_sql(spec, path)).to_arrow_table()
+        if events is not None:
+            con.register("events", events)
+        table = con.sql(_select_sql(spec, None if events is not None else path)).to_arrow_table()
     except duckdb.Error as exc:
         raise DataError(f"Could not read events for {spec.name!r} from {path}: {exc}") from exc
     finally:
@@ -201,6 +228,36 @@ def _prefix(values: np.ndarray, dtype: type) -> np.ndarray:
     out[0] = 0
     np.cumsum(values, dtype=dtype, out=out[1:])
     return out
+
+
+def _entity_prefix(
+    values: np.ndarray, dense: np.ndarray, starts: np.ndarray, dtype: type
+) -> np.ndarray:
+    """Q (n + 1): Q[x] is the sum of the entity's events from its first up to x - 1, for
+    x past the entity's first event (read with :func:`_prefix_at`).
+
+    Entity-local, so a float sum depends only on the entity's own events in log order,
+    not on which other entities share its chunk: every build of the table (DuckDB or
+    Spark, any chunking) gives the same bits. Integers: one cumulative sum minus each
+    entity's offset (exact); floats: a cumulative sum per entity (pandas' grouped
+    cumsum, one sequential pass)."""
+    out: np.ndarray = np.empty(len(values) + 1, dtype=dtype)
+    out[0] = 0
+    if np.issubdtype(dtype, np.integer):
+        total: np.ndarray = np.cumsum(values, dtype=dtype)
+        before: np.ndarray = np.concatenate([[0], total[starts[1:] - 1]]).astype(dtype)
+        out[1:] = total - before[dense]
+    else:
+        import pandas as pd
+
+        series = pd.Series(np.asarray(values, dtype=dtype))
+        out[1:] = series.groupby(dense, sort=False).cumsum().to_numpy()
+    return out
+
+
+def _prefix_at(prefix: np.ndarray, x: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The entity-local prefix at positions ``x`` (0 at the entity's ``first`` event)."""
+    return np.where(x > first, np.take(prefix, x, mode="clip"), 0)
 
 
 @dataclass(frozen=True)
@@ -370,13 +427,16 @@ def _chunk_table(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Sche
         columns.update(ev.keymap.decode(codes))
     cols = {name: col[lo:hi] for name, col in ev.cols.items()}
     prefixes = {
-        name: _prefix(cols[name], np.int32 if name[0] == "c" else np.float64)
+        name: _entity_prefix(
+            cols[name], dense, pts.starts, np.int32 if name[0] == "c" else np.float64
+        )
         for name in cols
         if name[0] in "cs"
     }
+    first = pts.starts[pts.ent]  # the first event of each point's entity
     for i, agg in enumerate(spec.aggregates):
         if agg.function in PREFIX_FUNCTIONS:
-            columns.update(_aggregate_columns(spec, agg, i, prefixes, pts.enters, pts.lows))
+            columns.update(_aggregate_columns(spec, agg, i, prefixes, pts.enters, pts.lows, first))
             continue
         if agg.function in ("min", "max"):
             parts = _extreme_columns(spec, agg, i, cols, pts)
@@ -434,24 +494,25 @@ def _aggregate_columns(
     prefixes: dict[str, np.ndarray],
     enters: np.ndarray,
     leaves: list[np.ndarray],
+    first: np.ndarray,
 ) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     counts = prefixes.get(f"c{i}")
     sums = prefixes.get(f"s{i}")
-    c_now = None if counts is None else np.take(counts, enters, mode="clip")
-    s_now = None if sums is None else np.take(sums, enters, mode="clip")
+    c_now = None if counts is None else _prefix_at(counts, enters, first)
+    s_now = None if sums is None else _prefix_at(sums, enters, first)
     for w, left in zip(spec.windows, leaves, strict=True):
         name = spec.feature_name(agg, w)
         if counts is None or c_now is None:  # every event counts: no prefix needed
             n = (enters - left).astype(np.int32)
         else:
-            n = c_now - np.take(counts, left, mode="clip")
+            n = (c_now - _prefix_at(counts, left, first)).astype(np.int32)
         if agg.function == "count":
             out[name] = n
             continue
         if sums is None or s_now is None:
             raise DataError(f"{name}: the build kept no sums for a {agg.function} aggregate.")
-        total = s_now - np.take(sums, left, mode="clip")
+        total = s_now - _prefix_at(sums, left, first)
         if agg.function == "sum":
             out[name] = total.astype(np.int64) if spec.output_kind(agg) == "int" else total
         else:
@@ -525,7 +586,7 @@ def compute_change_points(
     Chunks are computed on two threads (numpy releases the GIL) while the caller
     consumes earlier ones; at most four chunks are in flight.
     """
-    ev = events if events is not None else _read_sorted_events(spec, str(events_path))
+    ev = events if events is not None else read_sorted_events(spec, str(events_path))
     schema = table_schema(spec)
     n = len(ev.k)
     bounds = _chunk_bounds(ev.k, chunk_events)
@@ -563,7 +624,7 @@ def build_window_table(
     entities = 0
     events = 0
     schema = table_schema(spec)
-    ev = _read_sorted_events(spec, str(events_path))
+    ev = read_sorted_events(spec, str(events_path))
     # The compact index answers counts, sums and means; other views are read from the table.
     sidecar = WindowIndexWriter(out, spec, ev.keymap) if spec.prefix_only else None
     try:

@@ -40,13 +40,31 @@ def cli_repo(tmp_path_factory):
 
 
 def test_help_is_light_and_teaches():
-    code = "import sys, framework.cli; print(sorted(m for m in ('feast', 'pandas', 'duckdb', 'great_expectations', 'lightgbm') if m in sys.modules))"
+    code = "import sys, framework.cli; print(sorted(m for m in ('feast', 'pandas', 'duckdb', 'great_expectations', 'lightgbm', 'pyspark') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     for command in ("example-data", "apply", "materialize", "features", "demo"):
         assert command in result.output
+
+
+def test_the_single_machine_path_never_imports_pyspark(cli_repo):
+    code = (
+        "import sys; from framework.declare.repo import FeatureRepo; "
+        "from framework.prepare.apply import apply; "
+        "from framework.features.materialize import materialize; "
+        "from framework.features.historical import get_historical_features; "
+        "import pandas as pd; "
+        f"r = FeatureRepo({str(cli_repo)!r}); apply(r); "
+        "materialize(r, end='2025-12-01T00:00:00Z'); "
+        "get_historical_features(r, pd.DataFrame({'user_id': [1], "
+        "'event_timestamp': [pd.Timestamp('2025-11-01', tz='UTC')]}), 'churn_model_v1'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_example_data_and_apply_outputs(cli_repo):
