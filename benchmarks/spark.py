@@ -82,7 +82,7 @@ def _repos(size: int) -> tuple[Path, Path]:
 CHILD = r"""
 import json, os, resource, sys, threading, time
 import numpy as np, pandas as pd
-path, rows_n, models = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, models = sys.argv[1], sys.argv[3]
 from framework.declare.repo import FeatureRepo
 from framework.prepare.apply import apply, build_tables
 from framework.features.historical import get_historical_features
@@ -106,6 +106,16 @@ threading.Thread(target=sample, daemon=True).start()
 
 repo = FeatureRepo(path)
 out = {}
+
+def shuffled():  # bytes written to shuffle so far (Spark's REST API of its UI)
+    if not repo.spark:
+        return 0
+    import requests
+    from framework.common.spark import spark_session
+    sc = spark_session(repo.store.config).sparkContext
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/stages"
+    return sum(st.get("shuffleWriteBytes", 0) for st in requests.get(url, timeout=30).json())
+
 t0 = time.perf_counter()
 if repo.spark:
     from framework.common.spark import spark_session
@@ -113,6 +123,7 @@ if repo.spark:
 out["startup_s"] = time.perf_counter() - t0
 spec = next(s for s in repo.declared_window_specs if s.name == "user_activity")
 apply(repo)  # checks, every table, registration (the other tables are small)
+s0 = shuffled()
 t0 = time.perf_counter()
 if repo.spark:
     from framework.prepare.window_tables_spark import build_window_table_spark
@@ -122,26 +133,21 @@ else:
     from framework.prepare.window_tables import build_window_table
     stats = build_window_table(spec)
 out["build_s"] = time.perf_counter() - t0
+s1 = shuffled(); out["build_shuffle_mb"] = (s1 - s0) / 2**20
 out["events"], out["table_rows"] = stats.events, stats.rows
-events = pd.read_parquet(spec.source_path, columns=["user_id", "event_timestamp"])
-rng = np.random.default_rng(0)
-users = events.user_id.unique()
-lo, hi = events.event_timestamp.min(), events.event_timestamp.max()
-span = int((hi - lo).total_seconds())
-rows = pd.DataFrame({
-    "user_id": rng.choice(users, rows_n),
-    "event_timestamp": lo + pd.to_timedelta(rng.integers(0, span, rows_n), unit="s"),
-})
-del events
+rows = pd.read_parquet(sys.argv[4])  # the entity rows (made by the parent, once)
+hi = pd.Timestamp(sys.argv[5])  # the last event
 t0 = time.perf_counter()
 frame = get_historical_features(repo, rows, "churn_model_v1")
 out["retrieval_s"] = time.perf_counter() - t0
+s2 = shuffled(); out["retrieval_shuffle_mb"] = (s2 - s1) / 2**20
 out["retrieval_rows"] = len(frame)
 out["retrieval_checksum"] = float(frame["user_events_count_30d"].sum())
 del frame
 t0 = time.perf_counter()
 result = materialize(repo, end=hi)
 out["materialize_s"] = time.perf_counter() - t0
+s3 = shuffled(); out["materialize_shuffle_mb"] = (s3 - s2) / 2**20
 out["materialized"] = sum(result.rows.values())
 import shutil
 from pathlib import Path
@@ -152,6 +158,7 @@ db = f"sqlite:///{path}/data/bench-predictions.db"
 t0 = time.perf_counter()
 run = predict_batch(repo, "churn", hi, db=db)
 out["predict_s"] = time.perf_counter() - t0
+out["predict_shuffle_mb"] = (shuffled() - s3) / 2**20
 out["predicted"] = run.rows
 import sqlalchemy as sa
 engine = sa.create_engine(db)
@@ -182,10 +189,32 @@ def _models(size: int, single: Path) -> Path:
     return models
 
 
-def _child(path: Path, rows: int, models: Path) -> dict:
+def _entity_rows(size: int, n: int) -> tuple[Path, str]:
+    """``n`` random (user, time) rows over the log's span, written once; the last event."""
+    import numpy as np
+    import pandas as pd
+
+    events = pd.read_parquet(
+        WORK / f"e{size}" / "data" / "events.parquet", columns=["user_id", "event_timestamp"]
+    )
+    lo, hi = events.event_timestamp.min(), events.event_timestamp.max()
+    path = WORK / f"e{size}" / f"rows-{n}.parquet"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        span = int((hi - lo).total_seconds())
+        pd.DataFrame(
+            {
+                "user_id": rng.choice(events.user_id.unique(), n),
+                "event_timestamp": lo + pd.to_timedelta(rng.integers(0, span, n), unit="s"),
+            }
+        ).to_parquet(path)
+    return path, hi.isoformat()
+
+
+def _child(path: Path, rows: tuple[Path, str], models: Path) -> dict:
     env = {**os.environ, "LIFECYCLE_MODEL_KEY": os.environ.get("LIFECYCLE_MODEL_KEY", "bench")}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(rows), str(models)],
+        [sys.executable, "-c", CHILD, str(path), "", str(models), str(rows[0]), rows[1]],
         capture_output=True,
         text=True,
         env=env,
@@ -208,25 +237,39 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         single, spark = _repos(size)
         models = models or _models(size, single)
-        a = _child(single, args.rows, models)
-        b = _child(spark, args.rows, models)
+        rows = _entity_rows(size, args.rows)
+        a = _child(single, rows, models)
+        b = _child(spark, rows, models)
         for key in ("events", "table_rows", "retrieval_rows", "materialized", "predicted"):
             assert a[key] == b[key], (key, a[key], b[key])
         for key in ("retrieval_checksum", "score_sum"):
             assert abs(a[key] - b[key]) <= 1e-9 * max(1.0, abs(a[key])), (key, a[key], b[key])
         results.append((size, a, b))
         n = a["events"]
-        print(f"\n{n:,} events ({a['predicted']:,} users scored), Spark start-up "
-              f"{b['startup_s']:.1f} s (not counted)")
-        print(f"{'step':<12} {'DuckDB s':>9} {'Spark s':>9} {'Spark/DuckDB':>12} "
-              f"{'DuckDB ns/event':>15} {'Spark ns/event':>14}")
+        print(
+            f"\n{n:,} events ({a['predicted']:,} users scored), Spark start-up "
+            f"{b['startup_s']:.1f} s (not counted)"
+        )
+        print(
+            f"{'step':<12} {'DuckDB s':>9} {'Spark s':>9} {'Spark/DuckDB':>12} "
+            f"{'DuckDB ns/event':>15} {'Spark ns/event':>14}"
+        )
         for step in ("build", "retrieval", "materialize", "predict"):
             x, y = a[f"{step}_s"], b[f"{step}_s"]
-            print(f"{step:<12} {x:9.2f} {y:9.2f} {y / x:12.2f} {x / n * 1e9:15.0f} "
-                  f"{y / n * 1e9:14.0f}")
-        print(f"peak memory: DuckDB process {a['peak_driver_mb']:,.0f} MB; Spark driver "
-              f"(Python) {b['peak_driver_mb']:,.0f} MB, JVM + Python workers "
-              f"{b['peak_children_mb']:,.0f} MB")
+            print(
+                f"{step:<12} {x:9.2f} {y:9.2f} {y / x:12.2f} {x / n * 1e9:15.0f} "
+                f"{y / n * 1e9:14.0f}"
+            )
+        moved = ", ".join(
+            f"{step} {b[step + '_shuffle_mb']:,.0f}"
+            for step in ("build", "retrieval", "materialize", "predict")
+        )
+        print(f"Spark shuffle written (MB): {moved}")
+        print(
+            f"peak memory: DuckDB process {a['peak_driver_mb']:,.0f} MB; Spark driver "
+            f"(Python) {b['peak_driver_mb']:,.0f} MB, JVM + Python workers "
+            f"{b['peak_children_mb']:,.0f} MB"
+        )
     print("\nJSON " + json.dumps([{"size": s, "duckdb": a, "spark": b} for s, a, b in results]))
 
 

@@ -9,6 +9,10 @@ engines give the same answer:
   with :mod:`framework.features.pit` over the views' parquet files, and on-demand views
   applied with their own transformation.
 
+On the Spark profile the views read Spark sources, so ``"auto"`` is Feast's engine:
+its Spark offline store joins on the process's session
+(:mod:`framework.common.spark`).
+
 After either engine: windowed counts and sums that come back null (no row at or
 before t, an expired row, an unknown entity) are 0, because that is their value;
 a windowed mean stays null. Types are those declared (integers of other views

@@ -239,8 +239,9 @@ def _entity_prefix(
     Entity-local, so a float sum depends only on the entity's own events in log order,
     not on which other entities share its chunk: every build of the table (DuckDB or
     Spark, any chunking) gives the same bits. Integers: one cumulative sum minus each
-    entity's offset (exact); floats: a cumulative sum per entity (pandas' grouped
-    cumsum, one sequential pass)."""
+    entity's offset (exact); floats: :func:`_segment_cumsum`, the plain left-to-right
+    sum per entity (monotone for non-negative summands, so a window of non-negative
+    values never comes out below 0)."""
     out: np.ndarray = np.empty(len(values) + 1, dtype=dtype)
     out[0] = 0
     if np.issubdtype(dtype, np.integer):
@@ -248,10 +249,33 @@ def _entity_prefix(
         before: np.ndarray = np.concatenate([[0], total[starts[1:] - 1]]).astype(dtype)
         out[1:] = total - before[dense]
     else:
-        import pandas as pd
+        out[1:] = _segment_cumsum(np.asarray(values, dtype=dtype), starts)
+    return out
 
-        series = pd.Series(np.asarray(values, dtype=dtype))
-        out[1:] = series.groupby(dense, sort=False).cumsum().to_numpy()
+
+_SHORT = 32  # entities up to this long are summed in vectorized rounds
+
+
+def _segment_cumsum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The inclusive cumulative sum of ``values`` restarting at each of ``starts``, added
+    left to right as ``np.cumsum`` does (the same bits): round j adds every entity's
+    j-th value at once; entities longer than ``_SHORT`` finish with one cumsum each."""
+    out = values.copy()
+    n = len(values)
+    lengths = np.diff(np.append(starts, n))
+    first = starts[lengths > 1]
+    lens = lengths[lengths > 1]
+    for j in range(1, min(_SHORT, int(lens.max(initial=0)))):
+        live = lens > j
+        first, lens = first[live], lens[live]
+        pos = first + j
+        out[pos] = out[pos - 1] + values[pos]
+    for s, length in zip(first.tolist(), lens.tolist(), strict=True):
+        if length > _SHORT:  # continue from the sum after _SHORT values
+            lo = s + _SHORT - 1
+            tail = values[lo : s + length].copy()
+            tail[0] = out[lo]
+            np.cumsum(tail, out=out[lo : s + length])
     return out
 
 
