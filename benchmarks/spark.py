@@ -80,7 +80,7 @@ def _repos(size: int) -> tuple[Path, Path]:
 
 
 CHILD = r"""
-import json, os, resource, sys, threading, time
+import json, os, sys, threading, time
 import numpy as np, pandas as pd
 path, models = sys.argv[1], sys.argv[3]
 from framework.declare.repo import FeatureRepo
@@ -90,10 +90,12 @@ from framework.features.materialize import materialize
 from framework.deploy.batch import predict_batch
 
 peak_children = [0]
-def sample():  # peak RSS of the JVM and Python workers (children of this process)
+peak_self = [0]
+def sample():  # peak RSS of this process, and of the JVM and Python workers (its children)
     import psutil
     me = psutil.Process()
     while True:
+        peak_self[0] = max(peak_self[0], me.memory_info().rss)
         total = 0
         for child in me.children(recursive=True):
             try:
@@ -165,7 +167,9 @@ engine = sa.create_engine(db)
 with engine.connect() as conn:
     out["score_sum"] = float(conn.execute(sa.text(
         "SELECT sum(score) FROM predictions WHERE run_id = :r"), {"r": run.run_id}).scalar())
-out["peak_driver_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# sampled, not ru_maxrss: a child started by fork + exec inherits the parent's RSS at
+# the fork in ru_maxrss (the parent may just have generated 50M events)
+out["peak_driver_mb"] = peak_self[0] / 2**20
 out["peak_children_mb"] = peak_children[0] / 2**20
 print("RESULT " + json.dumps(out))
 """
