@@ -23,6 +23,7 @@ from framework import (
     DailyTotal,
     EventSpine,
     Experiment,
+    Job,
     Problem,
     SourceContract,
     WindowedFeatureView,
@@ -185,4 +186,16 @@ ranking_ab = Experiment(
     per='event_type == "impression"',
     window_days=1,
     description="Does the model's order raise the click-through rate over popularity?",
+)
+
+# Every morning after the online store is loaded: four weeks of daily demand per product,
+# as of 06:00 UTC, into the table forecasts (declared here, beside the problem).
+forecast_demand = Job(
+    name="forecast_demand",
+    command="predict",
+    problem="demand",
+    horizon=28,
+    cron="0 6 * * *",
+    after="materialize",
+    description="Daily demand per product for the next 28 days.",
 )

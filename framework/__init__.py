@@ -6,7 +6,7 @@ scikit-learn until a name is used)::
 
     declare    WindowedFeatureView, Aggregate, LIFETIME, DateExpansions, SourceContract,
                Problem, NoEvents, AnyEvent, Count, Sum, Mean, LabelTable, Cutoffs,
-               WeeklyCutoffs, EventSpine, TableSpine, Monitoring, Experiment, FeatureRepo
+               WeeklyCutoffs, EventSpine, TableSpine, Monitoring, Experiment, Job, FeatureRepo
     collect    append_events
     prepare    apply
     features   get_historical_features, get_online_features, materialize
@@ -14,6 +14,7 @@ scikit-learn until a name is used)::
     training   build_training_set, validate, run_training
     deploy     create_app, predict_batch, experiment_report
     monitor    detect_drift, realized_performance, skew, retrain
+    schedule   run_due, backfill
 
 Each name's module is in ``_LAZY`` below; the exceptions are in :mod:`framework.errors`.
 """
@@ -34,6 +35,7 @@ _LAZY = {
     "LIFETIME": "framework.declare.windows",
     "Experiment": "framework.declare.experiments",
     "FeatureRepo": "framework.declare.repo",
+    "Job": "framework.declare.schedules",
     "Monitoring": "framework.declare.problems",
     "NoEvents": "framework.declare.problems",
     "AnyEvent": "framework.declare.problems",
@@ -71,6 +73,9 @@ _LAZY = {
     "realized_performance": "framework.monitor.performance",
     "skew": "framework.monitor.skew",
     "retrain": "framework.monitor.retrain",
+    # schedule
+    "run_due": "framework.schedule.runner",
+    "backfill": "framework.schedule.runner",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

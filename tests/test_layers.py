@@ -28,6 +28,7 @@ LAYERS = (
     "training",
     "deploy",
     "monitor",
+    "schedule",
     "cli",
 )
 

@@ -25,6 +25,7 @@ from framework.cli import (
     models,
     monitor,
     prepare,
+    schedule,
     training,
 )
 from framework.cli._shared import Context
@@ -103,6 +104,7 @@ for _command in (
     monitor.performance,
     monitor.skew_command,
     monitor.retrain,
+    schedule.schedule,
     demo.demo,
 ):
     main.add_command(_command)

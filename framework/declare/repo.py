@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from framework.declare.contracts import SourceContract
     from framework.declare.experiments import Experiment
     from framework.declare.problems import Problem
+    from framework.declare.schedules import Job
     from framework.declare.windows import WindowSpec
 
 __all__ = ["EventSource", "FeatureRepo"]
@@ -401,6 +402,27 @@ class FeatureRepo:
                     )
                 active[exp.problem] = exp.name
         return found
+
+    @cached_property
+    def jobs(self) -> dict[str, Job]:
+        """The scheduled jobs declared in the repo's Python files, by name, upstream
+        jobs first (checked: known problems and jobs, no cycle, coinciding ticks)."""
+        from framework.declare.schedules import Job, check_jobs, order
+
+        found = self._declared(Job, "jobs")
+        check_jobs(found, self.problems)
+        return {name: found[name] for name in order(found)}
+
+    def job(self, name: str) -> Job:
+        if name not in self.jobs:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self.jobs), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise FeatureRepoError(
+                f"Unknown job {name!r}; the repo declares {list(self.jobs)}.{hint}"
+            )
+        return self.jobs[name]
 
     def experiment(self, name: str) -> Experiment:
         if name not in self.experiments:

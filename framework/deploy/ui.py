@@ -1,7 +1,8 @@
 """The web pages of ``lifecycle serve``: an index of model cards and monitoring reports.
 
 ``GET /ui`` lists every registered model version (stage, metric, link to its
-card) and every report under ``<repo>/data/reports/`` (newest first). Names in
+card) and every report under ``<repo>/data/reports/`` (newest first);
+``GET /ui/jobs`` the declared jobs and their recent runs (``job_runs``). Names in
 URLs are checked against the naming rules before any path is built, so a
 request cannot reach a file outside the registry or the reports folder.
 """
@@ -18,7 +19,7 @@ from framework.declare.repo import FeatureRepo
 from framework.errors import NotFound
 from framework.training.card import STYLE
 
-__all__ = ["card_path", "file_page", "index_page", "report_path"]
+__all__ = ["card_path", "file_page", "index_page", "jobs_page", "report_path"]
 
 _PROBLEM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VERSION = re.compile(r"^v[0-9]{1,9}$")
@@ -90,5 +91,94 @@ def index_page(repo: FeatureRepo) -> str:
 {STYLE}</head><body><h1>Models</h1>
 <table><tr><th>problem</th><th>version</th><th>stage</th><th>winner</th><th>test</th>
 <th>created</th></tr>{"".join(rows)}</table>
+<p><a href='/ui/jobs'>Scheduled jobs and their runs</a></p>
 <h1>Monitoring reports</h1><ul>{reports or "<li>none yet: run <code>lifecycle monitor PROBLEM</code></li>"}</ul>
+</body></html>"""
+
+
+_STATUS_COLOUR = {
+    "succeeded": "#1a7f37",
+    "running": "#0969da",
+    "failed": "#cf222e",
+    "crashed": "#cf222e",
+    "abandoned": "#9a6700",
+    "skipped": "#9a6700",
+    "missed": "#6e7781",
+}
+
+
+def _when(ts: object) -> str:
+    from datetime import datetime
+
+    return ts.strftime("%Y-%m-%d %H:%M") if isinstance(ts, datetime) else "-"
+
+
+def _made(produced: dict) -> str:
+    parts = []
+    report = produced.get("report")
+    if isinstance(report, str) and "/" in report:
+        problem, name = report.split("/", 1)
+        if _PROBLEM.match(problem) and _REPORT.match(name):
+            parts.append(f"<a href='/ui/reports/{problem}/{name}'>report</a>")
+    for key, value in produced.items():
+        if key == "report" or isinstance(value, dict | list):
+            continue
+        text = str(value)
+        if key == "run_id":
+            text = text[:8]
+        parts.append(f"{html.escape(key)} {html.escape(text)}")
+    return ", ".join(parts)
+
+
+def jobs_page(repo: FeatureRepo, url: str, limit: int = 100) -> str:
+    """The declared jobs (schedule, upstream, next tick, last success) and the latest
+    ``limit`` runs (status, duration, attempts, what they made, the error)."""
+    from datetime import UTC, datetime
+
+    from framework.deploy.job_runs import RunStore
+
+    store = RunStore(url)
+    try:
+        store.reap()
+        runs = store.runs(limit=limit)
+        success = store.last_success()
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    jobs = []
+    for job in repo.jobs.values():
+        upcoming = job.next_tick(now) if job.active else None
+        jobs.append(
+            f"<tr><td style='text-align:left'>{html.escape(job.name)}</td>"
+            f"<td style='text-align:left'>{html.escape(job.command_name)}</td>"
+            f"<td style='text-align:left'>{html.escape(job.schedule_text)} UTC</td>"
+            f"<td style='text-align:left'>{html.escape(', '.join(job.after)) or '-'}</td>"
+            f"<td>{_when(upcoming) if job.active else 'inactive'}</td>"
+            f"<td>{_when(success.get(job.name))}</td></tr>"
+        )
+    rows = []
+    for run in runs:
+        colour = _STATUS_COLOUR.get(run.status, "#000")
+        took = f"{run.seconds:.1f} s" if run.seconds is not None else "-"
+        error = ""
+        if run.error and run.status != "succeeded":
+            first = html.escape(run.error.splitlines()[0][:160])
+            error = (
+                f"<details><summary>{first}</summary><pre>{html.escape(run.error)}</pre></details>"
+            )
+        rows.append(
+            f"<tr class='run {html.escape(run.status)}'>"
+            f"<td style='text-align:left'>{html.escape(run.job)}</td>"
+            f"<td>{_when(run.scheduled_for)}</td>"
+            f"<td style='color:{colour};font-weight:bold'>{html.escape(run.status)}</td>"
+            f"<td>{html.escape(run.trigger)}</td><td>{run.attempts}</td><td>{took}</td>"
+            f"<td style='text-align:left'>{_made(run.produced)}{error}</td></tr>"
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>lifecycle: jobs</title>
+{STYLE}</head><body><p><a href='/ui'>models and reports</a></p><h1>Scheduled jobs</h1>
+<table><tr><th>job</th><th>command</th><th>schedule</th><th>after</th><th>next tick</th>
+<th>last success</th></tr>{"".join(jobs) or "<tr><td colspan=6>none declared: add framework.Job(...) under the repo</td></tr>"}</table>
+<h1>Recent runs</h1>
+<table><tr><th>job</th><th>tick (UTC)</th><th>status</th><th>trigger</th><th>attempts</th>
+<th>took</th><th>made / error</th></tr>{"".join(rows) or "<tr><td colspan=7>none yet: <code>lifecycle schedule run</code></td></tr>"}</table>
 </body></html>"""

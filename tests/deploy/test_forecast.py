@@ -165,6 +165,21 @@ def test_merchant_payments_forecast_on_the_payments_example(tmp_path):
     active = pay[(pay.ts > at - pd.Timedelta(days=7)) & (pay.ts <= at)].merchant_id.nunique()
     assert written.rows == len(rows) == 7 * active
     assert sorted(rows.horizon_days.unique()) == list(range(1, 8))
+    # the declared nightly job at 03:00 writes what the command writes at that time
+    from framework.schedule.runner import run_at
+
+    tick = at + pd.Timedelta(hours=3)
+    scheduled = run_at(repo, "forecast_merchants", tick, db=f"sqlite:///{tmp_path / 'j.db'}")
+    assert scheduled.status == "succeeded" and scheduled.scheduled_for == tick
+    predict_forecast(repo, "merchant_payments", tick, horizon_days=7, db=url)
+    columns = ["merchant_id", "target_date", "horizon_days", "forecast"]
+    by_job = _rows(f"sqlite:///{tmp_path / 'j.db'}")[columns].sort_values(columns[:2])
+    by_hand = _rows(url)
+    by_hand = by_hand[pd.to_datetime(by_hand.as_of, utc=True) == tick][columns]
+    assert len(by_job) == scheduled.produced["rows"] > 0
+    pd.testing.assert_frame_equal(
+        by_job.reset_index(drop=True), by_hand.sort_values(columns[:2]).reset_index(drop=True)
+    )
 
 
 def test_rows_of_one_entity_read_its_views_in_a_repo_of_two(demand):

@@ -384,3 +384,53 @@ def test_an_experiment_by_card_on_a_card_x_merchant_problem_reports_revenue(
         assert result.arms[arm]["exposures"] == len(mine)
         assert result.arms[arm]["mean"] == pytest.approx(mine.mean(), rel=1e-9)
     assert result.p_value is not None and 0 <= result.p_value <= 1
+
+
+def test_the_declared_nightly_jobs_catch_up_a_missed_night(payments_trained, tmp_path):
+    """The payments repo's own schedules.py: an hourly materialization, nightly batch
+    scores of both problems (text and composite keys) and a drift check after them."""
+    from framework.deploy.job_runs import RunStore
+    from framework.schedule.runner import run_due
+
+    repo, _, _, at = payments_trained
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    night = at.floor("D") - pd.Timedelta(days=3) + pd.Timedelta(hours=2)
+    first = run_due(repo, night + pd.Timedelta(minutes=10), db=url)
+    assert {(r.job, r.status) for r in first} == {
+        ("refresh_online", "succeeded"),
+        ("score_cards", "succeeded"),
+        ("review_outcomes", "succeeded"),
+        ("dispute_drift", "succeeded"),
+    }, [(r.job, r.status, r.error) for r in first]
+    drift = next(r for r in first if r.job == "dispute_drift")
+    assert (repo.reports_dir / drift.produced["report"] / "report.html").is_file()
+    # no scheduler the next night; two nights on, score_cards (catch-up) scores both
+    later = run_due(repo, night + pd.Timedelta(days=2, minutes=10), db=url)
+    ran = sorted((r.job, r.scheduled_for) for r in later if r.status == "succeeded")
+    assert len(ran) == len(later)
+    nights = [night + pd.Timedelta(days=d) for d in (1, 2)]
+    assert ran == sorted(
+        [("score_cards", n.to_pydatetime()) for n in nights]
+        + [("refresh_online", n.to_pydatetime()) for n in nights]
+        + [("review_outcomes", nights[1].to_pydatetime()), ("dispute_drift", nights[1].to_pydatetime())]
+    ), [(r.job, str(r.scheduled_for), r.status, (r.error or "")[:300]) for r in later]
+    engine = sa.create_engine(engine_url(url))
+    with engine.connect() as conn:
+        runs = pd.read_sql(
+            sa.text("SELECT problem, as_of, COUNT(DISTINCT run_id) AS n, COUNT(*) AS rows "
+                    "FROM predictions GROUP BY problem, as_of"), conn
+        )
+        pairs = conn.execute(
+            sa.text("SELECT COUNT(*) FROM predictions WHERE problem = 'payment_review' "
+                    "AND card_id IS NOT NULL AND merchant_id IS NOT NULL")
+        ).scalar()
+    engine.dispose()
+    runs["as_of"] = pd.to_datetime(runs.as_of, utc=True)
+    per_problem = {p: sorted(g.as_of) for p, g in runs.groupby("problem")}
+    assert per_problem["dispute"] == [night, *nights]  # one run per night, none lost
+    assert per_problem["payment_review"] == [night, nights[1]]  # missed='skip'
+    assert set(runs.n) == {1} and pairs == runs[runs.problem == "payment_review"].rows.sum()
+    store = RunStore(url)
+    statuses = {(r.job, r.status) for r in store.runs(limit=None)}
+    store.close()
+    assert ("review_outcomes", "missed") in statuses and ("refresh_online", "missed") in statuses

@@ -139,6 +139,23 @@ class _Collector(Collector):
             if "/" not in key:  # experiment arms' fixed versions are keyed problem/version
                 served.add_metric([key, version], 1)
         yield served
+        success, counts = m.job_runs()
+        last = GaugeMetricFamily(
+            "lifecycle_job_last_success_timestamp_seconds",
+            "When each scheduled job's latest successful run ended (Unix time; table job_runs).",
+            labels=["job"],
+        )
+        for job, ended in sorted(success.items()):
+            last.add_metric([job], ended)
+        yield last
+        runs = GaugeMetricFamily(
+            "lifecycle_job_runs",
+            "Recorded runs of each scheduled job by status (table job_runs).",
+            labels=["job", "status"],
+        )
+        for (job, status), n in sorted(counts.items()):
+            runs.add_metric([job, status], n)
+        yield runs
 
 
 class ServiceMetrics:
@@ -169,8 +186,32 @@ class ServiceMetrics:
             "Entities answered in an experiment arm.",
             ("experiment", "arm"),
         )
+        self._job_runs: tuple[dict[str, float], dict[tuple[str, str], int]] = ({}, {})
+        self._job_runs_at = -1e9
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
+
+    def job_runs(self) -> tuple[dict[str, float], dict[tuple[str, str], int]]:
+        """Last success per job (Unix time) and run counts per job and status, read from
+        the log's database at most every 15 s; nothing when it cannot be read (the
+        prediction log's own metrics show a failing database)."""
+        now = time.monotonic()
+        if now - self._job_runs_at < 15.0:
+            return self._job_runs
+        self._job_runs_at = now
+        try:
+            from framework.deploy.job_runs import RunStore
+
+            store = RunStore(self.log.url)
+            try:
+                success = {j: t.timestamp() for j, t in store.last_success().items()}
+                counts = store.counts()
+            finally:
+                store.close()
+            self._job_runs = (success, counts)
+        except Exception:
+            pass
+        return self._job_runs
 
     def record_exposures(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

@@ -154,6 +154,11 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
         """Model cards and monitoring reports, newest first."""
         return HTMLResponse(ui.index_page(service.repo))
 
+    @app.get("/ui/jobs", response_class=HTMLResponse, include_in_schema=False)
+    def ui_jobs() -> HTMLResponse:
+        """The declared jobs and their recent runs."""
+        return HTMLResponse(ui.jobs_page(service.repo, service.log.url))
+
     @app.get("/ui/models/{problem}/{version}", response_class=HTMLResponse, include_in_schema=False)
     def ui_card(problem: str, version: str) -> HTMLResponse:
         return ui.file_page(ui.card_path(service.repo, problem, version))
