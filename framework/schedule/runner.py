@@ -21,6 +21,7 @@ calling ``run_due`` on one database run each tick once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -103,6 +104,12 @@ class Runner:
         self.current = run_id
         try:
             self._attempts(job, tick, run_id, at)
+        except Exception as exc:  # the outcome could not be written: say so if we still can
+            with contextlib.suppress(Exception):
+                self.store.finish(
+                    run_id, "crashed", error=f"its outcome could not be recorded: {exc}"
+                )
+            raise
         except BaseException:  # interrupted (Ctrl-C): the record says so, then it goes on up
             self.store.finish(run_id, "abandoned", error="interrupted while running")
             raise

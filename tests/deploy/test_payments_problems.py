@@ -412,17 +412,25 @@ def test_the_declared_nightly_jobs_catch_up_a_missed_night(payments_trained, tmp
     assert ran == sorted(
         [("score_cards", n.to_pydatetime()) for n in nights]
         + [("refresh_online", n.to_pydatetime()) for n in nights]
-        + [("review_outcomes", nights[1].to_pydatetime()), ("dispute_drift", nights[1].to_pydatetime())]
+        + [
+            ("review_outcomes", nights[1].to_pydatetime()),
+            ("dispute_drift", nights[1].to_pydatetime()),
+        ]
     ), [(r.job, str(r.scheduled_for), r.status, (r.error or "")[:300]) for r in later]
     engine = sa.create_engine(engine_url(url))
     with engine.connect() as conn:
         runs = pd.read_sql(
-            sa.text("SELECT problem, as_of, COUNT(DISTINCT run_id) AS n, COUNT(*) AS rows "
-                    "FROM predictions GROUP BY problem, as_of"), conn
+            sa.text(
+                "SELECT problem, as_of, COUNT(DISTINCT run_id) AS n, COUNT(*) AS rows "
+                "FROM predictions GROUP BY problem, as_of"
+            ),
+            conn,
         )
         pairs = conn.execute(
-            sa.text("SELECT COUNT(*) FROM predictions WHERE problem = 'payment_review' "
-                    "AND card_id IS NOT NULL AND merchant_id IS NOT NULL")
+            sa.text(
+                "SELECT COUNT(*) FROM predictions WHERE problem = 'payment_review' "
+                "AND card_id IS NOT NULL AND merchant_id IS NOT NULL"
+            )
         ).scalar()
     engine.dispose()
     runs["as_of"] = pd.to_datetime(runs.as_of, utc=True)
