@@ -226,12 +226,13 @@ def redis_unavailable() -> str | None:
         return f"Redis at {REDIS} is not reachable ({type(exc).__name__}: {exc})"
 
 
-def clone_repo(repo, dest: Path, fs_yaml=None):
-    """A copy of an applied repo whose registry points at the copy's own tables."""
+def clone_repo(repo, dest: Path, fs_yaml=None, leave_out: tuple[str, ...] = ()):
+    """A copy of an applied repo whose registry points at the copy's own tables;
+    ``leave_out``: file name patterns not copied (say, a database a server is writing)."""
     from framework.declare.repo import FeatureRepo
     from framework.prepare.apply import register
 
-    shutil.copytree(repo.path, dest)
+    shutil.copytree(repo.path, dest, ignore=shutil.ignore_patterns(*leave_out))
     if production():  # the copy needs a registry of its own
         yaml = dest / "feature_store.yaml"
         yaml.write_text(set_registry(set_project(yaml.read_text())))

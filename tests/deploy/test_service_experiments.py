@@ -39,7 +39,8 @@ AT = int(T.timestamp())
 def experiment_repo(served, tmp_path_factory):
     """A copy of the served repo with the example's experiment declared."""
     repo, _ = served
-    copy = clone_repo(repo, tmp_path_factory.mktemp("exp") / "repo")
+    # the served app may be writing its log while it is copied: the copy starts without it
+    copy = clone_repo(repo, tmp_path_factory.mktemp("exp") / "repo", leave_out=("predictions.db*",))
     shutil.copy(EXAMPLE_REPO / "experiments.py", copy.path / "experiments.py")
     materialize(copy, end=T)  # the copy's own online store (a new project in production)
     return FeatureRepo(copy.path, copy.fs_yaml)
