@@ -348,10 +348,6 @@ class RunStore:
         """Newest tick first."""
         return self._runs(None if job is None else self.table.c.job == job, limit)
 
-    def all_runs(self, job: str) -> list[JobRun]:
-        """Oldest tick first."""
-        return self._runs(self.table.c.job == job, None, newest=False)
-
     def latest_tick(self, job: str) -> datetime | None:
         """The latest tick the schedule has seen for ``job`` (manual runs do not count)."""
         import sqlalchemy as sa

@@ -29,9 +29,8 @@ from framework.declare.repo import FeatureRepo
 from framework.declare.schedules import EPOCH, Job, ancestors
 from framework.errors import ConfigError
 
-__all__ = ["EXPORTS", "airflow_dag", "cron_expression", "crontab", "k8s_cronjobs"]
+__all__ = ["airflow_dag", "cron_expression", "crontab", "default_bin", "k8s_cronjobs", "k8s_yaml"]
 
-EXPORTS = ("crontab", "k8s", "airflow")
 SETTINGS = ("LIFECYCLE_FS_YAML", "LIFECYCLE_PREDICTION_DB")
 
 
