@@ -79,7 +79,9 @@ def main() -> None:
     from framework.declare.repo import FeatureRepo
     from framework.models.scoring import to_model_frame
     from framework.prepare.apply import apply
-    from framework.training.candidates import _preprocessor, split_by_time, train
+    from framework.tasks.estimators import preprocessor as _preprocessor
+    from framework.tasks.splitters import split_by_time
+    from framework.training.candidates import train
     from framework.training.dataset import LABEL, TrainingSet, build_training_set
 
     warnings.filterwarnings("ignore")

@@ -5,12 +5,20 @@ Redis-backed tests use the server at LIFECYCLE_TEST_REDIS (default
 with the reason shown by ``pytest -ra``; CI sets LIFECYCLE_REQUIRE_REDIS=1 so
 that a missing server fails the run instead.
 
-Profiles: ``pytest`` runs on the embedded profile (file registry, SQLite online
-store, SQLite prediction store). ``pytest --profile production`` runs the same
-store-touching tests on the production profile: every example repo a test makes
-uses ``feature_repo/feature_store.production.yaml`` (the Feast registry in
-PostgreSQL, in a schema of its own per repo, and Redis as online store), and the
-``prediction_db`` fixture is a fresh PostgreSQL schema instead of a SQLite file.
+Profiles: ``pytest`` runs every test on the embedded profile (file registry, SQLite
+online store, SQLite prediction store). ``pytest --profile production`` runs again the
+tests marked ``stores`` (those that touch a feature store, the registry, a database or
+the service) on the production profile: every example repo a test makes uses
+``feature_repo/feature_store.production.yaml`` (the Feast registry in PostgreSQL, in a
+schema of its own per repo, and Redis as online store), and the ``prediction_db``
+fixture is a fresh PostgreSQL schema instead of a SQLite file. The rest would run the
+same code twice. A test takes the marker from a store fixture it uses, or declares it
+(``pytestmark = pytest.mark.stores``); an unmarked test that opens a Feast store, a
+database engine, Redis or PostgreSQL fails (``_store_guard``), so the production run
+cannot miss one.
+
+Under CI (``CI`` set) a skipped test fails the run: there every server and tool is
+there, so a skip is a bug.
 """
 
 from __future__ import annotations
@@ -86,12 +94,91 @@ def pytest_unconfigure(config):
     engine.dispose()
 
 
+# fixtures that hand a test a store, a registry, a database or a server
+STORE_FIXTURES = frozenset(
+    {
+        "applied_repo",
+        "fresh_repo",
+        "trained_repo",
+        "trained_copy",
+        "served",
+        "prediction_db",
+        "redis_server",
+        "postgres_url",
+        "spark_runtime",
+    }
+)
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test that needs trained models is ``slow``: ``pytest -m "not slow"`` is the
-    fast subset (declarations, checks, window tables, retrieval, the CLI's refusals)."""
+    fast subset (declarations, checks, window tables, retrieval, the CLI's refusals).
+    A test using a store fixture is ``stores``; the production profile runs only those."""
     for item in items:
-        if "trained_repo" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "trained_repo" in names:
             item.add_marker(pytest.mark.slow)
+        if names & STORE_FIXTURES:
+            item.add_marker(pytest.mark.stores)
+    if production():
+        keep = [i for i in items if i.get_closest_marker("stores")]
+        dropped = [i for i in items if not i.get_closest_marker("stores")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") and SKIPPED and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if os.environ.get("CI") and SKIPPED:
+        terminalreporter.write_line(
+            f"CI: {len(SKIPPED)} test(s) skipped; under CI every skip is a bug "
+            f"(the run fails): {SKIPPED[:10]}",
+            red=True,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _store_guard(request, monkeypatch):
+    """An unmarked test must not touch a store (see the module docstring)."""
+    if request.node.get_closest_marker("stores"):
+        yield
+        return
+    import psycopg
+    import redis.connection
+    import sqlalchemy
+
+    from framework.declare.repo import FeatureRepo
+
+    def refuse(what):
+        def fail(*_args, **_kwargs):
+            pytest.fail(
+                f"{request.node.nodeid} opens {what} but is not marked stores: add "
+                "`pytestmark = pytest.mark.stores` (or use a store fixture) so that the "
+                "production profile runs it too.",
+                pytrace=False,
+            )
+
+        return fail
+
+    monkeypatch.setattr(FeatureRepo, "store", property(refuse("a Feast feature store")))
+    monkeypatch.setattr(sqlalchemy, "create_engine", refuse("a database engine"))
+    monkeypatch.setattr(redis.connection.AbstractConnection, "connect", refuse("Redis"))
+    monkeypatch.setattr(psycopg, "connect", refuse("PostgreSQL"))
+    monkeypatch.setattr(psycopg.Connection, "connect", classmethod(refuse("PostgreSQL")))
+    yield
 
 
 def pytest_report_header(config):

@@ -3,8 +3,10 @@
 Data flows one way through the lifecycle; the folders under ``framework/`` say so
 and this test holds them to it. Every ``import`` counts, also those inside
 functions (a lazy import is still a dependency); ``if TYPE_CHECKING:`` blocks
-count too. Within a stage any module may use any other, but module-level imports
-must not form a cycle.
+count too. Within a stage any module may use any other, but imports must not form a
+cycle: at module level, nor through an import inside a function (a lazy import hides a
+cycle from Python, not from the reader). Imports only for type checking do not count
+toward cycles.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "framework"
 LAYERS = (
     "errors",
     "common",
+    "tasks",
     "declare",
     "collect",
     "prepare",
@@ -38,11 +41,30 @@ def _module(path: Path) -> str:
     return ".".join(parts).removesuffix(".__init__")
 
 
-def _imports(tree: ast.AST, top_level_only: bool = False) -> list[tuple[str, int]]:
+def _walk(tree: ast.AST, top_level_only: bool, typing_blocks: bool) -> list[ast.AST]:
+    """The statements of ``tree`` (module level only, or all), with or without the
+    bodies of ``if TYPE_CHECKING:``."""
+    out: list[ast.AST] = []
+    stack = list(tree.body) if isinstance(tree, ast.Module) else [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            if typing_blocks:
+                stack.extend(node.body)
+            stack.extend(node.orelse)
+            continue
+        out.append(node)
+        if not top_level_only or isinstance(node, ast.If | ast.Try):
+            stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _imports(
+    tree: ast.AST, top_level_only: bool = False, typing_blocks: bool = True
+) -> list[tuple[str, int]]:
     """``framework.*`` modules named by import statements, with their line numbers."""
-    nodes = tree.body if top_level_only and isinstance(tree, ast.Module) else ast.walk(tree)
     found = []
-    for node in nodes:
+    for node in _walk(tree, top_level_only, typing_blocks):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.startswith("framework"):
                 found.append((node.module, node.lineno))
@@ -84,8 +106,9 @@ def test_no_stage_imports_a_later_stage():
 
 
 def module_cycles(sources: dict[str, ast.AST]) -> list[list[str]]:
+    """Cycles of imports, those inside functions included (type-only imports excluded)."""
     graph = {
-        m: {t for t, _ in _imports(tree, top_level_only=True) if t in sources and t != m}
+        m: {t for t, _ in _imports(tree, typing_blocks=False) if t in sources and t != m}
         for m, tree in sources.items()
     }
     cycles, state = [], {}
@@ -105,7 +128,7 @@ def module_cycles(sources: dict[str, ast.AST]) -> list[list[str]]:
     return cycles
 
 
-def test_module_level_imports_have_no_cycle():
+def test_imports_have_no_cycle():
     assert module_cycles(SOURCES) == []
 
 
@@ -133,3 +156,34 @@ def test_the_checker_catches_a_cycle():
     assert module_cycles(sources) == [
         ["framework.features.a", "framework.features.b", "framework.features.a"]
     ]
+
+
+def test_the_checker_catches_a_cycle_through_a_function_level_import():
+    """A planted cycle: b imports a only inside a function (as batch_spark once imported
+    batch); a type-only import back is no cycle."""
+    planted = {
+        "framework.deploy.a": ast.parse("from framework.deploy.b import run\n"),
+        "framework.deploy.b": ast.parse(
+            "def run():\n    from framework.deploy.a import helper\n    return helper()\n"
+        ),
+    }
+    assert module_cycles(planted) == [
+        ["framework.deploy.a", "framework.deploy.b", "framework.deploy.a"]
+    ]
+    typed = {
+        "framework.deploy.a": ast.parse("from framework.deploy.b import run\n"),
+        "framework.deploy.b": ast.parse(
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from framework.deploy.a import Helper\n"
+        ),
+    }
+    assert module_cycles(typed) == []
+    # the same plant in a copy of the package is reported beside its real modules
+    sources = dict(SOURCES)
+    sources["framework.deploy.batch_spark"] = ast.parse(
+        "def f():\n    from framework.deploy.batch import predict_batch\n"
+    )
+    assert any(
+        c[0] == "framework.deploy.batch" and "framework.deploy.batch_spark" in c
+        for c in module_cycles(sources)
+    )

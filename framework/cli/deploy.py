@@ -193,7 +193,7 @@ def predict(
             )
         entities = table.select(keys).to_pandas()
     t0 = time.perf_counter()
-    forecast = obj.repo.problem(problem).task == "forecast"
+    forecast = obj.repo.problem(problem).kind.route == "horizon"
     if forecast:
         from framework.deploy.forecast import predict_forecast
 

@@ -383,12 +383,13 @@ class FeatureRepo:
                 )
             problem = self.problems[exp.problem]
             unit = exp.unit_keys(problem.keys)  # refuses a unit not of its keys
-            if "popularity" in (exp.control, exp.treatment) and problem.task != "ranking":
+            ranks = problem.kind.route == "rank"
+            if "popularity" in (exp.control, exp.treatment) and not ranks:
                 raise FeatureRepoError(
                     f"Experiment {exp.name!r}: the policy 'popularity' orders a ranking's "
                     f"candidates; {exp.problem!r} is a {problem.task} problem."
                 )
-            if problem.task == "ranking" and any(k not in problem.query_keys for k in unit):
+            if ranks and any(k not in problem.query_keys for k in unit):
                 raise FeatureRepoError(
                     f"Experiment {exp.name!r} on ranking {exp.problem!r} assigns users, not "
                     f"lists of items: declare unit={problem.query_keys[0]!r} (the query's keys "

@@ -289,7 +289,7 @@ def check_jobs(jobs: dict[str, Job], problems: dict[str, Any]) -> None:
                 f"{where} names unknown problem {job.problem!r}; the repo declares "
                 f"{sorted(problems)}."
             )
-        if job.horizon is not None and problems[str(job.problem)].task != "forecast":
+        if job.horizon is not None and problems[str(job.problem)].kind.route != "horizon":
             raise FeatureRepoError(
                 f"{where}: horizon= applies to a forecast problem; {job.problem!r} is a "
                 f"{problems[str(job.problem)].task} problem."

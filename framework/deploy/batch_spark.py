@@ -30,12 +30,13 @@ import pyarrow as pa
 from framework.common.spark import move_output, spark_errors, spark_session
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, StoreError
+from framework.tasks import task_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from framework.declare.problems import Problem
-    from framework.deploy.batch import BatchRun
+    from framework.deploy.predictions_table import BatchRun
     from framework.models.registry import ModelArtifact
 
 __all__ = ["predict_batch_spark"]
@@ -110,11 +111,8 @@ def _score_partition(
         out["entity_id"] = entity_texts(frame, plan["keys"])
         out["score"] = score.astype(float)
         out["label"] = pd.array(label if label is not None else [None] * len(out), dtype="Int32")
-        classes = meta.classes if meta.task == "multiclass" and meta.classes else None
         out["predicted_class"] = pd.Series(
-            [str(classes[i]) for i in label] if classes and label is not None else None,
-            index=out.index,
-            dtype=object,
+            task_of(meta.task).class_names(meta, label), index=out.index, dtype=object
         )
         yield out
 
@@ -147,7 +145,7 @@ def _scored(
 ) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from framework.deploy.batch import _entity_rows
+    from framework.deploy.predictions_table import entity_rows
     from framework.features.resolve import feature_refs, resolve_features
 
     session = spark_session(repo.store.config)
@@ -155,7 +153,7 @@ def _scored(
     kinds = repo.key_kinds(problem)
     keys = list(kinds)
     if entities is not None:
-        population = session.createDataFrame(_entity_rows(entities, kinds, problem.name))
+        population = session.createDataFrame(entity_rows(entities, kinds, problem.name))
     else:
         population = _population(session, problem, kinds, int(ts.value // 1_000))
     rows = population.withColumn("event_timestamp", F.lit(ts.to_pydatetime()))
@@ -196,17 +194,22 @@ def _write_db(
 ) -> tuple[int, int]:
     import sqlalchemy as sa
 
-    from framework.deploy.batch import BASE_COLUMNS, _prepare_table, _table, delete_run
     from framework.deploy.bulk import BulkInsert
     from framework.deploy.prediction_log import engine_url
+    from framework.deploy.predictions_table import (
+        BASE_COLUMNS,
+        delete_run,
+        predictions_table,
+        prepare_table,
+    )
 
     url = engine_url(db or repo.prediction_db)
-    table = _table(sa, kinds)
+    table = predictions_table(sa, kinds)
     engine = sa.create_engine(url)
     blobs = scored.mapInArrow(_to_ipc, "ipc binary")
     rows = 0
     try:
-        _prepare_table(sa, engine, table)
+        prepare_table(sa, engine, table)
         insert = BulkInsert(engine, table)
         with engine.begin() as conn, spark_errors(f"scoring {run['problem']!r}"):
             replaced = delete_run(conn, table, run["problem"], run["model_version"], run["as_of"])
@@ -284,7 +287,7 @@ def predict_batch_spark(
 ) -> BatchRun:
     """Score the population of ``problem`` at ``ts`` on Spark; write the run to the
     database (default) or, with ``output``, to a partitioned parquet dataset."""
-    from framework.deploy.batch import BatchRun
+    from framework.deploy.predictions_table import BatchRun
 
     scored = _scored(repo, problem, artifact, ts, entities)
     run = {

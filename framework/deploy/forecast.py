@@ -27,8 +27,14 @@ import pandas as pd
 from framework.common.times import to_utc
 from framework.declare.problems import DailyTotal
 from framework.declare.repo import FeatureRepo
-from framework.deploy.batch import BatchRun, _entity_rows, _prepare_table, delete_run, key_columns
 from framework.deploy.bulk import BulkInsert
+from framework.deploy.predictions_table import (
+    BatchRun,
+    delete_run,
+    entity_rows,
+    key_columns,
+    prepare_table,
+)
 from framework.errors import DataError, StoreError, ValidationError
 from framework.models import scoring
 
@@ -48,7 +54,7 @@ FORECAST_COLUMNS = (
 )
 
 
-def _table(sa: Any, kinds: dict[str, str]) -> Any:
+def forecasts_table(sa: Any, kinds: dict[str, str]) -> Any:
     return sa.Table(
         "forecasts",
         sa.MetaData(),
@@ -100,7 +106,7 @@ def forecast_frame(
     artifact = registry_of(repo).get(declared.name)
     kinds = repo.key_kinds(declared)
     keys = list(kinds)
-    population = _entity_rows(
+    population = entity_rows(
         entities if entities is not None else population_at(declared, int(ts.value // 1_000)),
         kinds,
         declared.name,
@@ -179,10 +185,10 @@ def write_forecasts(url: str, kinds: dict[str, str], columns: dict[str, Any], n:
     version and as-of; return the number of rows replaced."""
     import sqlalchemy as sa
 
-    table = _table(sa, kinds)
+    table = forecasts_table(sa, kinds)
     engine = sa.create_engine(url)
     try:
-        _prepare_table(sa, engine, table, base=FORECAST_COLUMNS)
+        prepare_table(sa, engine, table, base=FORECAST_COLUMNS)
         insert = BulkInsert(engine, table)
         params = insert.columnar(columns, n)
         with engine.begin() as conn:  # one transaction: nothing is visible until it commits

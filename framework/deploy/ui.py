@@ -15,9 +15,9 @@ from pathlib import Path
 
 from fastapi.responses import HTMLResponse
 
+from framework.common.html import STYLE
 from framework.declare.repo import FeatureRepo
 from framework.errors import NotFound
-from framework.training.card import STYLE
 
 __all__ = ["card_path", "file_page", "index_page", "jobs_page", "report_path"]
 

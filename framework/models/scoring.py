@@ -14,10 +14,19 @@ import numpy as np
 import pandas as pd
 
 from framework.common.threads import configure_openmp
+from framework.tasks import task_of
+from framework.tasks.multiclass import class_matrix
 
 configure_openmp()  # before a pickled LightGBM model loads it (framework.common.threads)
 
-__all__ = ["CompiledPreprocess", "class_matrix", "class_probabilities", "score", "to_model_frame"]
+__all__ = [
+    "CompiledPreprocess",
+    "class_matrix",
+    "class_probabilities",
+    "raw_scores",
+    "score",
+    "to_model_frame",
+]
 
 SMALL_BATCH = 5_000
 
@@ -165,24 +174,15 @@ def _compiled(model: Any) -> CompiledPreprocess | None:
 
 
 def _predict(model: Any, task: str, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """The positive-class probability (binary), the class-probability matrix as the model
-    knows its classes (multiclass) or the prediction (regression)."""
+    """The task kind's raw output of ``model`` on ``frame`` (a positive-class probability,
+    a class-probability matrix as the model knows its classes, a number, a score)."""
+    kind = task_of(task)
     fast = _compiled(model)
-    if task == "ranking":  # a pointwise classifier's probability, or a ranker's score
-        task = "binary" if hasattr(model, "predict_proba") else "regression"
     if fast is None:
-        x = to_model_frame(frame, features)
-        if task in ("regression", "forecast"):
-            return model.predict(x)
-        proba = model.predict_proba(x)
-        return proba[:, 1] if task == "binary" else proba
+        return kind.predict(model, to_model_frame(frame, features))
     estimator = model.steps[-1][1]
     xt = fast.transform(frame)
-    kwargs = _threads(estimator, len(xt))
-    if task in ("regression", "forecast"):
-        return estimator.predict(xt, **kwargs)
-    proba = estimator.predict_proba(xt, **kwargs)
-    return proba[:, 1] if task == "binary" else proba
+    return kind.predict(estimator, xt, **_threads(estimator, len(xt)))
 
 
 def _threads(estimator: Any, rows: int) -> dict[str, Any]:
@@ -206,35 +206,23 @@ class ScoringSpec(Protocol):
     def classes(self) -> list[Any] | None: ...
 
 
-def class_matrix(model: Any, proba: np.ndarray, classes: int) -> np.ndarray:
-    """``predict_proba``'s columns placed at their class index 0..classes-1 (a class the
-    model never saw in training gets probability 0)."""
-    seen = np.asarray(model.classes_).astype(int)
-    if proba.shape[1] == classes and (seen == np.arange(classes)).all():
-        return proba
-    out = np.zeros((len(proba), classes))
-    out[:, seen] = proba
-    return out
-
-
 def class_probabilities(meta: ScoringSpec, model: Any, frame: pd.DataFrame) -> np.ndarray:
     """A multiclass model's n x K probabilities, column i for ``meta.classes[i]``."""
-    proba = _predict(model, "multiclass", frame, meta.features)
+    proba = _predict(model, meta.task, frame, meta.features)
     return class_matrix(model, proba, len(meta.classes or ()))
 
 
 def score(
     meta: ScoringSpec, model: Any, frame: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores of ``frame``'s rows, and labels at the decision threshold for a binary task;
-    for a multiclass task, the probability of the most likely class and its index in
-    ``meta.classes``; for a regression, the predictions and None."""
-    if meta.task == "multiclass":
-        proba = class_probabilities(meta, model, frame)
-        label = proba.argmax(axis=1)
-        return proba[np.arange(len(proba)), label], label
-    scores = _predict(model, meta.task, frame, meta.features)
-    if meta.task == "binary":
-        cut = 0.5 if meta.decision_threshold is None else meta.decision_threshold
-        return scores, (scores >= cut).astype(int)
-    return scores, None
+    """Scores of ``frame``'s rows and, where the task kind has them, labels: for a binary
+    task the label at the decision threshold, for a multiclass task the probability of
+    the most likely class and its index in ``meta.classes``; for a regression, the
+    predictions and None."""
+    raw = _predict(model, meta.task, frame, meta.features)
+    return task_of(meta.task).answer(meta, model, raw)
+
+
+def raw_scores(meta: ScoringSpec, model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """The model's raw output on ``frame`` (before the task kind's answer)."""
+    return _predict(model, meta.task, frame, meta.features)

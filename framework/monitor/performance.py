@@ -23,6 +23,7 @@ import pandas as pd
 from framework.common.jsonable import finite
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
+from framework.tasks import task_of
 
 __all__ = ["PerformanceReport", "predictions_of", "realized_performance"]
 
@@ -86,33 +87,8 @@ def _metrics(
     lists: np.ndarray | None = None,
     k: int = 10,
 ) -> dict:
-    from sklearn import metrics as m
-
     out: dict[str, Any] = {"n": len(y)}
-    if task == "ranking" and lists is not None:  # the shown items of each list (request)
-        from framework.training.ranking import ranking_metrics
-
-        out.update(ranking_metrics(y.astype(float), score, lists, k))
-    elif task == "multiclass":  # the log keeps the predicted class, not every probability
-        out.update(
-            accuracy=float(m.accuracy_score(y, predicted)),
-            macro_f1=float(
-                m.f1_score(y, predicted, average="macro", labels=np.unique(y), zero_division=0)
-            ),
-        )
-    elif task == "binary":
-        both = len(np.unique(y)) > 1
-        out.update(
-            positive_rate=float(np.mean(y)),
-            precision=float(m.precision_score(y, predicted, zero_division=0)),
-            recall=float(m.recall_score(y, predicted, zero_division=0)),
-            pr_auc=float(m.average_precision_score(y, score)) if both else None,
-        )
-    else:
-        out.update(
-            mae=float(m.mean_absolute_error(y, score)),
-            rmse=float(np.sqrt(m.mean_squared_error(y, score))),
-        )
+    out.update(task_of(task).realized_metrics(y, score, predicted, lists, k))
     return out
 
 
@@ -165,11 +141,7 @@ def realized_performance(
     points["event_timestamp"] = preds["at"].to_numpy()
     truth = labels_at(declared, points)
     preds = preds.assign(truth=truth["label"].to_numpy(), complete=truth["complete"].to_numpy())
-    if declared.task == "ranking":  # a list: one query (user) at one request time
-        query = points[list(declared.query_keys)].astype(str).agg("|".join, axis=1)
-        preds["list"] = pd.factorize(query + "@" + preds["at"].astype(str).to_numpy())[0]
-    else:
-        preds["list"] = 0
+    preds["list"] = declared.kind.list_ids(declared, points, preds["at"])
     done = preds[preds["complete"]]
     registry = registry_of(repo)
     versions: dict[str, dict[str, Any]] = {}
@@ -178,11 +150,10 @@ def realized_performance(
             continue
         known = version in registry.versions(declared.name)
         meta = registry.get(declared.name, version).meta if known else None
-        if declared.task == "multiclass":  # actual classes as the version's class indices
-            if meta is None or not meta.classes:
-                continue  # without the version's classes its labels cannot be compared
-            index = {str(c): i for i, c in enumerate(meta.classes)}
-            group = group.assign(truth=[index.get(str(v), -1) for v in group["truth"]])
+        truth = declared.kind.realized_labels(meta, group["truth"])
+        if truth is None:
+            continue  # the version's labels cannot be compared (say, its classes unknown)
+        group = group.assign(truth=truth)
         y = group["truth"].to_numpy()
         score = group["score"].to_numpy(dtype=float)
         predicted = group["predicted"].fillna(0).to_numpy(dtype=int)

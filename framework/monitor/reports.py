@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from framework.common.html import STYLE, png
 from framework.monitor.drift_stats import DriftReport, FeatureDrift
-from framework.training.card import STYLE, png
 
 if TYPE_CHECKING:
     from framework.monitor.performance import PerformanceReport

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from framework.common.jsonable import finite
@@ -57,15 +56,46 @@ class RetrainDecision:
         )
 
 
+def _point_features(
+    repo: FeatureRepo, champion: Any, window: pd.DataFrame, rows: pd.DataFrame, problem: Any
+) -> pd.DataFrame:
+    """The champion's features at each test row's time."""
+    from framework.features.historical import get_historical_features
+
+    return get_historical_features(repo, rows, champion.meta.feature_service)
+
+
+def _horizon_features(
+    repo: FeatureRepo, champion: Any, window: pd.DataFrame, rows: pd.DataFrame, problem: Any
+) -> pd.DataFrame:
+    """A forecast's: the champion's features at each origin, joined to the window's
+    horizon rows."""
+    from framework.features.historical import get_historical_features
+    from framework.features.horizons import HORIZON_FEATURES
+    from framework.training.dataset import TIMESTAMP
+
+    keys = [*problem.keys, TIMESTAMP]
+    origins = rows.drop_duplicates(ignore_index=True)
+    fetched = get_historical_features(repo, origins, champion.meta.feature_service)
+    horizon_rows = window[[*keys, *HORIZON_FEATURES]].reset_index(drop=True)
+    return horizon_rows.merge(fetched, on=keys, how="left")
+
+
+# the champion's rows for each kind of observation (``Task.observations``)
+_CHAMPION_ROWS = {
+    "points": _point_features,
+    "horizons": _horizon_features,
+    "lists": _point_features,
+}
+
+
 def retrain(
     repo: FeatureRepo, problem: str, *, progress: Callable[[str], None] | None = None
 ) -> RetrainDecision:
     """Train a challenger, compare it with the champion, promote only a better one."""
     from framework.errors import LifecycleError
-    from framework.features.historical import get_historical_features
     from framework.models.registry import registry_of
-    from framework.models.scoring import score
-    from framework.training.candidates import evaluate
+    from framework.models.scoring import raw_scores
     from framework.training.dataset import LABEL, TIMESTAMP
     from framework.training.run import run_training
 
@@ -90,54 +120,17 @@ def retrain(
     if champion is not None:
         say(f"scoring champion {champion.version} on the same window")
         rows = window[[*declared.keys, TIMESTAMP]].reset_index(drop=True)
-        context: dict = {}
-        if declared.task == "forecast":  # features at each origin, the window's horizon rows
-            from framework.features.horizons import HORIZON_FEATURES
-            from framework.models.scoring import to_model_frame
-            from framework.training.candidates import forecast_scale
-
-            origins = rows.drop_duplicates(ignore_index=True)
-            fetched = get_historical_features(repo, origins, champion.meta.feature_service)
-            horizon_rows = window[[*declared.keys, TIMESTAMP, *HORIZON_FEATURES]]
-            features = horizon_rows.reset_index(drop=True).merge(
-                fetched, on=[*declared.keys, TIMESTAMP], how="left"
-            )
-            train = run.result.split.train
-            context = {
-                "horizons": window["horizon_days"].to_numpy(),
-                "scale": forecast_scale(
-                    to_model_frame(train, ["naive_week"]), train[LABEL].to_numpy(dtype=float)
-                ),
-            }
-        else:
-            features = get_historical_features(repo, rows, champion.meta.feature_service)
-            if declared.task == "ranking":  # judged per list, as the challenger was
-                lists = pd.factorize(window[str(declared.group)].to_numpy())[0]
-                context = {"groups": lists, "k": declared.top_k}
-        y = window[LABEL].to_numpy()
-        classes = run.result.classes
-        if declared.task == "multiclass" and classes is not None:
-            # the champion's probabilities in the challenger's class order (0: unknown to it)
-            from framework.models.scoring import class_probabilities
-
-            proba = class_probabilities(champion.meta, champion.load_model(), features)
-            scores = np.zeros((len(rows), len(classes)))
-            at = {str(c): i for i, c in enumerate(classes)}
-            for j, c in enumerate(champion.meta.classes or []):
-                if str(c) in at:
-                    scores[:, at[str(c)]] = proba[:, j]
-            y = np.array([at[str(v)] for v in y])
-        else:
-            scores, _ = score(champion.meta, champion.load_model(), features)
+        kind = declared.kind
+        features = _CHAMPION_ROWS[kind.observations](repo, champion, window, rows, declared)
+        context = kind.gate_context(declared, window, run.result.split.train)
+        model = champion.load_model()
+        raw = raw_scores(champion.meta, model, features)
+        scores, y = kind.gate_scores(
+            champion.meta, model, raw, window[LABEL].to_numpy(), run.result.classes
+        )
+        threshold = champion.meta.decision_threshold or 0.5
         champion_score = float(
-            evaluate(
-                declared.task,
-                y,
-                scores,
-                champion.meta.decision_threshold or 0.5,
-                classes,
-                **context,
-            )[metric]
+            kind.evaluate(y, scores, threshold, run.result.classes, **context)[metric]
         )
     margin = float(declared.margin)
     if champion_score is None:

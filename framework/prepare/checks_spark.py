@@ -1,7 +1,7 @@
 """Check an event log on Spark: each partition against the source's contract, on the
 executors; the uniqueness of event ids across the log with one aggregation.
 
-The checks are those of the single-machine path (:func:`framework.prepare.apply.check_source`)
+The checks are those of the single-machine path (:func:`framework.prepare.source_checks.check_source`)
 run on each partition; a violation raises on the executor and reaches the user as the
 same ``DataError``. The driver reads only the schema and the duplicate ids found.
 """
@@ -18,6 +18,7 @@ from framework.declare.contracts import SourceContract
 from framework.declare.repo import EventSource, FeatureRepo
 from framework.declare.windows import WindowSpec
 from framework.errors import DataError
+from framework.prepare.source_checks import check_source
 
 __all__ = ["check_source_spark"]
 
@@ -25,8 +26,6 @@ __all__ = ["check_source_spark"]
 def _check_partition(
     specs: list[WindowSpec], source: EventSource, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    from framework.prepare.apply import check_source
-
     rows = 0
     for batch in batches:
         if batch.num_rows:

@@ -67,7 +67,7 @@ def execute(repo: FeatureRepo, job: Job, tick: datetime, db: str) -> dict[str, A
         done = materialize(repo, end=tick)
         return {"rows": sum(done.rows.values()), "end": done.end.isoformat(), "views": done.rows}
     if command == "predict":
-        if repo.problem(problem).task == "forecast":
+        if repo.problem(problem).kind.route == "horizon":
             from framework.deploy.forecast import predict_forecast
 
             run = predict_forecast(repo, problem, tick, horizon_days=job.horizon, db=db)

@@ -29,18 +29,15 @@ import numpy as np
 import pandas as pd
 
 from framework.common.jsonable import finite
-from framework.declare.problems import NUMERIC_TASKS, Problem
+from framework.declare.problems import Problem
 from framework.declare.repo import FeatureRepo
-from framework.errors import DataError
+from framework.tasks.base import PARTS
+from framework.tasks.splitters import Split
+from framework.training.assess_report import curve_text, facts_text, share
 from framework.training.candidates import (
-    PARTS,
-    Split,
-    best_threshold,
-    evaluate,
     evaluation_context,
     fit_configuration,
     model_inputs,
-    scores,
     split_problem,
 )
 from framework.training.dataset import LABEL, TIMESTAMP, TrainingSet
@@ -58,11 +55,6 @@ __all__ = [
 
 Progress = Callable[[str], None]
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
-
-
-def share(fraction: float) -> str:
-    """1/8, 1/4, 1/2, all."""
-    return "all" if fraction == 1 else f"1/{round(1 / fraction)}"
 
 
 BOOTSTRAP = 30
@@ -119,7 +111,6 @@ class Assessment:
         )
 
     def to_text(self) -> str:
-        from framework.training.assess_report import curve_text, facts_text
 
         return facts_text(self.problem, self.facts) + (
             "\n" + curve_text(self.curve) if self.curve else ""
@@ -130,8 +121,9 @@ def describe_data(ts: TrainingSet, problem: Problem) -> DataFacts:
     """The facts of ``ts``; raises DataError when the span or the positives are too few."""
     frame = ts.frame.sort_values(TIMESTAMP, kind="stable")
     split = split_problem(frame, problem)
-    label = _label_facts(frame[LABEL], split, problem)
-    _refuse_few_positives(problem, label)
+    parts = {k: getattr(split, k)[LABEL] for k in PARTS}
+    label = problem.kind.label_facts(frame[LABEL], parts)
+    problem.kind.check_label_facts(problem, label)
     features = _feature_facts(frame, ts)
     return DataFacts(
         observations=_observations(frame, ts, problem),
@@ -158,73 +150,6 @@ def _observations(frame: pd.DataFrame, ts: TrainingSet, problem: Problem) -> dic
         "warmup_days": round(warmup / 86_400e6, 3) if warmup else None,
         "features": len(ts.features),
     }
-
-
-def _label_facts(every: pd.Series, split: Split, problem: Problem) -> dict[str, Any]:
-    """Over every observation, and over each part of the split (purged rows in none)."""
-    parts = {k: getattr(split, k)[LABEL] for k in PARTS}
-    if problem.task in ("binary", "ranking"):
-        every, parts = every > 0, {k: v > 0 for k, v in parts.items()}
-        return {
-            "positives": int(every.sum()),
-            "rows": len(every),
-            "base_rate": float(every.mean()),
-            "parts": {
-                k: {"positives": int(v.sum()), "rows": len(v), "base_rate": float(v.mean())}
-                for k, v in parts.items()
-            },
-        }
-    if problem.task == "multiclass":
-        counts = {
-            k: {str(c): int(n) for c, n in v.value_counts().items()} for k, v in parts.items()
-        }
-        total = {str(c): int(n) for c, n in every.value_counts().items()}
-        return {"classes": total, "rows": len(every), "parts": counts}
-    values = every.astype(float)
-    q = values.quantile([0.05, 0.5, 0.95]).to_numpy()
-    return {
-        "rows": len(values),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "p05": float(q[0]),
-        "median": float(q[1]),
-        "p95": float(q[2]),
-        "max": float(values.max()),
-        "zero_share": float((values == 0).mean()),
-        "parts": {
-            k: {"rows": len(v), "mean": float(v.astype(float).mean())} for k, v in parts.items()
-        },
-    }
-
-
-def _refuse_few_positives(problem: Problem, label: dict[str, Any]) -> None:
-    need = problem.min_positives
-    if problem.task in ("binary", "ranking"):
-        short = {k: v["positives"] for k, v in label["parts"].items() if v["positives"] < need}
-        if short:
-            raise DataError(
-                f"Problem {problem.name!r} has too few positive labels to train and judge a "
-                f"model: {', '.join(f'{k} {n}' for k, n in short.items())} (of "
-                f"{label['positives']:,} positives in {label['rows']:,} rows, base rate "
-                f"{label['base_rate']:.2%}); each of train, validation and test needs at least "
-                f"{need} (min_positives). Use more data (a longer span or more entities), a "
-                "longer label horizon, or lower the problem's min_positives."
-            )
-    elif problem.task == "multiclass":
-        for part, counts in label["parts"].items():
-            enough = [c for c, n in counts.items() if n >= need]
-            if len(enough) < 2:
-                raise DataError(
-                    f"Problem {problem.name!r}: the {part} split holds {counts} rows per class; "
-                    f"at least two classes need {need} rows each (min_positives) in each of "
-                    "train, validation and test. Use more data or lower min_positives."
-                )
-    elif label["std"] == 0 or math.isnan(label["std"]):
-        raise DataError(
-            f"Problem {problem.name!r}: the label is constant ({label['mean']:g}) over "
-            f"{label['rows']:,} rows; there is nothing to predict."
-        )
 
 
 def _feature_facts(frame: pd.DataFrame, ts: TrainingSet) -> list[dict[str, Any]]:
@@ -260,11 +185,7 @@ def _warnings(features: list[dict], label: dict[str, Any], problem: Problem) -> 
             f"{len(sparse)} feature(s) present in fewer than {SPARSE:.0%} of rows: "
             + ", ".join(sparse[:8])
         )
-    if problem.task == "binary" and label["base_rate"] < 0.01:
-        out.append(
-            f"rare positives (base rate {label['base_rate']:.2%}): judge by pr_auc, not accuracy"
-        )
-    return out
+    return out + problem.kind.label_warnings(label)
 
 
 def learning_curve(
@@ -289,9 +210,10 @@ def learning_curve(
     sign = 1.0 if problem.higher_is_better else -1.0
 
     def judge(fitted: Any) -> tuple[float, np.ndarray, float]:
-        score = scores(fitted, problem.task, xs["validation"], k)
-        cut = best_threshold(ys["validation"], score) if problem.task == "binary" else 0.5
-        metrics = evaluate(problem.task, ys["validation"], score, cut, classes, **context)
+        score = problem.kind.scores(fitted, xs["validation"], k)
+        cut = problem.kind.decision_threshold(ys["validation"], score)
+        cut = 0.5 if cut is None else cut
+        metrics = problem.kind.evaluate(ys["validation"], score, cut, classes, **context)
         return metrics[metric], score, cut
 
     points: list[dict[str, Any]] = []
@@ -303,7 +225,7 @@ def learning_curve(
         if "groups" in xs["train"].attrs:  # a ranking's lists, kept with their rows
             x.attrs["groups"] = xs["train"].attrs["groups"][mask]
         value = float("nan")
-        if problem.task in NUMERIC_TASKS or len(np.unique(y)) > 1:
+        if problem.kind.fittable(y):
             fitted = fit_configuration(model, problem, x, y, params or {}, seed)
             value, score, cut = judge(fitted)
             judged.append((len(points), score, cut))
@@ -383,7 +305,7 @@ def _bootstrap(
             idx = rng.integers(0, len(y), len(y))
         values = [float("nan")] * len(FRACTIONS)
         for i, score, cut in judged:
-            metrics = evaluate(problem.task, y[idx], score[idx], cut, classes, scale=scale, **extra)
+            metrics = problem.kind.evaluate(y[idx], score[idx], cut, classes, scale=scale, **extra)
             values[i] = metrics[problem.metric]
         full.append(values[-1])
         slopes.append(_per_doubling(values, sign))

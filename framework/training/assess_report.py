@@ -13,13 +13,18 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from framework.training.assess import share
-from framework.training.card import STYLE, _table, png
+from framework.common.html import STYLE, png
+from framework.common.html import table as _table
 
 if TYPE_CHECKING:
     from framework.training.assess import Assessment, DataFacts, LearningCurve
 
-__all__ = ["curve_plot", "curve_section", "curve_text", "facts_text", "write_assessment"]
+__all__ = ["curve_plot", "curve_section", "curve_text", "facts_text", "share", "write_assessment"]
+
+
+def share(fraction: float) -> str:
+    """1/8, 1/4, 1/2, all."""
+    return "all" if fraction == 1 else f"1/{round(1 / fraction)}"
 
 
 def curve_plot(curve: LearningCurve) -> str:

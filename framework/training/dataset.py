@@ -19,19 +19,25 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from framework.declare.problems import NUMERIC_TASKS, DailyTotal, Problem
+from framework.common.columns import LABEL, TIMESTAMP
+from framework.declare.problems import DailyTotal, Problem
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, FeatureRepoError
 from framework.features.horizons import HORIZON_FEATURES
+from framework.tasks import task_of
 from framework.training.labels import build_observations
 
 if TYPE_CHECKING:
     from framework.features.resolve import ViewFeatures
 
-__all__ = ["TrainingSet", "build_training_set", "check_no_leakage", "load_training_set"]
-
-LABEL = "label"
-TIMESTAMP = "event_timestamp"
+__all__ = [
+    "LABEL",
+    "TIMESTAMP",
+    "TrainingSet",
+    "build_training_set",
+    "check_no_leakage",
+    "load_training_set",
+]
 
 
 def content_hash(frame: pd.DataFrame) -> str:
@@ -78,12 +84,7 @@ class TrainingSet:
             "time_range": [ts.min().isoformat(), ts.max().isoformat()],
             "observation_times": int(ts.nunique()),
         }
-        if self.spec.get("task") in ("binary", "multiclass", "ranking"):
-            out["label_balance"] = {
-                str(k): int(v) for k, v in label.value_counts().sort_index().items()
-            }
-        else:
-            out["label_mean"] = float(label.mean())
+        out.update(task_of(self.spec["task"]).label_summary(label))
         return out
 
     def save(self, root: str | Path) -> Path:
@@ -167,9 +168,30 @@ def _window_facts(views: list[ViewFeatures]) -> dict[str, list[Any]]:
     return {"zero_fill": zero_fill, "window_groups": groups}
 
 
+Rows = tuple[pd.DataFrame, list[str]]
+
+
+def _point_rows(
+    repo: FeatureRepo,
+    problem: Problem,
+    observations: pd.DataFrame,
+    features: list[str],
+    engine: str,
+) -> Rows:
+    """The feature service's values at each observation (a point in time)."""
+    from framework.features.historical import get_historical_features
+
+    fetched = get_historical_features(repo, observations, problem.feature_service, engine=engine)
+    return fetched, features
+
+
 def _forecast_rows(
-    repo: FeatureRepo, problem: Problem, observations: pd.DataFrame, engine: str
-) -> pd.DataFrame:
+    repo: FeatureRepo,
+    problem: Problem,
+    observations: pd.DataFrame,
+    features: list[str],
+    engine: str,
+) -> Rows:
     """Features at each origin (fetched once per entity and origin), joined to its
     horizons, with the target day's calendar and the seasonal-naive values."""
     from framework.features.historical import get_historical_features
@@ -184,7 +206,7 @@ def _forecast_rows(
     series = daily_series(
         label.source or problem.events, keys, where=label.where, column=label.column
     )
-    return horizon_features(rows, series, country=label.country)
+    return horizon_features(rows, series, country=label.country), [*features, *HORIZON_FEATURES]
 
 
 def _ranking_rows(
@@ -193,7 +215,7 @@ def _ranking_rows(
     observations: pd.DataFrame,
     features: list[str],
     engine: str,
-) -> pd.DataFrame:
+) -> Rows:
     """Features of each shown item at its list's time (fetched once per key and time),
     beside the list it was shown in; refuses a popularity feature the service lacks."""
     from framework.features.historical import get_historical_features
@@ -213,14 +235,18 @@ def _ranking_rows(
     points = observations[[*keys, TIMESTAMP]].drop_duplicates(ignore_index=True)
     fetched = get_historical_features(repo, points, problem.feature_service, engine=engine)
     fetched = fetched[[*keys, TIMESTAMP, *features]]
-    return observations.merge(fetched, on=[*keys, TIMESTAMP], how="left", validate="many_to_one")
+    rows = observations.merge(fetched, on=[*keys, TIMESTAMP], how="left", validate="many_to_one")
+    return rows, features
+
+
+# how the training rows of each kind of observation are made (``Task.observations``)
+_ROWS = {"points": _point_rows, "horizons": _forecast_rows, "lists": _ranking_rows}
 
 
 def build_training_set(
     repo: FeatureRepo, problem: Problem | str, *, engine: str = "auto"
 ) -> TrainingSet:
     """Observations with labels, joined with the feature service's values at t."""
-    from framework.features.historical import get_historical_features
     from framework.features.resolve import resolve_features
 
     if isinstance(problem, str):
@@ -229,21 +255,10 @@ def build_training_set(
     features = [n for vf in views for n in vf.features]
     check_no_leakage(problem, views)
     observations = build_observations(problem)
-    group: list[str] = []
-    if problem.task == "forecast":
-        frame = _forecast_rows(repo, problem, observations, engine)
-        features = [*features, *HORIZON_FEATURES]
-    elif problem.task == "ranking":
-        frame = _ranking_rows(repo, problem, observations, features, engine)
-        group = [str(problem.group)]
-    else:
-        frame = get_historical_features(repo, observations, problem.feature_service, engine=engine)
-    frame = frame[[*problem.keys, TIMESTAMP, *group, *features, LABEL]]
-    if problem.task not in NUMERIC_TASKS and frame[LABEL].nunique() < 2:
-        raise DataError(
-            f"Problem {problem.name!r}: every observation has label {frame[LABEL].iloc[0]}; "
-            "a classifier needs both classes. Check the label horizon and the data."
-        )
+    kind = problem.kind
+    frame, features = _ROWS[kind.observations](repo, problem, observations, features, engine)
+    frame = frame[[*problem.keys, TIMESTAMP, *kind.row_columns(problem), *features, LABEL]]
+    kind.check_training_labels(problem, frame[LABEL])
     spec = {
         **problem.spec(),
         "engine": engine,

@@ -77,7 +77,7 @@ def cutoff_times(problem: Problem, first_us: int, last_us: int) -> np.ndarray:
     unit = min(spine.every_us, US_PER_DAY)
     start = (first_us // unit) * unit + spine.warmup_us
     # a forecast keeps an origin while its first target day (day(t) + 1) has ended
-    stop = last_us - (2 * US_PER_DAY if problem.task == "forecast" else problem.horizon_us)
+    stop = last_us - problem.kind.label_stop_us(problem)
     if stop < start:
         return np.empty(0, dtype=np.int64)
     return np.arange(start, stop + 1, spine.every_us, dtype=np.int64)
@@ -195,34 +195,15 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
         }
     )
     out = out[out["label"].notna()]  # a Mean without an event has no label
-    if problem.task == "binary":
-        out["label"] = out["label"].astype("int64")
+    out["label"] = problem.kind.label_column(out["label"])
     group = [problem.group] if problem.group and problem.group in out else []
     order = ["event_timestamp", *group, *keys, *([HORIZON] if HORIZON in out else [])]
     return out.sort_values(order, ignore_index=True, kind="stable")
 
 
 def _typed_label(problem: Problem, label: pd.Series) -> np.ndarray:
-    if problem.task == "multiclass":  # classes as given (text or integers); null: no label
-        if pd.api.types.is_float_dtype(label):
-            whole = label.dropna()
-            if (whole != whole.round()).any():
-                raise DataError(
-                    f"Problem {problem.name!r} is multiclass, but its labels hold fractions "
-                    f"({whole[whole != whole.round()].iloc[0]!r}); classes are text or integers."
-                )
-            return label.astype("Int64").astype(object).where(label.notna(), None).to_numpy()
-        return label.astype(object).where(label.notna(), None).to_numpy()
-    if problem.task == "binary":
-        values = pd.to_numeric(label, errors="coerce")
-        bad = values.notna() & ~values.isin([0, 1])
-        if bad.any():
-            raise DataError(
-                f"Problem {problem.name!r} is binary, but its labels hold "
-                f"{sorted(values[bad].unique().tolist())[:5]}; binary labels are 0 and 1."
-            )
-        return values.astype("Int64").to_numpy(dtype="float64", na_value=np.nan)
-    return pd.to_numeric(label, errors="coerce").astype("float64").to_numpy()
+    """The label column as the problem's task kind types it (NaN or None: no label)."""
+    return problem.kind.typed_labels(problem, label)
 
 
 def _label_table(problem: Problem, keys: tuple[str, ...]) -> pd.DataFrame:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from framework.declare.repo import FeatureRepo
 from framework.models import scoring
@@ -103,21 +102,7 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
     reference["score"] = scoring.score(meta, result.winner.model, reference)[0]
     artifact = registry_of(repo).register(result.winner.model, meta, reference=reference)
     say(f"registered {problem.name} {artifact.version} (candidate)")
-    forecast_rows = None
-    if problem.task == "forecast":
-        columns = [*problem.keys, "event_timestamp", "horizon_days", LABEL]
-        forecast_rows = result.split.test[columns].assign(forecast=result.test_scores)
-    elif problem.task == "ranking":
-        test = result.split.test
-        forecast_rows = pd.DataFrame(
-            {
-                "group": test[str(problem.group)].to_numpy(),
-                "label": test[LABEL].to_numpy(),
-                "score": result.test_scores,
-                "popularity": test[str(problem.popularity)].to_numpy(),
-            }
-        )
-        forecast_rows.attrs["k"] = problem.top_k
+    forecast_rows = problem.kind.test_rows(result, problem)
     write_card(
         artifact.path,
         artifact.meta,

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from framework.errors import ValidationError
+from framework.tasks import task_of
 from framework.training.dataset import LABEL, TrainingSet
 
 if TYPE_CHECKING:
@@ -76,8 +77,9 @@ Expectation = tuple[str, dict[str, Any]]
 def _expectations(ts: TrainingSet, categories: Mapping[str, Sequence[Any]]) -> list[Expectation]:
     out = _feature_expectations(ts.frame, ts.features, ts.spec, categories)
     out.append(("ExpectColumnValuesToNotBeNull", {"column": LABEL}))
-    if ts.spec.get("task") == "binary":
-        out.append(("ExpectColumnValuesToBeInSet", {"column": LABEL, "value_set": [0, 1]}))
+    values = task_of(ts.spec["task"]).label_values
+    if values is not None:
+        out.append(("ExpectColumnValuesToBeInSet", {"column": LABEL, "value_set": list(values)}))
     return out
 
 

@@ -117,7 +117,10 @@ def test_bad_declarations_name_the_problem(kwargs, message):
 
 class _Problem:
     def __init__(self, task):
+        from framework.tasks import task_of
+
         self.task = task
+        self.kind = task_of(task)
 
 
 def test_jobs_across_each_other():

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from framework.models.scoring import CompiledPreprocess, score, to_model_frame
-from framework.training.candidates import _preprocessor
+from framework.tasks.estimators import preprocessor as _preprocessor
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:

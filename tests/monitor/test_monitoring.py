@@ -206,7 +206,7 @@ def test_retrain_promotes_only_a_better_challenger(served, tmp_path):
 
     from framework.models.scoring import to_model_frame
     from framework.monitor.retrain import retrain
-    from framework.training.candidates import _preprocessor
+    from framework.tasks.estimators import preprocessor as _preprocessor
     from tests.helpers import clone_repo
 
     repo = clone_repo(served[0], tmp_path / "repo")

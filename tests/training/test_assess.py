@@ -14,8 +14,8 @@ from feast import FileSource
 from framework.declare.problems import NoEvents, Problem, Sum, WeeklyCutoffs
 from framework.errors import DataError
 from framework.models.registry import registry_of
+from framework.tasks.splitters import split_by_time
 from framework.training.assess import describe_data, learning_curve
-from framework.training.candidates import split_by_time
 from framework.training.dataset import TrainingSet
 from tests.helpers import cli
 

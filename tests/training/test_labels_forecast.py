@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from framework.declare.problems import Cutoffs, DailyTotal, Problem
 from framework.errors import FeatureRepoError
 from framework.features.horizons import training_horizons
-from framework.training.candidates import split_rows_by_time
+from framework.tasks.splitters import split_rows_by_time
 from framework.training.labels import build_observations
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")

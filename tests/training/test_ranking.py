@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from framework.declare.problems import AnyEvent, Cutoffs, EventSpine, Problem
 from framework.errors import FeatureRepoError
-from framework.training.ranking import group_sizes, ranking_metrics
+from framework.tasks.lists import group_sizes, ranking_metrics
 from tests.ranking_repo import generate, write_ranking_repo
 
 

@@ -11,7 +11,7 @@ import pytest
 from framework.errors import ArtifactError, DataError
 from framework.models.registry import registry_of
 from framework.models.scoring import to_model_frame
-from framework.training.candidates import split_by_time
+from framework.tasks.splitters import split_by_time
 from tests.helpers import cli
 
 

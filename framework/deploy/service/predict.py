@@ -30,7 +30,8 @@ from framework.errors import (
     StoreError,
     TooLarge,
 )
-from framework.models.scoring import class_probabilities, score
+from framework.models.scoring import raw_scores
+from framework.tasks import task_of
 
 __all__ = ["MAX_ENTITIES", "Pending", "Predictor", "features_of"]
 
@@ -86,18 +87,8 @@ class Predictor:
             raise TooLarge("entities", f"at most {self.max_entities} entities per request")
         try:
             problem = self.repo.problem(name)
-            if problem.task == "forecast":
-                raise InvalidRequest(
-                    "problem",
-                    f"{name!r} is a forecast: its daily forecasts are written by "
-                    f"`lifecycle predict {name} --as-of T --horizon 365d` (table forecasts).",
-                )
-            if problem.task == "ranking":
-                raise InvalidRequest(
-                    "problem",
-                    f"{name!r} is a ranking: POST /rank orders a user's candidates "
-                    '({"problem": ..., "user": {...}, "candidates": [...], "k": 10}).',
-                )
+            if problem.kind.route != "predict":
+                raise InvalidRequest("problem", problem.kind.route_hint(name))
             return problem, self.models.get(problem.name)
         except InvalidRequest:
             raise
@@ -186,34 +177,17 @@ def _answers(
 ) -> list[dict[str, Any]]:
     """The answer items of one arm's rows (in order)."""
     meta = model.artifact.meta if model else None
-    proba = scores = labels = None
+    answered: list[dict[str, Any]] | None = None
     if model is not None and meta is not None:
-        if meta.task == "multiclass":
-            proba = class_probabilities(meta, model.model, frame)
-            labels = proba.argmax(axis=1)
-            scores = proba[range(len(proba)), labels]
-        else:
-            scores, labels = score(meta, model.model, frame)
+        raw = raw_scores(meta, model.model, frame)
+        answered = task_of(meta.task).answer_items(meta, model.model, raw)
     status = frame["feature_status"].tolist()
     items = []
     for j, row in enumerate(rows):
         item: dict[str, Any] = {k: row[k] for k in keys}
         item["feature_status"] = status[j]
-        if model is not None and scores is not None:
-            item["score"] = float(scores[j])
-            if (
-                proba is not None
-                and labels is not None
-                and meta is not None
-                and meta.classes is not None
-            ):
-                item["label"] = meta.classes[int(labels[j])]
-                item["label_index"] = int(labels[j])
-                item["probabilities"] = {
-                    str(c): float(p) for c, p in zip(meta.classes, proba[j], strict=True)
-                }
-            elif labels is not None:
-                item["label"] = int(labels[j])
+        if answered is not None:
+            item.update(answered[j])
         if arm is not None:
             item["arm"] = arm
             if model is not None:

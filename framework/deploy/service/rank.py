@@ -123,10 +123,11 @@ class Ranker:
             problem = self.repo.problem(name)
         except LifecycleError as exc:
             raise NotFound("problem", str(exc)) from exc
-        if problem.task != "ranking":
+        if problem.kind.route != "rank":
             raise InvalidRequest(
                 "problem",
-                f"{name!r} is a {problem.task} problem, not a ranking: POST /predict scores it.",
+                f"{name!r} is a {problem.task} problem, not a ranking: "
+                + problem.kind.route_hint(name),
             )
         return problem
 

@@ -200,7 +200,7 @@ def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
     """The ``/predict`` and ``/events`` bodies as the repo declares them (see the module)."""
     bodies = []
     for name in sorted(repo.problems):
-        if repo.problems[name].task in ("forecast", "ranking"):  # --horizon; /rank
+        if repo.problems[name].kind.route != "predict":  # a forecast: --horizon; /rank
             continue
         kinds = repo.key_kinds(name)
         title = "".join(part.capitalize() for part in name.split("_"))
@@ -283,7 +283,7 @@ def _rank_models(repo: FeatureRepo, max_candidates: int) -> Any:
     bodies = []
     for name in sorted(repo.problems):
         problem = repo.problems[name]
-        if problem.task != "ranking":
+        if problem.kind.route != "rank":
             continue
         kinds = repo.key_kinds(name)
         title = "".join(part.capitalize() for part in name.split("_"))

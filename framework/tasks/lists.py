@@ -1,4 +1,4 @@
-"""Ranking: metrics over lists, and LambdaRank fitted and tuned by list.
+"""Lists: ranking metrics per list, and LambdaRank tuned by list.
 
 A ranking problem's rows are the items shown in lists (one row per impression,
 ``Problem.group`` names the list: a request id). Its metrics are computed per
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["group_sizes", "ranking_metrics", "search_ranker"]
+__all__ = ["TIE_SEED", "group_sizes", "ranking_metrics", "search_ranker"]
 
 TIE_SEED = 20_261_130
 
