@@ -94,7 +94,10 @@ def make_repo(n: int) -> Path:
 
 def example_repo(events: int) -> Path:
     """The example product's repo with about ``events`` events (111 per user)."""
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import load_script
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example_data.py"
+    write_example_data = load_script(example, "lifecycle_example_data").write_example_data
 
     path = WORK / f"example{events}" / "feature_repo"
     path.mkdir(parents=True, exist_ok=True)

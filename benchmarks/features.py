@@ -36,7 +36,10 @@ EVENTS_PER_USER = 111  # the example generator's rate, measured
 
 def _repo(size: int) -> Path:
     """The example repo's declarations (always refreshed) with data for ``size`` events (made once)."""
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import load_script
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example_data.py"
+    write_example_data = load_script(example, "lifecycle_example_data").write_example_data
 
     path = WORK / f"e{size}" / "feature_repo"
     path.mkdir(parents=True, exist_ok=True)

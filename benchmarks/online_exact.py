@@ -39,7 +39,10 @@ warnings.filterwarnings("ignore")
 
 
 def _repo(users: int, redis: str | None):
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import load_script
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example_data.py"
+    write_example_data = load_script(example, "lifecycle_example_data").write_example_data
     from framework.declare.repo import FeatureRepo
     from framework.prepare.apply import apply
 

@@ -27,6 +27,7 @@ import sys
 import time
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,10 @@ warnings.filterwarnings("ignore")
 
 
 def _prepare(users: int):
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import load_script
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example_data.py"
+    write_example_data = load_script(example, "lifecycle_example_data").write_example_data
     from framework.declare.repo import FeatureRepo
     from framework.features.materialize import materialize
     from framework.models.registry import registry_of
@@ -88,7 +92,7 @@ def main() -> None:
     log_db.unlink(missing_ok=True)
     ours_port, feast_port = _free_port(), _free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    serve = ["serve", "--port", str(ours_port), "--log-db", f"sqlite:///{log_db}"]
+    serve = ["serve", "--port", str(ours_port), "--db", f"sqlite:///{log_db}"]
     ours = subprocess.Popen(
         [BIN / "lifecycle", "--repo", repo.path, *serve], env=env, stderr=subprocess.DEVNULL
     )

@@ -112,7 +112,7 @@ def run_load(
         Path(log_db.removeprefix("sqlite:///")).unlink(missing_ok=True)
     port = _free_port()
     server = subprocess.Popen(
-        [*args, "serve", "--port", str(port), "--log-db", log_db, "--workers", str(workers)],
+        [*args, "serve", "--port", str(port), "--db", log_db, "--workers", str(workers)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -46,7 +46,10 @@ warnings.filterwarnings("ignore")
 
 def _repo(name: str, users: int, models_from: Path | None = None):
     """The example repo's declarations (no experiment), its data (made once), applied."""
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import load_script
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example_data.py"
+    write_example_data = load_script(example, "lifecycle_example_data").write_example_data
     from framework.declare.repo import FeatureRepo
     from framework.prepare.apply import apply
 
@@ -148,7 +151,7 @@ def bench_online(repo, end, requests: int, rounds: int) -> list[dict]:
             "serve",
             "--port",
             str(ours_port),
-            "--log-db",
+            "--db",
             f"sqlite:///{log_db}",
         ],
         env=env,

@@ -56,7 +56,10 @@ entity_key_serialization_version: 3
 
 def _repos(size: int) -> tuple[Path, Path]:
     """Two copies of the example repo's declarations over one set of data files."""
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import load_script
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example_data.py"
+    write_example_data = load_script(example, "lifecycle_example_data").write_example_data
 
     base = WORK / f"e{size}"
     data = base / "data"

@@ -11,6 +11,7 @@ it is the example's code, so it names the example's columns and features.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,10 +21,17 @@ import pandas as pd
 from framework.declare.repo import FeatureRepo
 
 
+def _example(name: str) -> Any:
+    """A generator beside this script (examples/NAME.py)."""
+    from framework.common.scripts import load_script
+
+    return load_script(Path(__file__).with_name(f"{name}.py"), f"lifecycle_{name}")
+
+
 def run(repo: FeatureRepo, users: int = 10_000) -> None:
     """Run every lifecycle stage on the example product in ``repo``."""
 
-    from framework.collect.example_data import write_example_data
+    write_example_data = _example("example_data").write_example_data
     from framework.features.historical import get_historical_features
     from framework.features.materialize import materialize as run_materialize
     from framework.features.online import get_online_features
@@ -168,7 +176,7 @@ def _demo_schedule(repo: FeatureRepo, end: pd.Timestamp) -> None:
 
 
 def _demo_forecast(repo: FeatureRepo) -> None:
-    """``lifecycle predict demand --as-of T --horizon 365d``: one row per product and day."""
+    """``lifecycle predict demand --at T --horizon 365d``: one row per product and day."""
     import sqlalchemy as sa
 
     from framework.deploy.forecast import predict_forecast
@@ -242,9 +250,9 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
     experiment, post simulated outcomes (the treatment truly helps) to /events, report."""
     import requests
 
-    from framework.collect.example_data import simulate_outcomes
-    from framework.deploy.experiment_report import experiment_report
+    simulate_outcomes = _example("example_data").simulate_outcomes
     from framework.deploy.service import background_server, create_app
+    from framework.monitor.experiment_report import experiment_report
 
     exp = next(
         (
@@ -309,9 +317,9 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
     clicks go to /events, then the experiment's report (CTR, delta-method interval, SRM)."""
     import requests
 
-    from framework.collect.example_catalogue import generate_catalogue
-    from framework.deploy.experiment_report import experiment_report
+    generate_catalogue = _example("example_catalogue").generate_catalogue
     from framework.deploy.service import background_server, create_app
+    from framework.monitor.experiment_report import experiment_report
 
     exp = repo.experiment("ranking_ab")
     everyone = pd.read_parquet(repo.data_dir / "users.parquet", columns=["user_id"])["user_id"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from framework.collect.example_data import write_example_data
+from framework.common.scripts import load_script
 from framework.declare.repo import FeatureRepo
 from framework.features.historical import get_historical_features
 from framework.prepare.apply import apply
@@ -14,7 +16,8 @@ from framework.prepare.apply import apply
 def main() -> None:
     repo = FeatureRepo("feature_repo")
     if not (repo.data_dir / "events.parquet").exists():
-        write_example_data(repo.data_dir, users=2_000)
+        generator = load_script(Path(__file__).with_name("example_data.py"))
+        generator.write_example_data(repo.data_dir, users=2_000)
     apply(repo)
     cutoffs = pd.date_range("2025-03-01", "2025-11-01", freq="28D", tz="UTC")
     users = np.arange(1, 201)

@@ -12,8 +12,8 @@ scikit-learn until a name is used)::
     features   get_historical_features, get_online_features, materialize
     models     ModelMeta, ModelArtifact, registry_of, score
     training   build_training_set, validate, run_training
-    deploy     create_app, predict_batch, experiment_report
-    monitor    detect_drift, realized_performance, skew, retrain
+    deploy     create_app, predict_batch
+    monitor    detect_drift, realized_performance, skew, retrain, experiment_report
     schedule   run_due, backfill
 
 Each name's module is in ``_LAZY`` below; the exceptions are in :mod:`framework.errors`.
@@ -68,7 +68,7 @@ _LAZY = {
     "create_app": "framework.deploy.service",
     "predict_batch": "framework.deploy.batch",
     "predict_forecast": "framework.deploy.forecast",
-    "experiment_report": "framework.deploy.experiment_report",
+    "experiment_report": "framework.monitor.experiment_report",
     "detect_drift": "framework.monitor.drift",
     "realized_performance": "framework.monitor.performance",
     "skew": "framework.monitor.skew",

@@ -122,10 +122,15 @@ def copy_example_repo(
         text = (EXAMPLE_REPO / "feature_store.production.yaml").read_text()
         (dest / "feature_store.yaml").write_text(set_registry(set_project(text)))
     if users:
-        from framework.collect.example_data import write_example_data
-
-        write_example_data(dest / "data", users=users, seed=seed)
+        example_data().write_example_data(dest / "data", users=users, seed=seed)
     return dest
+
+
+def example_data():
+    """The example product's data generator (examples/example_data.py)."""
+    from framework.common.scripts import load_script
+
+    return load_script(ROOT / "examples" / "example_data.py", "lifecycle_example_data")
 
 
 PAYMENTS_REPO = Path(__file__).resolve().parents[1] / "examples" / "payments" / "feature_repo"

@@ -254,7 +254,7 @@ def test_two_applies_and_materializes_at_once_leave_a_valid_registry(fresh_repo,
     from framework.features.historical import get_historical_features
     from framework.features.online import get_online_features
 
-    for args in (("apply",), ("materialize", "--end", T.isoformat())):
+    for args in (("apply",), ("materialize", "--to", T.isoformat())):
         sections, _ = _at_once(fresh_repo, tmp_path, "locked", *args)
         assert len(sections) >= 2 and not _overlap(sections), sections
         waited = max(got - start for start, got, _ in sections)
@@ -277,7 +277,7 @@ def test_without_the_lock_the_two_materializes_overlap(fresh_repo, tmp_path):
     """The check above can fail: with the lock taken away, the same two processes are
     inside the guarded section at the same time."""
     _at_once(fresh_repo, tmp_path, "locked", "apply")
-    sections, _ = _at_once(fresh_repo, tmp_path, "unlocked", "materialize", "--end", T.isoformat())
+    sections, _ = _at_once(fresh_repo, tmp_path, "unlocked", "materialize", "--to", T.isoformat())
     assert len(sections) >= 2 and _overlap(sections), sections
 
 
@@ -465,7 +465,7 @@ def test_the_prediction_log_survives_a_clean_shutdown_under_load(
             "serve",
             "--port",
             str(port),
-            "--log-db",
+            "--db",
             prediction_db,
             "--workers",
             str(workers),

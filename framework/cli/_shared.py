@@ -19,11 +19,16 @@ if TYPE_CHECKING:
 __all__ = [
     "AwareTime",
     "Context",
+    "at_option",
     "db_option",
     "feature_option",
+    "json_option",
+    "model_version_option",
+    "out_option",
     "parse_entities",
     "pass_ctx",
     "progress_bar",
+    "range_options",
     "read_entities",
     "say",
 ]
@@ -105,14 +110,106 @@ def progress_bar(label: str) -> Callable[[int, int], None]:
     return update
 
 
-def db_option(what: str, flag: str = "--db") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class Aliased(click.Option):
+    """An option whose later names are older spellings: still accepted, not shown in
+    ``--help`` (kept for one release after a rename)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        names, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = names
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return f"'{self.opts[0]}'"
+
+
+# One vocabulary across commands: --at for a point in time, --from/--to for a range,
+# --db for the project's database, --model-version, --out, --json.
+
+
+def db_option(what: str, *aliases: str) -> Decorator:
+    """The project's database (``aliases``: older names of the option, hidden)."""
     return click.option(
-        flag,
+        "--db",
+        *aliases,
+        "db",
+        cls=Aliased,
         default=None,
         envvar="LIFECYCLE_PREDICTION_DB",
         help=f"{what}: sqlite:///PATH or postgresql://... (default: REPO/data/predictions.db). "
         "Env: LIFECYCLE_PREDICTION_DB.",
     )
+
+
+def at_option(help: str, *, required: bool = False, dest: str = "at") -> Decorator:
+    """The one name for a point in time (``--as-of``: the older spelling)."""
+    return click.option(
+        "--at",
+        "--as-of",
+        dest,
+        cls=Aliased,
+        type=AwareTime(),
+        required=required,
+        default=None,
+        help=f"{help} (ISO 8601 with zone, e.g. 2025-06-01T00:00:00Z).",
+    )
+
+
+def range_options(
+    from_help: str, to_help: str, start: str = "start", end: str = "end", required: bool = False
+) -> Decorator:
+    """The one pair for a range: ``--from`` and ``--to``; the older spellings
+    ``--since``/``--until`` and ``--start``/``--end`` still work."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(
+            "--to",
+            "--until",
+            "--end",
+            end,
+            cls=Aliased,
+            type=AwareTime(),
+            default=None,
+            required=required,
+            help=f"{to_help} (ISO 8601 with zone).",
+        )(f)
+        return click.option(
+            "--from",
+            "--since",
+            "--start",
+            start,
+            cls=Aliased,
+            type=AwareTime(),
+            default=None,
+            required=required,
+            help=f"{from_help} (ISO 8601 with zone).",
+        )(f)
+
+    return decorate
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (one object) instead of text."
+)
+
+model_version_option = click.option(
+    "--model-version",
+    "--version",
+    "version",
+    cls=Aliased,
+    default=None,
+    help="The model version, e.g. v3 (default: the production one).",
+)
+
+
+def out_option(help: str, **kwargs: Any) -> Decorator:
+    """Where a command writes its result (``--output``: the older spelling)."""
+    return click.option("--out", "--output", "out", cls=Aliased, help=help, **kwargs)
 
 
 feature_option = click.option(

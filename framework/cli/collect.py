@@ -33,8 +33,12 @@ __all__ = ["events", "example_data"]
 @pass_ctx
 def example_data(obj: Context, users: int, seed: int) -> None:
     """Generate the example product: users.parquet and events.parquet under REPO/data."""
-    from framework.collect.example_data import write_example_data
+    from framework.common.scripts import find_example, load_script
 
+    generator = load_script(
+        find_example("example_data.py", obj.repo_path), "lifecycle_example_data"
+    )
+    write_example_data = generator.write_example_data
     data_dir = obj.repo_path / "data"
     t0 = time.perf_counter()
     data = write_example_data(data_dir, users=users, seed=seed)

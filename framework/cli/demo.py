@@ -7,28 +7,15 @@ stage. Another product's repo brings its own script with ``--script``.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import click
 
 from framework.cli._shared import Context, pass_ctx
+from framework.common.scripts import find_example, load_script
 from framework.errors import ConfigError
 
 __all__ = ["demo"]
-
-SCRIPT = Path("examples") / "demo.py"
-
-
-def _find_script(repo_path: Path) -> Path:
-    candidates = [repo_path.resolve().parent / SCRIPT, Path.cwd() / SCRIPT]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(
-        f"No demo script: looked for {[str(p) for p in candidates]}. "
-        "Pass --script PATH to a file with a run(repo, users=...) function."
-    )
 
 
 @click.command()
@@ -48,12 +35,8 @@ def _find_script(repo_path: Path) -> Path:
 @pass_ctx
 def demo(obj: Context, users: int, script: Path | None) -> None:
     """Run every lifecycle stage on the example product (its examples/demo.py)."""
-    path = script or _find_script(obj.repo_path)
-    spec = importlib.util.spec_from_file_location("lifecycle_demo", path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{path} cannot be loaded as a Python module.")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    path = script or find_example("demo.py", obj.repo_path)
+    module = load_script(path, "lifecycle_demo")
     if not callable(getattr(module, "run", None)):
         raise ConfigError(f"{path} has no run(repo, users=...) function.")
     module.run(obj.repo, users=users)

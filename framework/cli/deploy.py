@@ -12,9 +12,11 @@ from typing import Any
 import click
 
 from framework.cli._shared import (
-    AwareTime,
     Context,
+    at_option,
     db_option,
+    json_option,
+    out_option,
     pass_ctx,
     say,
 )
@@ -122,20 +124,14 @@ class Horizon(click.ParamType):  # type: ignore[type-arg]  # generic in click's 
 
 @click.command()
 @click.argument("problem")
-@click.option(
-    "--as-of",
-    "as_of",
-    type=AwareTime(),
-    required=True,
-    help="Score with the features as of this time (ISO 8601 with zone).",
-)
+@at_option("Score with the features as of this time", required=True, dest="as_of")
 @click.option(
     "--entities",
     "entities_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="Parquet or CSV with the problem's key column(s) (default: the population of "
-    "the problem's spine rule at the as-of time, e.g. the entities active within its lookback).",
+    "the problem's spine rule at that time, e.g. the entities active within its lookback).",
 )
 @click.option(
     "--horizon",
@@ -145,13 +141,12 @@ class Horizon(click.ParamType):  # type: ignore[type-arg]  # generic in click's 
     "label's horizon). One row per entity and target day goes to the table `forecasts`.",
 )
 @db_option("Where to write the run")
-@click.option(
-    "--output",
+@out_option(
+    "Spark profile only: write the run to this partitioned parquet dataset "
+    "(<out>/problem=P/model_version=V/as_of=T/) instead of the database, for "
+    "populations a database should not hold.",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Spark profile only: write the run to this partitioned parquet dataset "
-    "(<output>/problem=P/model_version=V/as_of=T/) instead of the database, for "
-    "populations a database should not hold.",
 )
 @pass_ctx
 def predict(
@@ -161,7 +156,7 @@ def predict(
     entities_path: Path | None,
     horizon: int | None,
     db: str | None,
-    output: Path | None,
+    out: Path | None,
 ) -> None:
     """Batch-score PROBLEM as of a time and write the run to the table `predictions`
     (a forecast problem: to the table `forecasts`, one row per entity and target day).
@@ -172,10 +167,10 @@ def predict(
 
     \b
     Examples:
-      lifecycle predict churn --as-of 2025-12-01T00:00:00Z
-      lifecycle predict demand --as-of 2025-12-01T00:00:00Z --horizon 365d
+      lifecycle predict churn --at 2025-12-01T00:00:00Z
+      lifecycle predict demand --at 2025-12-01T00:00:00Z --horizon 365d
       lifecycle --fs-yaml feature_repo/feature_store.spark.yaml predict churn \\
-          --as-of 2025-12-01T00:00:00Z --output data/scores
+          --at 2025-12-01T00:00:00Z --out data/scores
     """
     from framework.collect.checks import read_table
     from framework.deploy.batch import predict_batch
@@ -197,10 +192,10 @@ def predict(
     if forecast:
         from framework.deploy.forecast import predict_forecast
 
-        if output is not None:
+        if out is not None:
             raise click.BadParameter(
-                "forecasts go to the table `forecasts`; --output is for batch scores.",
-                param_hint="--output",
+                "forecasts go to the table `forecasts`; --out is for batch scores.",
+                param_hint="--out",
             )
 
         run = predict_forecast(
@@ -212,7 +207,7 @@ def predict(
             param_hint="--horizon",
         )
     else:
-        run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db, output=output)
+        run = predict_batch(obj.repo, problem, as_of, entities=entities, db=db, output=out)
     elapsed = time.perf_counter() - t0
     replaced = f", replacing {run.replaced:,} rows of the earlier run" if run.replaced else ""
     what = "forecast rows (entity x target day)" if forecast else "predictions"
@@ -247,15 +242,12 @@ def experiment_list(obj: Context) -> None:
 @experiment.command("report")
 @click.argument("name")
 @db_option("The prediction log holding the exposures")
-@click.option(
-    "--as-of",
-    "as_of",
-    type=AwareTime(),
-    default=None,
-    help="Count outcomes known at this time (ISO 8601 with zone; default: now). Exposures "
-    "whose window is still open are left out.",
+@at_option(
+    "Count outcomes known at this time (default: now; exposures whose window is still "
+    "open are left out)",
+    dest="as_of",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_ctx
 def experiment_report(
     obj: Context, name: str, db: str | None, as_of: datetime | None, as_json: bool
@@ -267,7 +259,7 @@ def experiment_report(
     experiment's problem while it is active), outcomes from the event log
     (events matching the experiment's outcome filter, e.g. from POST /events).
     """
-    from framework.deploy.experiment_report import experiment_report as run
+    from framework.monitor.experiment_report import experiment_report as run
 
     result = run(obj.repo, name, db=db, now=as_of)
     if as_json:

@@ -14,9 +14,11 @@ from framework.cli._shared import (
     AwareTime,
     Context,
     feature_option,
+    json_option,
     parse_entities,
     pass_ctx,
     progress_bar,
+    range_options,
     read_entities,
 )
 from framework.errors import DataError
@@ -25,27 +27,19 @@ __all__ = ["features", "materialize"]
 
 
 @click.command()
-@click.option(
-    "--start",
-    type=AwareTime(),
-    default=None,
-    help="Only rows at or after this time (ISO 8601 with zone). Default: all history.",
-)
-@click.option(
-    "--end",
-    type=AwareTime(),
-    default=None,
-    help="Load values as of this time (ISO 8601 with zone). Default: now.",
+@range_options(
+    "Only rows at or after this time (default: all history)",
+    "Load values as of this time (default: now)",
 )
 @pass_ctx
 def materialize(obj: Context, start: datetime | None, end: datetime | None) -> None:
-    """Load the online store with every entity's values as of --end.
+    """Load the online store with every entity's values as of --to.
 
     \b
     Windowed views also get an online window state per entity (its events inside
-    the longest window, and running lifetime values): from --end on, the
+    the longest window, and running lifetime values): from --to on, the
     framework's online reads are exact at the read time, and events posted later
-    count at once. Stock Feast reads the values as of --end.
+    count at once. Stock Feast reads the values as of --to.
     """
     from framework.features.materialize import materialize as run
 
@@ -154,7 +148,7 @@ def features_historical(
     "materialization: windowed features are exact at T, comparable with `lifecycle "
     "features historical` at T. Default: now.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @pass_ctx
 def features_online(
     obj: Context,

@@ -10,34 +10,22 @@ from pathlib import Path
 import click
 
 from framework.cli._shared import (
-    AwareTime,
     Context,
     db_option,
+    json_option,
+    model_version_option,
     pass_ctx,
+    range_options,
     say,
 )
 
 __all__ = ["monitor", "performance", "retrain", "skew_command"]
 
-since_option = click.option(
-    "--since",
-    type=AwareTime(),
-    default=None,
-    help="Predictions from this time (ISO 8601 with zone).",
-)
-until_option = click.option(
-    "--until",
-    type=AwareTime(),
-    default=None,
-    help="Predictions before this time (ISO 8601 with zone).",
-)
-
 
 @click.command()
 @click.argument("problem")
-@click.option("--version", default=None, help="Model version (default: the production one).")
-@since_option
-@until_option
+@model_version_option
+@range_options("Predictions from this time on", "Predictions before this time", "since", "until")
 @click.option(
     "--current",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -45,7 +33,7 @@ until_option = click.option(
     help="Compare this parquet/CSV of feature rows instead of the prediction log.",
 )
 @db_option("The prediction log")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_ctx
 def monitor(
     obj: Context,
@@ -89,7 +77,7 @@ def monitor(
 @click.command()
 @click.argument("problem")
 @db_option("The predictions (log and batch runs)")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_ctx
 def performance(obj: Context, problem: str, db: str | None, as_json: bool) -> None:
     """Realized performance: predictions joined with the labels known since.
@@ -110,7 +98,7 @@ def performance(obj: Context, problem: str, db: str | None, as_json: bool) -> No
 
 @click.command()
 @click.argument("problem")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_ctx
 def retrain(obj: Context, problem: str, as_json: bool) -> None:
     """Train a challenger on the latest data; promote it only if it beats the champion.
@@ -128,11 +116,10 @@ def retrain(obj: Context, problem: str, as_json: bool) -> None:
 
 @click.command("skew")
 @click.argument("problem")
-@click.option("--version", default=None, help="Model version (default: the production one).")
-@since_option
-@until_option
+@model_version_option
+@range_options("Predictions from this time on", "Predictions before this time", "since", "until")
 @db_option("The prediction log")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_ctx
 def skew_command(
     obj: Context,

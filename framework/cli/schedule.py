@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from framework.cli._shared import AwareTime, Context, db_option, pass_ctx, progress_bar, say
+from framework.cli._shared import (
+    Context,
+    at_option,
+    db_option,
+    json_option,
+    pass_ctx,
+    progress_bar,
+    range_options,
+    say,
+)
 
 if TYPE_CHECKING:
     from framework.deploy.job_runs import JobRun
@@ -71,7 +80,7 @@ def schedule() -> None:
 
 @schedule.command("list")
 @db_option("Where the runs are recorded")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_ctx
 def schedule_list(obj: Context, db: str | None, as_json: bool) -> None:
     """The declared jobs: command, schedule (UTC), upstream jobs, next tick, last run."""
@@ -152,14 +161,10 @@ def schedule_run(obj: Context, db: str | None, poll: float) -> None:
 
 @schedule.command("once")
 @click.argument("job")
-@click.option(
-    "--at",
-    "at",
-    type=AwareTime(),
-    default=None,
-    help="Run the job's tick at this time (or the latest before it), upstream jobs first; "
-    "a tick that succeeded is not run again. What an orchestrator passes (Airflow: "
-    "its data_interval_end).",
+@at_option(
+    "Run the job's tick at this time (or the latest before it), upstream jobs first; "
+    "a tick that succeeded is not run again; what an orchestrator passes (Airflow: "
+    "its data_interval_end)"
 )
 @click.option(
     "--due",
@@ -167,7 +172,7 @@ def schedule_run(obj: Context, db: str | None, poll: float) -> None:
     help="Run the job's ticks due now, as the scheduler would (what cron and Kubernetes call).",
 )
 @db_option("Where the runs are recorded")
-@click.option("--json", "as_json", is_flag=True, help="Print the run(s) as JSON.")
+@json_option
 @pass_ctx
 def schedule_once(
     obj: Context, job: str, at: datetime | None, due: bool, db: str | None, as_json: bool
@@ -208,10 +213,9 @@ def schedule_once(
 
 @schedule.command("backfill")
 @click.argument("job")
-@click.option("--from", "start", type=AwareTime(), required=True, help="First time (ISO 8601).")
-@click.option("--to", "end", type=AwareTime(), required=True, help="Last time (ISO 8601).")
+@range_options("First time", "Last time (inclusive)", required=True)
 @db_option("Where the runs are recorded")
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@json_option
 @pass_ctx
 def schedule_backfill(
     obj: Context, job: str, start: datetime, end: datetime, db: str | None, as_json: bool
@@ -242,7 +246,7 @@ def schedule_backfill(
 @click.argument("job", required=False)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @db_option("Where the runs are recorded")
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@json_option
 @pass_ctx
 def schedule_runs(obj: Context, job: str | None, limit: int, db: str | None, as_json: bool) -> None:
     """Recent runs, newest tick first: status, trigger, attempts, duration, what they made."""

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from framework.cli._shared import Context, pass_ctx, say
+from framework.cli._shared import Context, json_option, pass_ctx, say
 
 __all__ = ["assess", "dataset", "train", "validate"]
 
@@ -37,9 +37,7 @@ def dataset_build(obj: Context, problem: str) -> None:
 
 @click.command()
 @click.argument("problem")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object with the facts and curve."
-)
+@json_option
 @pass_ctx
 def assess(obj: Context, problem: str, as_json: bool) -> None:
     """Do we have enough data for PROBLEM? Answered before (or beside) training.
@@ -97,7 +95,7 @@ def validate(obj: Context, problem: str) -> None:
 
 @click.command()
 @click.argument("problem")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+@json_option
 @pass_ctx
 def train(obj: Context, problem: str, as_json: bool) -> None:
     """Build, validate and train PROBLEM; register the winner as a candidate version.

@@ -1,3 +1,4 @@
-"""Collect data: check input tables, append events durably, generate the example product."""
+"""Collect data: check input tables, append events durably (the example product's
+generators live beside it, in examples/)."""
 
 __all__: list[str] = []

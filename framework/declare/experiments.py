@@ -48,7 +48,7 @@ import numpy as np
 from framework.declare.expressions import filter_to_sql
 from framework.errors import FeatureRepoError
 
-__all__ = ["ARMS", "Experiment", "assign"]
+__all__ = ["ARMS", "Experiment", "assign", "check_experiments"]
 
 ARMS = ("control", "treatment")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -172,3 +172,37 @@ def assign(salt: str, entity_ids: list[Any] | np.ndarray, split: float = 0.5) ->
         digest = hashlib.sha256(prefix + text.encode()).digest()
         out.append(ARMS[1] if int.from_bytes(digest[:8], "big") < bound else ARMS[0])
     return out
+
+
+def check_experiments(experiments: dict[str, Experiment], problems: dict[str, Any]) -> None:
+    """Refuse experiments that do not fit the repo's problems: an unknown problem, a unit
+    not of its keys, the popularity policy outside a ranking, a ranking's experiment that
+    assigns items rather than its query's keys, two active on one problem."""
+    active: dict[str, str] = {}
+    for exp in experiments.values():
+        if exp.problem not in problems:
+            raise FeatureRepoError(
+                f"Experiment {exp.name!r} names unknown problem {exp.problem!r}; the repo "
+                f"declares {sorted(problems)}."
+            )
+        problem = problems[exp.problem]
+        unit = exp.unit_keys(problem.keys)  # refuses a unit not of its keys
+        ranks = problem.kind.route == "rank"
+        if "popularity" in (exp.control, exp.treatment) and not ranks:
+            raise FeatureRepoError(
+                f"Experiment {exp.name!r}: the policy 'popularity' orders a ranking's "
+                f"candidates; {exp.problem!r} is a {problem.task} problem."
+            )
+        if ranks and any(k not in problem.query_keys for k in unit):
+            raise FeatureRepoError(
+                f"Experiment {exp.name!r} on ranking {exp.problem!r} assigns users, not "
+                f"lists of items: declare unit={problem.query_keys[0]!r} (the query's keys "
+                f"{list(problem.query_keys)})."
+            )
+        if exp.active:
+            if exp.problem in active:
+                raise FeatureRepoError(
+                    f"Experiments {active[exp.problem]!r} and {exp.name!r} are both active "
+                    f"on {exp.problem!r}; set active=False on one of them."
+                )
+            active[exp.problem] = exp.name

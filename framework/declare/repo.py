@@ -14,11 +14,11 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from framework.declare.sources import EventSource, event_sources, infer_contract, with_columns
 from framework.errors import ConfigError, FeatureRepoError
 
 if TYPE_CHECKING:
@@ -31,19 +31,7 @@ if TYPE_CHECKING:
     from framework.declare.schedules import Job
     from framework.declare.windows import WindowSpec
 
-__all__ = ["EventSource", "FeatureRepo"]
-
-
-@dataclass(frozen=True)
-class EventSource:
-    """An event source of the repo: a parquet log that windowed views read (or that a
-    contract declares), with the join keys those views need on every row."""
-
-    name: str
-    path: str
-    timestamp_field: str
-    keys: tuple[str, ...]
-    contract: SourceContract | None  # the declared one, if any
+__all__ = ["EventSource", "FeatureRepo", "infer_contract"]
 
 
 class _Named(Protocol):
@@ -281,43 +269,10 @@ class FeatureRepo:
     def event_sources(self) -> dict[str, EventSource]:
         """The declared event sources, by name: those windowed views read, and those a
         contract is declared for."""
-        import difflib
-
         from feast import FileSource
 
-        contracts = self.contracts
-        keys: dict[str, list[str]] = {}
-        found: dict[str, tuple[str, str]] = {}
-        for spec in self.declared_window_specs:
-            found[spec.source_name] = (spec.source_path, spec.timestamp_field)
-            have = keys.setdefault(spec.source_name, [])
-            have += [k for k in spec.entity_keys if k not in have]
-        declared = {
-            s.name: s for s in self.contents.data_sources if isinstance(s, FileSource) and s.name
-        }
-        for name in contracts:
-            if name in found:
-                continue
-            src = declared.get(name)
-            if src is None:
-                close = difflib.get_close_matches(name, list(declared), n=3)
-                raise FeatureRepoError(
-                    f"A contract is declared for source {name!r}, which the repo does not "
-                    f"declare; close matches: {close}."
-                )
-            found[name] = (str(src.path), src.timestamp_field or "event_timestamp")
-        by_path: dict[str, str] = {}
-        for name, (path, _) in found.items():
-            if path in by_path:
-                raise FeatureRepoError(
-                    f"Sources {by_path[path]!r} and {name!r} read the same file {path}; "
-                    "declare one source per event log."
-                )
-            by_path[path] = name
-        return {
-            name: EventSource(name, path, ts, tuple(keys.get(name, ())), contracts.get(name))
-            for name, (path, ts) in sorted(found.items())
-        }
+        declared = [s for s in self.contents.data_sources if isinstance(s, FileSource)]
+        return event_sources(self.declared_window_specs, self.contracts, declared)
 
     def event_source(self, name: str | None = None) -> EventSource:
         """The event source ``name`` (or the only one)."""
@@ -357,10 +312,10 @@ class FeatureRepo:
                 recorded = SourceContract.recorded(source.name, tags[SCHEMA_TAG])
                 if source.contract is None:
                     return recorded
-                return _with_columns(source.contract, recorded)
+                return with_columns(source.contract, recorded)
         if Path(source.path).exists():
             inferred = infer_contract(source)
-            return inferred if source.contract is None else _with_columns(source.contract, inferred)
+            return inferred if source.contract is None else with_columns(source.contract, inferred)
         raise ConfigError(
             f"Source {source.name!r} has no declared columns and no log yet ({source.path}); "
             "declare a SourceContract(columns=...) for it, or write a first file and run "
@@ -371,37 +326,10 @@ class FeatureRepo:
     def experiments(self) -> dict[str, Experiment]:
         """The experiments declared in the repo's Python files, by name (checked against
         the problems: each names a declared one, and a problem has one active experiment)."""
-        from framework.declare.experiments import Experiment
+        from framework.declare.experiments import Experiment, check_experiments
 
         found = self._declared(Experiment, "experiments")
-        active: dict[str, str] = {}
-        for exp in found.values():
-            if exp.problem not in self.problems:
-                raise FeatureRepoError(
-                    f"Experiment {exp.name!r} names unknown problem {exp.problem!r}; the repo "
-                    f"declares {sorted(self.problems)}."
-                )
-            problem = self.problems[exp.problem]
-            unit = exp.unit_keys(problem.keys)  # refuses a unit not of its keys
-            ranks = problem.kind.route == "rank"
-            if "popularity" in (exp.control, exp.treatment) and not ranks:
-                raise FeatureRepoError(
-                    f"Experiment {exp.name!r}: the policy 'popularity' orders a ranking's "
-                    f"candidates; {exp.problem!r} is a {problem.task} problem."
-                )
-            if ranks and any(k not in problem.query_keys for k in unit):
-                raise FeatureRepoError(
-                    f"Experiment {exp.name!r} on ranking {exp.problem!r} assigns users, not "
-                    f"lists of items: declare unit={problem.query_keys[0]!r} (the query's keys "
-                    f"{list(problem.query_keys)})."
-                )
-            if exp.active:
-                if exp.problem in active:
-                    raise FeatureRepoError(
-                        f"Experiments {active[exp.problem]!r} and {exp.name!r} are both active "
-                        f"on {exp.problem!r}; set active=False on one of them."
-                    )
-                active[exp.problem] = exp.name
+        check_experiments(found, self.problems)
         return found
 
     @cached_property
@@ -491,20 +419,3 @@ class FeatureRepo:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _with_columns(contract: SourceContract, other: SourceContract) -> SourceContract:
-    import dataclasses
-
-    return dataclasses.replace(contract, columns=other.columns, nullable=other.nullable)
-
-
-def infer_contract(source: EventSource) -> SourceContract:
-    """The contract a log file implies: its columns' kinds, all nullable but the timestamp."""
-    from framework.declare.contracts import SourceContract, kind_of
-    from framework.declare.windows import parquet_schema
-
-    schema = parquet_schema(source.path)
-    columns = {f.name: kind_of(f.type) or "string" for f in schema}
-    nullable = [c for c in columns if c != source.timestamp_field and c not in source.keys]
-    return SourceContract(source=source.name, columns=columns, nullable=nullable)

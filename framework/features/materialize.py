@@ -5,7 +5,7 @@ with timestamp <= end, found with the same point-in-time index the offline
 engine uses) is written in Feast's own format (:mod:`framework.features.online_write`),
 in batches. Events appended since the last run (:mod:`framework.collect.ingest`) are
 merged into the event log and the window tables rebuilt first. Rows older than ``start`` are skipped, as in Feast, so
-``--start`` makes an incremental run. The registry records the interval.
+``--from`` makes an incremental run. The registry records the interval.
 
 After ``materialize(end=T)`` the online value of every feature for every entity
 equals its historical value at T.
@@ -186,7 +186,7 @@ def materialize(
     start_ts = _utc(start)
     end_ts = _utc(end) or datetime.now(UTC)
     if start_ts is not None and start_ts > end_ts:
-        raise ConfigError(f"--start {start_ts} is after --end {end_ts}.")
+        raise ConfigError(f"--from {start_ts} is after --to {end_ts}.")
     from framework.collect.ingest import compact, inbox_files
     from framework.prepare.apply import build_tables
 

@@ -28,7 +28,8 @@ import pandas as pd
 
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, StoreError
-from framework.features.window_state import Evaluator, decode_frames, spec_digest
+from framework.features.window_eval import Evaluator
+from framework.features.window_state import decode_frames, spec_digest
 from framework.features.window_store import window_store
 
 __all__ = ["REGISTRY_TTL_S", "OnlineReader", "reader"]

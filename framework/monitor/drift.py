@@ -214,7 +214,7 @@ def detect_drift(
             window = f" between {since or 'the start'} and {until or 'now'}"
             raise DataError(
                 f"No logged or batch predictions of {declared.name} {artifact.version}{window}: "
-                "nothing to compare. Serve traffic first, widen --since/--until, or pass "
+                "nothing to compare. Serve traffic first, widen --from/--to, or pass "
                 "--current FILE."
             )
         frame = _with_known_labels(

@@ -30,7 +30,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from framework.common.keys import KeyMap, dense_codes
-from framework.declare.expressions import filter_to_sql
 from framework.declare.windows import PREFIX_FUNCTIONS, Aggregate, WindowSpec
 from framework.errors import DataError
+from framework.prepare.window_events import Events, parquet_sql, read_sorted_events
 from framework.prepare.window_index import Chunk, WindowIndexWriter, remove_window_index
+from framework.prepare.window_kernels import (
+    distinct_columns,
+    entity_prefix,
+    extreme_columns,
+    last_columns,
+    merge_positions,
+    prefix_at,
+)
 
 __all__ = [
     "TableStats",
@@ -71,370 +78,6 @@ class TableStats:
     rows: int
 
 
-@dataclass
-class Events:
-    """The sorted events of one view: codes, times and the per-aggregate columns."""
-
-    k: np.ndarray  # int64 entity codes, sorted
-    t: np.ndarray  # int64 microseconds, sorted within an entity
-    cols: dict[str, np.ndarray]  # c{i} (int8 match), s{i} (float sums), m{i}, v{i}
-    keymap: KeyMap  # distinct keys by code (identity for one integer key)
-    values: dict[int, np.ndarray] = field(default_factory=dict)  # aggregate -> decode table
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-_SQL_KIND = {"int": "BIGINT", "string": "VARCHAR"}
-
-
-def parquet_sql(path: str) -> tuple[str, list[str]]:
-    """DuckDB's reader of a parquet file or a directory of them (a partitioned log, hive
-    partitions as columns), and the columns that order its rows as written."""
-    quoted = "'" + path.replace("'", "''") + "'"
-    if os.path.isdir(path):
-        glob = "'" + os.path.join(path, "**", "*.parquet").replace("'", "''") + "'"
-        return (
-            f"read_parquet({glob}, filename = true, file_row_number = true, "
-            "hive_partitioning = true, union_by_name = true)",
-            ["filename", "file_row_number"],
-        )
-    return f"read_parquet({quoted}, file_row_number = true)", ["file_row_number"]
-
-
-def _select_sql(spec: WindowSpec, path: str | None) -> str:
-    """The events query; ``path=None`` reads the registered arrow table ``events`` (in
-    log order by its ``file_row_number`` column)."""
-    keys = [
-        f"CAST({_q(k)} AS {_SQL_KIND[spec.key_kinds.get(k, 'int')]}) AS {_q('key_' + k)}"
-        for k in spec.entity_keys
-    ]
-    cols = [*keys, f"epoch_us(CAST({_q(spec.timestamp_field)} AS TIMESTAMPTZ)) AS t"]
-    for i, agg in enumerate(spec.aggregates):
-        cond = filter_to_sql(agg.where) if agg.where else "TRUE"
-        col = _q(agg.column or "")
-        if agg.function == "count":
-            if agg.where:
-                cols.append(f"CAST({cond} AS TINYINT) AS c{i}")
-            continue
-        if agg.function in ("sum", "mean"):
-            cols.append(
-                f"CASE WHEN {cond} AND {col} IS NOT NULL THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}"
-            )
-            if agg.function == "mean":
-                cols.append(f"CAST({cond} AND {col} IS NOT NULL AS TINYINT) AS c{i}")
-            continue
-        kind = spec.column_kinds.get(agg.column or "")
-        value = f"epoch_us(CAST({col} AS TIMESTAMPTZ))" if kind == "timestamp" else col
-        cols.append(f"COALESCE({cond} AND {col} IS NOT NULL, FALSE) AS m{i}")
-        cols.append(f"{value} AS v{i}")
-    order = [_q("key_" + k) for k in spec.entity_keys] + ["t"]
-    src, row_order = parquet_sql(path) if path is not None else ("events", ["file_row_number"])
-    if any(a.function == "last" for a in spec.aggregates):
-        order += row_order  # ties in time: the later row of the log is last
-    return f"SELECT {', '.join(cols)} FROM {src} ORDER BY {', '.join(order)}"
-
-
-def _numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    return np.asarray(col.to_numpy(zero_copy_only=False))
-
-
-def _value_column(
-    spec: WindowSpec, i: int, agg: Aggregate, raw: pa.ChunkedArray, match: np.ndarray, ev: Events
-) -> None:
-    """v{i}: an int64 or float64 array the kernels can compare; decode tables beside it.
-
-    Strings stay in Arrow (no Python object per event): distinct counts and string
-    extremes compare dictionary codes (ranked in code-point order for min/max); ``last``
-    keeps positions into the raw column.
-    """
-    kind = spec.column_kinds.get(agg.column or "")
-    column = raw.combine_chunks()
-    if agg.function == "last":
-        ev.cols[f"v{i}"] = np.arange(len(column), dtype=np.int64)
-        ev.values[i] = column
-        return
-    if agg.function == "count_distinct" or kind == "string":
-        encoded = pc.dictionary_encode(column)
-        codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
-        if agg.function != "count_distinct":  # rank the codes in code-point order
-            dictionary = encoded.dictionary
-            order = np.asarray(pc.array_sort_indices(dictionary).to_numpy(), dtype=np.int64)
-            rank = np.empty(len(order), dtype=np.int64)
-            rank[order] = np.arange(len(order))
-            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
-            ev.values[i] = dictionary.take(pa.array(order))
-        ev.cols[f"v{i}"] = np.where(match, codes, -1)
-        return
-    filled = column.fill_null(0)
-    if kind == "float":
-        ev.cols[f"v{i}"] = np.asarray(filled.cast(pa.float64()).to_numpy(), dtype=np.float64)
-    else:
-        ev.cols[f"v{i}"] = np.asarray(filled.cast(pa.int64()).to_numpy(), dtype=np.int64)
-
-
-def read_sorted_events(spec: WindowSpec, path: str, events: pa.Table | None = None) -> Events:
-    """The events of ``path`` (or of the arrow table ``events``, which has the raw
-    columns and ``file_row_number``), filtered, typed and sorted by (key, time)."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if events is not None:
-            con.register("events", events)
-        table = con.sql(_select_sql(spec, None if events is not None else path)).to_arrow_table()
-    except duckdb.Error as exc:
-        raise DataError(f"Could not read events for {spec.name!r} from {path}: {exc}") from exc
-    finally:
-        con.close()
-    key_cols = [table.column("key_" + k).combine_chunks() for k in spec.entity_keys]
-    for name, col in zip(spec.entity_keys, key_cols, strict=True):
-        if col.null_count:
-            raise DataError(
-                f"Events of {spec.name!r} ({path}) have null values in join key {name!r}; "
-                "every event needs its entity."
-            )
-    if spec.int_key:
-        codes = _numpy(key_cols[0]).astype(np.int64)
-        keymap = KeyMap((), ())
-    else:
-        codes, starts = dense_codes(key_cols)
-        distinct = tuple(_numpy(c.take(pa.array(starts))) for c in key_cols)
-        keymap = KeyMap(tuple(spec.entity_keys), distinct)
-    times = table.column("t")
-    if times.null_count:
-        raise DataError(
-            f"Events of {spec.name!r} ({path}) have null values in {spec.timestamp_field!r}."
-        )
-    ev = Events(k=codes, t=_numpy(times).astype(np.int64), cols={}, keymap=keymap)
-    for i, agg in enumerate(spec.aggregates):
-        for prefix in ("c", "s"):
-            name = f"{prefix}{i}"
-            if name in table.column_names:
-                ev.cols[name] = _numpy(table.column(name))
-        if agg.function not in PREFIX_FUNCTIONS:
-            match = _numpy(table.column(f"m{i}")).astype(bool)
-            ev.cols[f"m{i}"] = match
-            _value_column(spec, i, agg, table.column(f"v{i}"), match, ev)
-    return ev
-
-
-def _prefix(values: np.ndarray, dtype: type) -> np.ndarray:
-    out: np.ndarray = np.empty(len(values) + 1, dtype=dtype)
-    out[0] = 0
-    np.cumsum(values, dtype=dtype, out=out[1:])
-    return out
-
-
-def _entity_prefix(
-    values: np.ndarray, dense: np.ndarray, starts: np.ndarray, dtype: type
-) -> np.ndarray:
-    """Q (n + 1): Q[x] is the sum of the entity's events from its first up to x - 1, for
-    x past the entity's first event (read with :func:`_prefix_at`).
-
-    Entity-local, so a float sum depends only on the entity's own events in log order,
-    not on which other entities share its chunk: every build of the table (DuckDB or
-    Spark, any chunking) gives the same bits. Integers: one cumulative sum minus each
-    entity's offset (exact); floats: :func:`_segment_cumsum`, the plain left-to-right
-    sum per entity (monotone for non-negative summands, so a window of non-negative
-    values never comes out below 0)."""
-    out: np.ndarray = np.empty(len(values) + 1, dtype=dtype)
-    out[0] = 0
-    if np.issubdtype(dtype, np.integer):
-        total: np.ndarray = np.cumsum(values, dtype=dtype)
-        before: np.ndarray = np.concatenate([[0], total[starts[1:] - 1]]).astype(dtype)
-        out[1:] = total - before[dense]
-    else:
-        out[1:] = _segment_cumsum(np.asarray(values, dtype=dtype), starts)
-    return out
-
-
-_SHORT = 32  # entities up to this long are summed in vectorized rounds
-
-
-def _segment_cumsum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """The inclusive cumulative sum of ``values`` restarting at each of ``starts``, added
-    left to right as ``np.cumsum`` does (the same bits): round j adds every entity's
-    j-th value at once; entities longer than ``_SHORT`` finish with one cumsum each."""
-    out = values.copy()
-    n = len(values)
-    lengths = np.diff(np.append(starts, n))
-    first = starts[lengths > 1]
-    lens = lengths[lengths > 1]
-    for j in range(1, min(_SHORT, int(lens.max(initial=0)))):
-        live = lens > j
-        first, lens = first[live], lens[live]
-        pos = first + j
-        out[pos] = out[pos - 1] + values[pos]
-    for s, length in zip(first.tolist(), lens.tolist(), strict=True):
-        if length > _SHORT:  # continue from the sum after _SHORT values
-            lo = s + _SHORT - 1
-            tail = values[lo : s + length].copy()
-            tail[0] = out[lo]
-            np.cumsum(tail, out=out[lo : s + length])
-    return out
-
-
-def _prefix_at(prefix: np.ndarray, x: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The entity-local prefix at positions ``x`` (0 at the entity's ``first`` event)."""
-    return np.where(x > first, np.take(prefix, x, mode="clip"), 0)
-
-
-@dataclass(frozen=True)
-class Points:
-    """The change points of one chunk and the event positions around each."""
-
-    ent: np.ndarray  # chunk entity index of each point
-    times: np.ndarray  # time of each point (us)
-    packed: np.ndarray  # (entity << tbits) | (time - tmin)
-    tbits: int
-    tmin: int
-    enters: np.ndarray  # K: events (chunk-local) with time <= point
-    lows: list[np.ndarray]  # J per window: first event (chunk-local) inside the window
-    starts: np.ndarray  # first event of each chunk entity
-
-
-def _merge_positions(ent_of: np.ndarray, times: np.ndarray, windows_us: list[int]) -> Points:
-    """Change points of one chunk. ``ent_of`` are dense chunk entity indices (sorted)."""
-    n = len(times)
-    finite = [w for w in windows_us if w]
-    m = len(finite)
-    tmin = int(times.min())
-    trel = times - tmin
-    span = int(trel.max()) + max(finite, default=0) + 1
-    tbits = span.bit_length()
-    kbits = m.bit_length()
-    if int(ent_of[-1]).bit_length() + tbits + kbits > 63:
-        raise OverflowError  # the caller splits the chunk
-    base = (ent_of << tbits) | trel
-    items = np.empty(n * (m + 1), dtype=np.int64)
-    items[:n] = base << kbits
-    for j, w in enumerate(finite, start=1):
-        items[j * n : (j + 1) * n] = ((base + w) << kbits) | j
-    items.sort(kind="stable")  # merges m + 1 sorted runs
-    kind = items & ((1 << kbits) - 1)
-    point = items >> kbits
-    last = np.empty(len(items), dtype=bool)
-    last[-1] = True
-    np.not_equal(point[1:], point[:-1], out=last[:-1])
-    # intp positions: numpy gathers with them without converting (3x faster than int32)
-    enters = np.cumsum(kind == 0, dtype=np.intp)[last]
-    leaves = iter([np.cumsum(kind == j, dtype=np.intp)[last] for j in range(1, m + 1)])
-    point = point[last]
-    ent = point >> tbits
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    np.not_equal(ent_of[1:], ent_of[:-1], out=new[1:])
-    starts = np.flatnonzero(new).astype(np.intp)
-    lows = [next(leaves) if w else starts[ent] for w in windows_us]
-    return Points(
-        ent, (point & ((1 << tbits) - 1)) + tmin, point, tbits, tmin, enters, lows, starts
-    )
-
-
-def _range_extreme(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn: Any) -> np.ndarray:
-    """fn (np.minimum or np.maximum) over values[lo:hi] per query (hi > lo), by sparse table."""
-    levels = [values]
-    width = 1
-    while width * 2 <= len(values):
-        prev = levels[-1]
-        levels.append(fn(prev[: len(prev) - width], prev[width:]))
-        width *= 2
-    out = np.zeros(len(lo), dtype=values.dtype)
-    some = hi > lo
-    level = np.zeros(len(lo), dtype=np.intp)
-    level[some] = np.floor(np.log2(hi[some] - lo[some])).astype(np.intp)
-    for j in np.unique(level[some]):
-        sel = some & (level == j)
-        table = levels[j]
-        out[sel] = fn(table[lo[sel]], table[hi[sel] - (1 << int(j))])
-    return out
-
-
-Valued = dict[str, tuple[np.ndarray, np.ndarray | None]]  # feature -> (values, valid)
-
-
-def _extreme_columns(
-    spec: WindowSpec, agg: Aggregate, i: int, cols: dict[str, np.ndarray], pts: Points
-) -> Valued:
-    match = cols[f"m{i}"]
-    values = cols[f"v{i}"]
-    fn = np.minimum if agg.function == "min" else np.maximum
-    if values.dtype == np.float64:
-        sentinel: Any = np.inf if agg.function == "min" else -np.inf
-    else:
-        info = np.iinfo(np.int64)
-        sentinel = info.max if agg.function == "min" else info.min
-    masked = np.where(match, values, sentinel)
-    matches = _prefix(match, np.int64)
-    out: Valued = {}
-    for w, lo in zip(spec.windows, pts.lows, strict=True):
-        hi = pts.enters
-        any_ = matches[hi] - matches[lo] > 0
-        best = _range_extreme(masked, lo, hi, fn)
-        out[spec.feature_name(agg, w)] = (best, any_)
-    return out
-
-
-def _last_columns(
-    spec: WindowSpec, agg: Aggregate, i: int, cols: dict[str, np.ndarray], pts: Points
-) -> Valued:
-    match = cols[f"m{i}"]
-    latest = np.maximum.accumulate(np.where(match, np.arange(len(match)), -1))
-    pos = latest[np.maximum(pts.enters - 1, 0)]
-    pos = np.where(pts.enters > 0, pos, -1)
-    out: Valued = {}
-    for w, lo in zip(spec.windows, pts.lows, strict=True):
-        valid = pos >= lo
-        out[spec.feature_name(agg, w)] = (cols[f"v{i}"][np.maximum(pos, 0)], valid)
-    return out
-
-
-def _distinct_columns(
-    spec: WindowSpec,
-    agg: Aggregate,
-    i: int,
-    cols: dict[str, np.ndarray],
-    ent_of: np.ndarray,
-    t: np.ndarray,
-    pts: Points,
-) -> Valued:
-    codes = cols[f"v{i}"]
-    idx = np.flatnonzero(codes >= 0)
-    e, v, ti = ent_of[idx], codes[idx], t[idx] - pts.tmin
-    order = np.lexsort((idx, v, e))  # by entity, value, then time (positions are time-sorted)
-    e, v, ti = e[order], v[order], ti[order]
-    same_next = np.zeros(len(idx), dtype=bool)
-    if len(idx) > 1:
-        same_next[:-1] = (e[1:] == e[:-1]) & (v[1:] == v[:-1])
-    nxt = np.empty(len(idx), dtype=np.int64)
-    if len(idx):
-        nxt[:-1] = ti[1:]
-        nxt[-1] = 0
-    base = e << pts.tbits
-    enters = np.sort(base | ti)
-    ent_lo = pts.ent << pts.tbits  # the first packed value of each point's entity
-    opened = np.searchsorted(enters, pts.packed, side="right") - np.searchsorted(
-        enters, ent_lo, side="left"
-    )
-    out: Valued = {}
-    for w in spec.windows:
-        if w:
-            end = np.where(same_next, np.minimum(ti + w * US, nxt), ti + w * US)
-            leaves = np.sort(base | end)
-        else:
-            leaves = np.sort((base | nxt)[same_next])
-        closed = np.searchsorted(leaves, pts.packed, side="right") - np.searchsorted(
-            leaves, ent_lo, side="left"
-        )
-        out[spec.feature_name(agg, w)] = ((opened - closed).astype(np.int32), None)
-    return out
-
-
 def _chunk_table(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Schema) -> Chunk:
     k = ev.k[lo:hi]
     t = ev.t[lo:hi]
@@ -442,7 +85,7 @@ def _chunk_table(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Sche
     new[0] = True
     np.not_equal(k[1:], k[:-1], out=new[1:])
     dense = np.cumsum(new) - 1
-    pts = _merge_positions(dense, t, [w * US for w in spec.windows])
+    pts = merge_positions(dense, t, [w * US for w in spec.windows])
     codes = k[new][pts.ent]
     columns: dict[str, Any] = {spec.timestamp_field: pts.times}
     if ev.keymap.identity:
@@ -451,7 +94,7 @@ def _chunk_table(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Sche
         columns.update(ev.keymap.decode(codes))
     cols = {name: col[lo:hi] for name, col in ev.cols.items()}
     prefixes = {
-        name: _entity_prefix(
+        name: entity_prefix(
             cols[name], dense, pts.starts, np.int32 if name[0] == "c" else np.float64
         )
         for name in cols
@@ -463,11 +106,11 @@ def _chunk_table(spec: WindowSpec, ev: Events, lo: int, hi: int, schema: pa.Sche
             columns.update(_aggregate_columns(spec, agg, i, prefixes, pts.enters, pts.lows, first))
             continue
         if agg.function in ("min", "max"):
-            parts = _extreme_columns(spec, agg, i, cols, pts)
+            parts = extreme_columns(spec, agg, i, cols, pts)
         elif agg.function == "last":
-            parts = _last_columns(spec, agg, i, cols, pts)
+            parts = last_columns(spec, agg, i, cols, pts)
         else:
-            parts = _distinct_columns(spec, agg, i, cols, dense, t, pts)
+            parts = distinct_columns(spec, agg, i, cols, dense, t, pts)
         for name, (values, valid) in parts.items():
             columns[name] = _typed(spec, agg, i, values, valid, ev)
     arrays = [
@@ -523,20 +166,20 @@ def _aggregate_columns(
     out: dict[str, np.ndarray] = {}
     counts = prefixes.get(f"c{i}")
     sums = prefixes.get(f"s{i}")
-    c_now = None if counts is None else _prefix_at(counts, enters, first)
-    s_now = None if sums is None else _prefix_at(sums, enters, first)
+    c_now = None if counts is None else prefix_at(counts, enters, first)
+    s_now = None if sums is None else prefix_at(sums, enters, first)
     for w, left in zip(spec.windows, leaves, strict=True):
         name = spec.feature_name(agg, w)
         if counts is None or c_now is None:  # every event counts: no prefix needed
             n = (enters - left).astype(np.int32)
         else:
-            n = (c_now - _prefix_at(counts, left, first)).astype(np.int32)
+            n = (c_now - prefix_at(counts, left, first)).astype(np.int32)
         if agg.function == "count":
             out[name] = n
             continue
         if sums is None or s_now is None:
             raise DataError(f"{name}: the build kept no sums for a {agg.function} aggregate.")
-        total = s_now - _prefix_at(sums, left, first)
+        total = s_now - prefix_at(sums, left, first)
         if agg.function == "sum":
             out[name] = total.astype(np.int64) if spec.output_kind(agg) == "int" else total
         else:

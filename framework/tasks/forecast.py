@@ -125,7 +125,7 @@ class ForecastTask(RegressionTask):
     def route_hint(self, name: str) -> str:
         return (
             f"{name!r} is a forecast: its daily forecasts are written by "
-            f"`lifecycle predict {name} --as-of T --horizon 365d` (table forecasts)."
+            f"`lifecycle predict {name} --at T --horizon 365d` (table forecasts)."
         )
 
     def gate_context(self, problem: Any, window: pd.DataFrame, train: pd.DataFrame) -> dict:

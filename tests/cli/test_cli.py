@@ -32,7 +32,7 @@ def cli_repo(tmp_path_factory):
     for args in (
         ["example-data", "--users", "150", "--seed", "5"],
         ["apply"],
-        ["materialize", "--end", "2025-12-01T00:00:00Z"],
+        ["materialize", "--to", "2025-12-01T00:00:00Z"],
     ):
         result = runner.invoke(main, ["--repo", str(repo), *args], catch_exceptions=False)
         assert result.exit_code == 0, result.output
@@ -67,6 +67,7 @@ def test_the_single_machine_path_never_imports_pyspark(cli_repo):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.stores
 def test_example_data_and_apply_outputs(cli_repo):
     events = pd.read_parquet(cli_repo / "data" / "events.parquet")
     assert events.user_id.nunique() > 100
@@ -75,6 +76,7 @@ def test_example_data_and_apply_outputs(cli_repo):
     assert f"from {len(events):,} events" in result.output
 
 
+@pytest.mark.stores
 def test_historical_parquet_and_csv(run, cli_repo, tmp_path):
     rows = pd.DataFrame(
         {
@@ -126,6 +128,7 @@ def test_historical_parquet_and_csv(run, cli_repo, tmp_path):
     assert csv.user_events_count_90d.tolist() == out.user_events_count_90d.tolist()
 
 
+@pytest.mark.stores
 def test_selected_features_only(run, cli_repo, tmp_path):
     rows = pd.DataFrame(
         {"user_id": [3], "event_timestamp": pd.to_datetime(["2025-05-01T00:00:00Z"])}
@@ -170,6 +173,7 @@ def test_selected_features_only(run, cli_repo, tmp_path):
     )
 
 
+@pytest.mark.stores
 def test_online_json_and_unknown_entity(run, cli_repo):
     result = run(
         "--repo",
@@ -190,6 +194,7 @@ def test_online_json_and_unknown_entity(run, cli_repo):
     assert unknown["feature_status"] == "defaults" and unknown["user_purchases_count_30d"] == 0
 
 
+@pytest.mark.stores
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -230,19 +235,19 @@ def test_online_json_and_unknown_entity(run, cli_repo):
             2,
             "Invalid value for '--at': 'soon' is not a time",
         ),
-        (["predict", "churn", "--as-of", "2025-13-45T00:00Z"], 2, "'--as-of': '2025-13-45T00:00Z'"),
-        (["monitor", "churn", "--since", "last week"], 2, "Invalid value for '--since'"),
-        (["skew", "churn", "--until", "2025-01-01"], 2, "Invalid value for '--until'"),
-        (["experiment", "report", "x", "--as-of", "noon"], 2, "Invalid value for '--as-of'"),
-        (["materialize", "--end", "tomorrow"], 2, "Invalid value for '--end'"),
+        (["predict", "churn", "--at", "2025-13-45T00:00Z"], 2, "'--at': '2025-13-45T00:00Z'"),
+        (["monitor", "churn", "--from", "last week"], 2, "Invalid value for '--from'"),
+        (["skew", "churn", "--to", "2025-01-01"], 2, "Invalid value for '--to'"),
+        (["experiment", "report", "x", "--at", "noon"], 2, "Invalid value for '--at'"),
+        (["materialize", "--to", "tomorrow"], 2, "Invalid value for '--to'"),
         (
             ["features", "historical", "--entities", "missing.parquet", "--out", "o.parquet"],
             2,
             "does not exist",
         ),
-        (["materialize", "--end", "2025-01-01T00:00:00"], 2, "no time zone"),
+        (["materialize", "--to", "2025-01-01T00:00:00"], 2, "no time zone"),
         (
-            ["materialize", "--start", "2025-03-01T00:00:00Z", "--end", "2025-01-01T00:00:00Z"],
+            ["materialize", "--from", "2025-03-01T00:00:00Z", "--to", "2025-01-01T00:00:00Z"],
             1,
             "is after",
         ),
@@ -257,6 +262,7 @@ def test_bad_input_exit_codes(cli_repo, args, code, message):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.stores
 def test_historical_bad_files(run, cli_repo, tmp_path):
     bad = tmp_path / "naive.csv"
     bad.write_text("user_id,event_timestamp\n1,2025-05-01 00:00:00\n")
@@ -306,6 +312,7 @@ def test_historical_bad_files(run, cli_repo, tmp_path):
     assert result.exit_code == 1 and "missing column(s) ['user_id']" in result.output
 
 
+@pytest.mark.stores
 @pytest.mark.parametrize(("change", "message"), BAD_EVENTS, ids=[m for _, m in BAD_EVENTS])
 def test_apply_bad_events_is_one_error_exit_1(tmp_path, change, message):
     repo = copy_example_repo(tmp_path / "feature_repo", users=30)
@@ -347,3 +354,65 @@ def test_demo_runs_every_stage(tmp_path):
     assert drifted and all("google" in f or "facebook" in f for f in drifted), shift
     assert "Decision:" in shift
     assert "defaults" in result.output  # the unknown user shown in the online step
+
+
+def _commands(group, prefix=()):
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+OLD_NAMES = ("--as-of", "--since", "--until", "--start", "--end", "--output", "--log-db")
+
+
+def test_one_vocabulary_across_commands():
+    """A point in time is --at, a range --from/--to, the database --db, a model version
+    --model-version, a result file --out, JSON --json (one help text); the older names
+    are hidden from every --help."""
+    import click
+
+    json_helps = set()
+    for path, command in _commands(main):
+        shown = [o for p in command.params if isinstance(p, click.Option) for o in p.opts[:1]]
+        assert not set(shown) & {*OLD_NAMES, "--version"}, (path, shown)
+        for param in command.params:
+            if "--json" in getattr(param, "opts", ()):
+                json_helps.add(param.help)
+        text = CliRunner().invoke(main, [*path, "--help"]).output
+        assert not any(old in text.split() for old in OLD_NAMES), (path, text)
+    assert len(json_helps) == 1
+    root = CliRunner().invoke(main, ["--help"]).output
+    listed = root.split("Commands:")[1].strip().splitlines()
+    assert len(listed) == len(main.list_commands(None)) == 20
+    assert not any(line.endswith("...") for line in listed)
+
+
+def test_the_root_help_loads_no_stage_module():
+    code = (
+        "import sys; from click.testing import CliRunner; from framework.cli import main; "
+        "CliRunner().invoke(main, ['--help']); "
+        "print(sorted(m for m in sys.modules if m.startswith('framework.cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['framework.cli._shared']"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (["predict", "churn", "--as-of", "noon"], "'--at'"),
+        (["monitor", "churn", "--since", "noon"], "'--from'"),
+        (["skew", "churn", "--until", "noon"], "'--to'"),
+        (["materialize", "--end", "noon"], "'--to'"),
+        (["materialize", "--start", "noon"], "'--from'"),
+    ],
+)
+def test_older_option_names_still_work_for_one_release(old, new):
+    result = CliRunner().invoke(main, old)
+    assert result.exit_code == 2 and f"Invalid value for {new}" in result.output

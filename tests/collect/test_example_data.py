@@ -1,7 +1,10 @@
 import pandas as pd
 import pandas.testing as pdt
 
-from framework.collect.example_data import EVENT_TYPES, SOURCES, generate, write_example_data
+from tests.helpers import example_data
+
+EVENT_TYPES, SOURCES = example_data().EVENT_TYPES, example_data().SOURCES
+generate, write_example_data = example_data().generate, example_data().write_example_data
 
 
 def test_same_seed_same_data_and_scales_with_users():

@@ -22,6 +22,7 @@ def events(tmp_path):
     return pay, path
 
 
+@pytest.mark.stores
 def test_init_then_apply_and_historical_work_on_the_users_data(tmp_path, events):
     pay, path = events
     repo = tmp_path / "new_repo"

@@ -80,7 +80,7 @@ def test_cli_predict(served, tmp_path, prediction_db):
         str(repo.path),
         "predict",
         "churn",
-        "--as-of",
+        "--at",
         "2025-09-01T00:00:00Z",
         "--db",
         db,
@@ -88,7 +88,7 @@ def test_cli_predict(served, tmp_path, prediction_db):
     result = CliRunner().invoke(main, [*args, "--entities", str(tmp_path / "e.csv")])
     assert result.exit_code == 0 and "Wrote 3 predictions" in result.output, result.output
     naive = CliRunner().invoke(
-        main, ["--repo", str(repo.path), "predict", "churn", "--as-of", "2025-09-01"]
+        main, ["--repo", str(repo.path), "predict", "churn", "--at", "2025-09-01"]
     )
     assert naive.exit_code == 2 and "no time zone" in naive.output
 

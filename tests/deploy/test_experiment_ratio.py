@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from framework.declare.experiments import Experiment
-from framework.deploy.experiment_report import ratio_test, report
 from framework.errors import FeatureRepoError
+from framework.monitor.experiment_report import ratio_test, report
 
 
 def _clustered(rng, units, rate_a=2.0, rate_b=20.0):

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from framework.declare.experiments import Experiment, assign
-from framework.deploy.experiment_report import report, srm_p_value, two_proportion_test
 from framework.errors import DataError, FeatureRepoError
+from framework.monitor.experiment_report import report, srm_p_value, two_proportion_test
 
 EXP = Experiment(
     name="offers",

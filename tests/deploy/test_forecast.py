@@ -18,6 +18,8 @@ from framework.prepare.apply import apply
 from framework.training.run import run_training
 from tests.helpers import cli, copy_example_repo, copy_payments_repo
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 AS_OF = pd.Timestamp("2025-12-31T00:00:00Z")
 
 
@@ -65,7 +67,7 @@ def test_a_year_ahead_is_written_in_one_run_and_replaced_on_rerun(demand, predic
         repo,
         "predict",
         "demand",
-        "--as-of",
+        "--at",
         AS_OF.isoformat(),
         "--horizon",
         "365d",
@@ -84,14 +86,13 @@ def test_a_year_ahead_is_written_in_one_run_and_replaced_on_rerun(demand, predic
         "2026-12-31"
     )
     assert (rows.entity_id == rows.product_id).all() and (rows.forecast >= -0.5).all()
-    again = cli(repo, "predict", "demand", "--as-of", AS_OF.isoformat(), "--db", prediction_db)
+    again = cli(repo, "predict", "demand", "--at", AS_OF.isoformat(), "--db", prediction_db)
     assert again.exit_code == 0 and f"replacing {len(rows):,} rows" in again.output
     assert len(_rows(prediction_db)) == len(rows)
     assert (
-        cli(repo, "predict", "churn", "--as-of", AS_OF.isoformat(), "--horizon", "7d").exit_code
-        == 2
+        cli(repo, "predict", "churn", "--at", AS_OF.isoformat(), "--horizon", "7d").exit_code == 2
     )
-    too_far = cli(repo, "predict", "demand", "--as-of", AS_OF.isoformat(), "--horizon", "400d")
+    too_far = cli(repo, "predict", "demand", "--at", AS_OF.isoformat(), "--horizon", "400d")
     assert too_far.exit_code == 1 and "forecasts 1 to 365 days ahead" in too_far.output
 
 
@@ -213,7 +214,7 @@ def test_assess_a_forecast(demand):
 
 
 def test_an_experiment_reads_outcomes_from_its_problems_source_in_a_repo_of_two(demand):
-    from framework.deploy.experiment_report import _problem_source
+    from framework.monitor.experiment_report import _problem_source
 
     repo, _ = demand
     assert sorted(repo.event_sources) == ["events_source", "product_events_source"]

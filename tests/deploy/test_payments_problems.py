@@ -27,7 +27,7 @@ from framework.prepare.apply import apply
 from framework.training.run import run_training
 from tests.helpers import cli, copy_payments_repo, serve_app
 
-pytestmark = pytest.mark.slow  # the module trains both problems
+pytestmark = [pytest.mark.slow, pytest.mark.stores]  # the module trains both problems
 
 
 class _Client:
@@ -259,7 +259,7 @@ def test_cli_predict_takes_an_entities_file_with_every_key(payments_trained, tmp
         repo,
         "predict",
         "payment_review",
-        "--as-of",
+        "--at",
         when,
         "--entities",
         tmp_path / "pairs.csv",
@@ -273,7 +273,7 @@ def test_cli_predict_takes_an_entities_file_with_every_key(payments_trained, tmp
         repo,
         "predict",
         "payment_review",
-        "--as-of",
+        "--at",
         when,
         "--entities",
         tmp_path / "cards.csv",
@@ -337,7 +337,7 @@ def test_an_experiment_by_card_on_a_card_x_merchant_problem_reports_revenue(
 ):
     """Declared in the repo: the unit is the card (one of payment_review's two keys), the
     metric the web revenue per card within 7 days, from the payments source."""
-    from framework.deploy.experiment_report import experiment_report
+    from framework.monitor.experiment_report import experiment_report
 
     repo, _, pay, at = payments_trained
     declared = repo.path / "experiments.py"

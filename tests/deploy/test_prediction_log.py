@@ -15,6 +15,8 @@ from framework.deploy.service import create_app
 from framework.errors import ConfigError
 from tests.helpers import serve_app
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 
 def _rows(problem: str, n: int) -> list[dict]:
     return [

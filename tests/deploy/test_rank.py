@@ -16,6 +16,8 @@ from tests.ranking_repo import write_ranking_repo
 EXPERIMENT = """
 from framework import Experiment
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 front_page_ab = Experiment(
     name="front_page_ab",
     problem="front_page",
@@ -197,9 +199,9 @@ def test_an_ab_test_of_the_order_reports_click_through_by_reader(news, tmp_path)
     items are logged as exposures, impressions and clicks posted to /events, and the
     report's counts are the events of each arm's readers."""
     from framework.declare.repo import FeatureRepo
-    from framework.deploy.experiment_report import experiment_report
     from framework.deploy.service import create_app
     from framework.features.online import get_online_features
+    from framework.monitor.experiment_report import experiment_report
     from tests.helpers import clone_repo
 
     base, end = news

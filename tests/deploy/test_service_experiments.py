@@ -16,11 +16,11 @@ from framework.cli import main
 from framework.collect.ingest import inbox_files, read_events
 from framework.declare.experiments import assign
 from framework.declare.repo import FeatureRepo
-from framework.deploy.experiment_report import experiment_report
 from framework.deploy.prediction_log import engine_url
 from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
 from framework.models.registry import registry_of
+from framework.monitor.experiment_report import experiment_report
 from tests.helpers import (
     EXAMPLE_REPO,
     T,
@@ -118,7 +118,7 @@ def test_arms_are_served_logged_and_reported(served, experiment_repo, prediction
             "retention_offers",
             "--db",
             db,
-            "--as-of",
+            "--at",
             (T + pd.Timedelta(days=8)).isoformat(),
             "--json",
         ],

@@ -159,11 +159,11 @@ def test_cli_runs_the_same_commands_on_spark(twins, tmp_path):
     at = (events.ts.max() - pd.Timedelta(days=2)).isoformat()
     yaml = str(spark.fs_yaml)
     out = tmp_path / "scores"
-    result = cli(spark, "--fs-yaml", yaml, "predict", "dispute", "--as-of", at, "--output", out)
+    result = cli(spark, "--fs-yaml", yaml, "predict", "dispute", "--at", at, "--out", out)
     assert result.exit_code == 0, result.output
     assert "Wrote 80 predictions of dispute v1" in result.output
     assert pq.read_table(out).num_rows == 80
-    result = cli(spark, "--fs-yaml", yaml, "materialize", "--end", at)
+    result = cli(spark, "--fs-yaml", yaml, "materialize", "--to", at)
     assert result.exit_code == 0, result.output
 
 

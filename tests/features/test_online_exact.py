@@ -32,6 +32,8 @@ from feast import Entity, FileSource, ValueType
 
 from framework import LIFETIME, Aggregate, WindowedFeatureView
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 site = Entity(name="site", join_keys=["site_id"], value_type=ValueType.INT64)
 sensor = Entity(name="sensor", join_keys=["sensor"], value_type=ValueType.STRING)
 readings = FileSource(

@@ -25,6 +25,8 @@ from framework.features.online import get_online_features
 from framework.prepare.apply import apply
 from tests.helpers import cli, copy_payments_repo
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 M, H, D = pd.Timedelta(minutes=1), pd.Timedelta(hours=1), pd.Timedelta(days=1)
 LIFE = None
 

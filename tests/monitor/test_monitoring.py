@@ -59,7 +59,7 @@ def test_monitor_reads_the_prediction_log(served, prediction_db):
     out = json.loads(result.stdout)
     assert result.exit_code == (0 if out["action"] == "none" else 3)
     assert out["action"] == report.action and len(out["features"]) == len(features)
-    empty = cli(repo, "monitor", "churn", "--db", db, "--since", "2030-01-01T00:00:00Z")
+    empty = cli(repo, "monitor", "churn", "--db", db, "--from", "2030-01-01T00:00:00Z")
     assert empty.exit_code == 1 and "No logged or batch predictions" in empty.output, empty.output
 
 

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.mark.parametrize("seed", range(5))
 def test_segment_cumsum_is_each_entitys_own_cumsum(seed):
-    from framework.prepare.window_tables import _segment_cumsum
+    from framework.prepare.window_kernels import segment_cumsum as _segment_cumsum
 
     rng = np.random.default_rng(seed)
     lengths = rng.choice([1, 2, 3, 31, 32, 33, 70, 400], size=80)

@@ -171,7 +171,9 @@ def test_same_timestamp_events_and_long_after_last_event(tmp_path):
 
 
 def test_the_example_log_matches_the_oracle_at_random_times(tmp_path):
-    from framework.collect.example_data import generate
+    from tests.helpers import example_data
+
+    generate = example_data().generate
 
     events = generate(users=40, seed=11).events
     _check(tmp_path, events.head(400), chunk_events=97, seed=5)

@@ -7,6 +7,8 @@ import pytest
 
 from tests.helpers import copy_example_repo
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):

@@ -11,6 +11,8 @@ from framework.prepare.apply import apply
 from framework.training.dataset import build_training_set
 from tests.helpers import copy_payments_repo
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 
 @pytest.fixture(scope="module")
 def payments(tmp_path_factory):

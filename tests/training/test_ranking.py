@@ -17,6 +17,8 @@ from framework.errors import FeatureRepoError
 from framework.tasks.lists import group_sizes, ranking_metrics
 from tests.ranking_repo import generate, write_ranking_repo
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 
 def _brute_force(y, score, groups, k):
     """Per list, plain loops: sort by score (descending), DCG with gain 2^y - 1 and

@@ -168,7 +168,10 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 def write_example_data(data_dir: str | Path, users: int = 10_000, seed: int = 7) -> ExampleData:
     """Write ``users.parquet``, ``events.parquet`` and the catalogue (``products.parquet``,
     ``product_events.parquet``, see ``example_catalogue``) into ``data_dir`` (atomically each)."""
-    from framework.collect.example_catalogue import generate_catalogue
+    from framework.common.scripts import load_script
+
+    catalogue = Path(__file__).with_name("example_catalogue.py")
+    generate_catalogue = load_script(catalogue, "lifecycle_example_catalogue").generate_catalogue
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
