@@ -341,7 +341,7 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
                 candidates = rng.choice(products["product_id"].to_numpy(), size, replace=False)
                 body = {
                     "problem": exp.problem,
-                    "user": {"user_id": int(user), "event_timestamp": int(at.timestamp())},
+                    "query": {"user_id": int(user), "event_timestamp": int(at.timestamp())},
                     "candidates": [{"product_id": str(p)} for p in candidates],
                     "k": 10,
                 }

@@ -65,7 +65,7 @@ def serve(
 
     \b
     POST /predict  {"problem": "churn", "entities": [{"user_id": 42}]}
-    POST /rank     {"problem": "...", "user": {"user_id": 42},
+    POST /rank     {"problem": "...", "query": {"user_id": 42},
                     "candidates": [{"product_id": "sku_0001"}, ...], "k": 10}
     POST /events   {"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}
     GET  /health   online store and models

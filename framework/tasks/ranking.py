@@ -201,8 +201,8 @@ class RankingTask(Task):
 
     def route_hint(self, name: str) -> str:
         return (
-            f"{name!r} is a ranking: POST /rank orders a user's candidates "
-            '({"problem": ..., "user": {...}, "candidates": [...], "k": 10}).'
+            f"{name!r} is a ranking: POST /rank orders a query's candidates "
+            '({"problem": ..., "query": {...}, "candidates": [...], "k": 10}).'
         )
 
     def list_ids(self, problem: Any, points: pd.DataFrame, at: pd.Series) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_rank_answers_the_model_order_of_the_candidates(served):
     for reader in (3, 17, 150):
         body = {
             "problem": "front_page",
-            "user": {"reader_id": reader, "event_timestamp": at},
+            "query": {"reader_id": reader, "event_timestamp": at},
             "candidates": _articles(40),
             "k": 7,
         }
@@ -93,10 +93,17 @@ def test_rank_answers_the_model_order_of_the_candidates(served):
         assert len(set(scores.round(9))) > 5  # the order is the model's, not the input's
     default = requests.post(
         f"{url}/rank",
-        json={"problem": "front_page", "user": {"reader_id": 3}, "candidates": _articles(20)},
+        json={"problem": "front_page", "query": {"reader_id": 3}, "candidates": _articles(20)},
         timeout=30,
     )
     assert len(default.json()["ranked"]) == 5  # top_k of the declaration
+    # "user", the body's older name for the query, is accepted for one release
+    older = requests.post(
+        f"{url}/rank",
+        json={"problem": "front_page", "user": {"reader_id": 3}, "candidates": _articles(20)},
+        timeout=30,
+    )
+    assert older.status_code == 200 and older.json()["ranked"] == default.json()["ranked"]
 
 
 def test_each_view_is_read_once_per_request_with_each_key_once(news):
@@ -170,16 +177,21 @@ def test_each_view_is_read_once_per_request_with_each_key_once(news):
 def test_rank_refuses_what_it_cannot_answer(served):
     _, url, _ = served
     cases = [
-        ({"problem": "front_page", "user": {"reader_id": "x"}, "candidates": _articles(2)}, 422),
+        ({"problem": "front_page", "query": {"reader_id": "x"}, "candidates": _articles(2)}, 422),
         (
-            {"problem": "front_page", "user": {"reader_id": 1}, "candidates": [{"article_id": 5}]},
+            {"problem": "front_page", "query": {"reader_id": 1}, "candidates": [{"article_id": 5}]},
             422,
         ),
-        ({"problem": "front_page", "user": {"reader_id": 1}, "candidates": []}, 422),
-        ({"problem": "nope", "user": {"reader_id": 1}, "candidates": _articles(2)}, 422),
-        ({"problem": "front_page", "user": {"reader_id": 1}, "candidates": _articles(101)}, 413),
+        ({"problem": "front_page", "query": {"reader_id": 1}, "candidates": []}, 422),
+        ({"problem": "nope", "query": {"reader_id": 1}, "candidates": _articles(2)}, 422),
+        ({"problem": "front_page", "query": {"reader_id": 1}, "candidates": _articles(101)}, 413),
         (
-            {"problem": "front_page", "user": {"reader_id": 1}, "candidates": _articles(3), "k": 0},
+            {
+                "problem": "front_page",
+                "query": {"reader_id": 1},
+                "candidates": _articles(3),
+                "k": 0,
+            },
             422,
         ),
     ]
@@ -223,7 +235,7 @@ def test_an_ab_test_of_the_order_reports_click_through_by_reader(news, tmp_path)
         for reader in range(1, 121):
             body = {
                 "problem": "front_page",
-                "user": {"reader_id": reader, "event_timestamp": int(at.timestamp())},
+                "query": {"reader_id": reader, "event_timestamp": int(at.timestamp())},
                 "candidates": _articles(40),
                 "k": 5,
             }

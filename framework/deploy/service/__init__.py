@@ -7,7 +7,7 @@
   preprocessing and answers a score per entity (and a label at the model's
   threshold for classifiers), with ``feature_status`` (``ok``, ``partial``,
   ``defaults`` for entities the store does not know);
-- ``POST /rank`` ``{"problem": ..., "user": {...}, "candidates": [{...}, ...], "k": 10}``
+- ``POST /rank`` ``{"problem": ..., "query": {...}, "candidates": [{...}, ...], "k": 10}``
   orders a ranking problem's candidates for one user by its model (or, in an
   experiment arm, by popularity) and answers the top k with scores;
 - ``POST /events`` ``{"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}``

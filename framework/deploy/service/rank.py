@@ -46,7 +46,7 @@ class Ranker:
         candidates = [_plain(c) for c in body.candidates]
         if len(candidates) > self.max_candidates:
             raise TooLarge("candidates", f"at most {self.max_candidates} candidates per request")
-        user = _plain(body.user)
+        user = _plain(body.query)
         when = user.pop("event_timestamp", None)
         kinds = self.repo.key_kinds(problem)
         Predictor._entity_rows({k: kinds[k] for k in problem.query_keys}, [user])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from annotated_types import Ge, Le
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -278,8 +279,8 @@ def build_request_models(repo: FeatureRepo, max_entities: int) -> RequestModels:
 
 
 def _rank_models(repo: FeatureRepo, max_candidates: int) -> Any:
-    """The ``/rank`` body of each ranking problem: the user's (query) keys, the candidates'
-    (item) keys, and k."""
+    """The ``/rank`` body of each ranking problem: the query's keys (whom the list is
+    for), the candidates' (item) keys, and k."""
     bodies = []
     for name in sorted(repo.problems):
         problem = repo.problems[name]
@@ -294,8 +295,8 @@ def _rank_models(repo: FeatureRepo, max_candidates: int) -> Any:
                 for k in names
             }
 
-        user = create_model(
-            f"{title}User",
+        query = create_model(
+            f"{title}Query",
             __config__=ConfigDict(extra="forbid"),
             __doc__=f"The query of {name!r}: its keys {list(problem.query_keys)}.",
             event_timestamp=(
@@ -316,9 +317,16 @@ def _rank_models(repo: FeatureRepo, max_candidates: int) -> Any:
             create_model(
                 f"{title}RankRequest",
                 __config__=ConfigDict(extra="forbid"),
-                __doc__=f"Order candidates for a user by the model of ranking {name!r}.",
+                __doc__=f"Order candidates for a query by the model of ranking {name!r}.",
                 problem=(Literal[name], Field(description="The ranking problem.")),  # type: ignore[arg-type]
-                user=(user, Field(description="Whom the list is for.")),
+                query=(
+                    query,
+                    Field(
+                        # "user": the older name, accepted for one release
+                        validation_alias=AliasChoices("query", "user"),
+                        description=f"Whom the list is for: the keys {list(problem.query_keys)}.",
+                    ),
+                ),
                 candidates=(
                     list[candidate],  # type: ignore[valid-type]
                     Field(min_length=1, description=f"At most {max_candidates} (more: 413)."),
