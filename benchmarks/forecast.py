@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from framework.common.database import engine_url
 from framework.deploy.forecast import write_forecasts
-from framework.deploy.prediction_log import engine_url
 
 
 def _columns(products: int, days: int = 365) -> tuple[dict, int]:

@@ -98,7 +98,7 @@ def run_load(
 ):
     import sqlalchemy as sa
 
-    from framework.deploy.prediction_log import engine_url
+    from framework.common.database import engine_url
 
     env = dict(os.environ)
     args = [sys.executable, "-m", "framework.cli", "--repo", str(repo.path)]

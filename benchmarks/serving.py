@@ -252,8 +252,8 @@ def bench_online(repo, end, requests: int, rounds: int) -> list[dict]:
 def bench_batch(repo, db: str, label: str) -> dict:
     import sqlalchemy as sa
 
+    from framework.common.database import engine_url
     from framework.deploy.batch import predict_batch
-    from framework.deploy.prediction_log import engine_url
 
     events = pd.read_parquet(repo.data_dir / "events.parquet", columns=["event_timestamp"])
     as_of = events.event_timestamp.max()

@@ -149,7 +149,7 @@ def _demo_schedule(repo: FeatureRepo, end: pd.Timestamp) -> None:
     from click.testing import CliRunner
 
     from framework.cli import main
-    from framework.deploy.job_runs import RunStore
+    from framework.schedule.job_runs import RunStore
     from framework.schedule.runner import run_due
 
     listed = CliRunner().invoke(

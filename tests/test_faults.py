@@ -448,8 +448,8 @@ def test_the_prediction_log_survives_a_clean_shutdown_under_load(
 
     import sqlalchemy as sa
 
+    from framework.common.database import engine_url
     from framework.declare.repo import FeatureRepo
-    from framework.deploy.prediction_log import engine_url
     from tests.helpers import ROOT
 
     repo = clone_repo(served[0], tmp_path / "repo")

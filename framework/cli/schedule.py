@@ -23,7 +23,7 @@ from framework.cli._shared import (
 )
 
 if TYPE_CHECKING:
-    from framework.deploy.job_runs import JobRun
+    from framework.schedule.job_runs import JobRun
 
 __all__ = ["schedule"]
 
@@ -84,7 +84,7 @@ def schedule() -> None:
 @pass_ctx
 def schedule_list(obj: Context, db: str | None, as_json: bool) -> None:
     """The declared jobs: command, schedule (UTC), upstream jobs, next tick, last run."""
-    from framework.deploy.job_runs import RunStore
+    from framework.schedule.job_runs import RunStore
 
     jobs = obj.repo.jobs
     if not jobs:
@@ -250,7 +250,7 @@ def schedule_backfill(
 @pass_ctx
 def schedule_runs(obj: Context, job: str | None, limit: int, db: str | None, as_json: bool) -> None:
     """Recent runs, newest tick first: status, trigger, attempts, duration, what they made."""
-    from framework.deploy.job_runs import RunStore
+    from framework.schedule.job_runs import RunStore
 
     if job is not None:
         obj.repo.job(job)

@@ -32,18 +32,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from framework.common.times import to_utc
-from framework.declare.repo import FeatureRepo
-from framework.deploy.bulk import BulkInsert
-from framework.deploy.predictions_table import (
+from framework.common.database import (
     BASE_COLUMNS,
-    BatchRun,
-    delete_run,
-    entity_rows,
     key_columns,
     predictions_table,
     prepare_table,
 )
+from framework.common.times import to_utc
+from framework.declare.repo import FeatureRepo
+from framework.deploy.batch_runs import BatchRun, delete_run, entity_rows
+from framework.deploy.bulk import BulkInsert
 from framework.errors import ConfigError, DataError, StoreError
 from framework.models import scoring
 from framework.tasks import task_of
@@ -69,8 +67,8 @@ def predict_batch(
     partitioned parquet dataset instead of the database."""
     import sqlalchemy as sa
 
+    from framework.common.database import engine_url
     from framework.common.keys import entity_texts
-    from framework.deploy.prediction_log import engine_url
     from framework.errors import ValidationError
     from framework.features.historical import get_historical_features
     from framework.models.registry import registry_of

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from framework.declare.problems import Problem
-    from framework.deploy.predictions_table import BatchRun
+    from framework.deploy.batch_runs import BatchRun
     from framework.models.registry import ModelArtifact
 
 __all__ = ["predict_batch_spark"]
@@ -145,7 +145,7 @@ def _scored(
 ) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from framework.deploy.predictions_table import entity_rows
+    from framework.deploy.batch_runs import entity_rows
     from framework.features.resolve import feature_refs, resolve_features
 
     session = spark_session(repo.store.config)
@@ -194,14 +194,9 @@ def _write_db(
 ) -> tuple[int, int]:
     import sqlalchemy as sa
 
+    from framework.common.database import BASE_COLUMNS, engine_url, predictions_table, prepare_table
+    from framework.deploy.batch_runs import delete_run
     from framework.deploy.bulk import BulkInsert
-    from framework.deploy.prediction_log import engine_url
-    from framework.deploy.predictions_table import (
-        BASE_COLUMNS,
-        delete_run,
-        predictions_table,
-        prepare_table,
-    )
 
     url = engine_url(db or repo.prediction_db)
     table = predictions_table(sa, kinds)
@@ -287,7 +282,7 @@ def predict_batch_spark(
 ) -> BatchRun:
     """Score the population of ``problem`` at ``ts`` on Spark; write the run to the
     database (default) or, with ``output``, to a partitioned parquet dataset."""
-    from framework.deploy.predictions_table import BatchRun
+    from framework.deploy.batch_runs import BatchRun
 
     scored = _scored(repo, problem, artifact, ts, entities)
     run = {

@@ -24,53 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from framework.common.database import FORECAST_COLUMNS, engine_url, forecasts_table, prepare_table
 from framework.common.times import to_utc
 from framework.declare.problems import DailyTotal
 from framework.declare.repo import FeatureRepo
+from framework.deploy.batch_runs import BatchRun, delete_run, entity_rows
 from framework.deploy.bulk import BulkInsert
-from framework.deploy.predictions_table import (
-    BatchRun,
-    delete_run,
-    entity_rows,
-    key_columns,
-    prepare_table,
-)
 from framework.errors import DataError, StoreError, ValidationError
 from framework.models import scoring
 
 __all__ = ["FORECAST_COLUMNS", "forecast_frame", "predict_forecast", "write_forecasts"]
-
-FORECAST_COLUMNS = (
-    "run_id",
-    "problem",
-    "model_version",
-    "entity_key",
-    "entity_id",
-    "as_of",
-    "target_date",
-    "horizon_days",
-    "forecast",
-    "created_at",
-)
-
-
-def forecasts_table(sa: Any, kinds: dict[str, str]) -> Any:
-    return sa.Table(
-        "forecasts",
-        sa.MetaData(),
-        sa.Column("run_id", sa.String(36), nullable=False, index=True),
-        sa.Column("problem", sa.String(64), nullable=False),
-        sa.Column("model_version", sa.String(16), nullable=False),
-        sa.Column("entity_key", sa.String(256)),
-        sa.Column("entity_id", sa.String(1024), nullable=False),
-        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("target_date", sa.Date, nullable=False),
-        sa.Column("horizon_days", sa.Integer, nullable=False),
-        sa.Column("forecast", sa.Float, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        *key_columns(sa, kinds, FORECAST_COLUMNS),
-        sa.Index("forecasts_run_key", "problem", "model_version", "as_of"),
-    )
 
 
 def forecast_frame(
@@ -149,7 +112,6 @@ def predict_forecast(
     """Forecast every entity's next ``horizon_days`` days (default: the label's horizon)
     as of ``as_of`` with the production model, and write them as one run."""
     from framework.common.keys import entity_texts
-    from framework.deploy.prediction_log import engine_url
 
     rows, artifact = forecast_frame(
         repo, problem, as_of, horizon_days=horizon_days, entities=entities

@@ -37,25 +37,17 @@ from typing import Any
 
 import pandas as pd
 
+from framework.common.database import (
+    engine_url,
+    prediction_log_batches_table,
+    prediction_log_table,
+    widen_entity_columns,
+)
 from framework.deploy.bulk import BulkInsert
 from framework.deploy.spool import Spool
-from framework.errors import ConfigError, StoreError
+from framework.errors import StoreError
 
-__all__ = ["PredictionLog", "default_spool", "engine_url", "read_exposures"]
-
-
-def engine_url(url: str | Path) -> str:
-    """A SQLAlchemy URL: ``postgresql://`` uses psycopg 3; a bare path means SQLite."""
-    text = str(url)
-    if text.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + text.split("://", 1)[1]
-    if text.startswith(("sqlite://", "postgresql+psycopg://")):
-        return text
-    if "://" in text:
-        raise ConfigError(
-            f"Unsupported database URL {text!r}: use sqlite:///PATH or postgresql://..."
-        )
-    return f"sqlite:///{Path(text).resolve()}"
+__all__ = ["PredictionLog", "default_spool", "read_exposures"]
 
 
 class PredictionLog:
@@ -77,8 +69,8 @@ class PredictionLog:
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # No connection yet: a service starts while its database is down, and spools.
         self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-        self.table = _table(sa)
-        self.batches = _batches_table(self.table.metadata, sa)
+        self.table = prediction_log_table(sa)
+        self.batches = prediction_log_batches_table(self.table.metadata, sa)
         self._insert = BulkInsert(self.engine, self.table)
         self._schema_ready = False
         self.spool = Spool(spool if spool is not None else default_spool(self.url))
@@ -287,62 +279,6 @@ def read_exposures(url: str | Path, experiment: str) -> pd.DataFrame:
         "datetime64[us, UTC]"
     )
     return frame
-
-
-def _table(sa: Any) -> Any:
-    metadata = sa.MetaData()
-    return sa.Table(
-        "prediction_log",
-        metadata,
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-            primary_key=True,
-            autoincrement=True,
-        ),
-        sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("problem", sa.String(64), nullable=False),
-        sa.Column("model_version", sa.String(16), nullable=False),
-        sa.Column("entity_key", sa.String(256), nullable=False),  # the key names, comma-joined
-        sa.Column("entity_id", sa.String(1024), nullable=False),  # framework.common.keys
-        sa.Column("request_ts", sa.DateTime(timezone=True)),
-        sa.Column("features", sa.Text),
-        sa.Column("feature_status", sa.String(16)),
-        sa.Column("score", sa.Float),  # null in an experiment arm without a model
-        sa.Column("label", sa.Integer),
-        sa.Column("experiment", sa.String(64)),
-        sa.Column("arm", sa.String(32)),
-        sa.Index("prediction_log_experiment", "experiment"),
-    )
-
-
-def _batches_table(metadata: Any, sa: Any) -> Any:
-    """The ids of the batches written: a replayed batch already there is not written again."""
-    return sa.Table(
-        "prediction_log_batches",
-        metadata,
-        sa.Column("batch_id", sa.String(32), primary_key=True),
-        sa.Column("rows", sa.Integer, nullable=False),
-        sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
-    )
-
-
-def widen_entity_columns(
-    sa: Any, conn: Any, engine: Any, table: str, have: dict[str, Any], names: tuple[str, ...]
-) -> None:
-    """An earlier version stored entity ids as BIGINT: make them text (PostgreSQL; SQLite's
-    columns take text as it is)."""
-    if engine.dialect.name != "postgresql":
-        return
-    for name in names:
-        column = have.get(name)
-        if column is None:
-            continue
-        if isinstance(column["type"], sa.Integer) or (
-            isinstance(column["type"], sa.String) and (column["type"].length or 0) < 256
-        ):
-            size = 1024 if name == "entity_id" else 256
-            conn.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{name}" TYPE VARCHAR({size})'))
 
 
 def _upgrade(sa: Any, engine: Any, table: Any) -> None:

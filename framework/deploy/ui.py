@@ -135,9 +135,9 @@ def jobs_page(repo: FeatureRepo, url: str, limit: int = 100) -> str:
     ``limit`` runs (status, duration, attempts, what they made, the error)."""
     from datetime import UTC, datetime
 
-    from framework.deploy.job_runs import RunStore
+    from framework.common.job_log import RunLog
 
-    store = RunStore(url)
+    store = RunLog(url)
     try:
         store.reap()
         runs = store.runs(limit=limit)

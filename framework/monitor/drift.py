@@ -49,7 +49,7 @@ def logged_predictions(
     entity_id, request_ts, features (JSON text) and score, in logging order."""
     import sqlalchemy as sa
 
-    from framework.deploy.prediction_log import engine_url
+    from framework.common.database import engine_url
     from framework.errors import StoreError
 
     engine = sa.create_engine(engine_url(db))

@@ -36,7 +36,7 @@ def predictions_of(
     score, predicted."""
     import sqlalchemy as sa
 
-    from framework.deploy.prediction_log import engine_url
+    from framework.common.database import engine_url
     from framework.errors import StoreError
 
     engine = sa.create_engine(engine_url(db))

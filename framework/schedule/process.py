@@ -28,8 +28,8 @@ from pathlib import Path
 from types import FrameType
 
 from framework.declare.repo import FeatureRepo
-from framework.deploy.job_runs import RunStore
 from framework.errors import ConfigError
+from framework.schedule.job_runs import RunStore
 from framework.schedule.runner import Runner
 
 __all__ = ["serve_schedule"]

@@ -33,8 +33,8 @@ from pathlib import Path
 from framework.common.times import to_utc
 from framework.declare.repo import FeatureRepo
 from framework.declare.schedules import Job
-from framework.deploy.job_runs import FINAL, JobRun, RunStore
 from framework.errors import ConfigError
+from framework.schedule.job_runs import FINAL, JobRun, RunStore
 
 __all__ = ["BACKFILL_COMMANDS", "Runner", "backfill", "run_at", "run_due", "run_now"]
 

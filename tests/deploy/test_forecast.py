@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from framework.common.database import engine_url
 from framework.declare.repo import FeatureRepo
 from framework.deploy.forecast import predict_forecast
-from framework.deploy.prediction_log import engine_url
 from framework.features.historical import get_historical_features
 from framework.models.registry import registry_of
 from framework.prepare.apply import apply

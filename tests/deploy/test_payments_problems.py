@@ -15,9 +15,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from framework.common.database import engine_url
 from framework.declare.repo import FeatureRepo
 from framework.deploy.batch import predict_batch
-from framework.deploy.prediction_log import engine_url
 from framework.deploy.service import create_app
 from framework.features.historical import get_historical_features
 from framework.features.materialize import materialize
@@ -389,7 +389,7 @@ def test_an_experiment_by_card_on_a_card_x_merchant_problem_reports_revenue(
 def test_the_declared_nightly_jobs_catch_up_a_missed_night(payments_trained, tmp_path):
     """The payments repo's own schedules.py: an hourly materialization, nightly batch
     scores of both problems (text and composite keys) and a drift check after them."""
-    from framework.deploy.job_runs import RunStore
+    from framework.schedule.job_runs import RunStore
     from framework.schedule.runner import run_due
 
     repo, _, _, at = payments_trained

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from framework.cli import main
 from framework.collect.ingest import inbox_files, read_events
+from framework.common.database import engine_url
 from framework.declare.experiments import assign
 from framework.declare.repo import FeatureRepo
-from framework.deploy.prediction_log import engine_url
 from framework.deploy.service import background_server, create_app
 from framework.features.materialize import materialize
 from framework.models.registry import registry_of

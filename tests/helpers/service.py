@@ -75,7 +75,7 @@ def batch_runs(url: str, as_of) -> pd.DataFrame:
     through the table as the database reflects it."""
     import sqlalchemy as sa
 
-    from framework.deploy.prediction_log import engine_url
+    from framework.common.database import engine_url
 
     engine = sa.create_engine(engine_url(url))
     table = sa.Table("predictions", sa.MetaData(), autoload_with=engine)

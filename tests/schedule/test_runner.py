@@ -21,8 +21,8 @@ import pytest
 
 from framework.declare.repo import FeatureRepo
 from framework.declare.scaffold import init_repo
-from framework.deploy.job_runs import RunStore
 from framework.errors import ConfigError
+from framework.schedule.job_runs import RunStore
 from framework.schedule.runner import backfill, run_at, run_due, run_now
 
 JOBS = """

@@ -11,9 +11,9 @@ import pandas as pd
 import requests
 import sqlalchemy as sa
 
+from framework.common.database import engine_url
 from framework.deploy.batch import predict_batch
-from framework.deploy.job_runs import RunStore
-from framework.deploy.prediction_log import engine_url
+from framework.schedule.job_runs import RunStore
 from framework.schedule.runner import backfill, run_due
 from tests.deploy.test_ui import _chromium, _screenshot
 from tests.helpers import T, cli, scrape

@@ -200,9 +200,9 @@ class ServiceMetrics:
             return self._job_runs
         self._job_runs_at = now
         try:
-            from framework.deploy.job_runs import RunStore
+            from framework.common.job_log import RunLog
 
-            store = RunStore(self.log.url)
+            store = RunLog(self.log.url)
             try:
                 success = {j: t.timestamp() for j, t in store.last_success().items()}
                 counts = store.counts()

@@ -1,4 +1,4 @@
-"""The record of job runs: one row per job and tick, in the project's database.
+"""The record of job runs, read: one row per job and tick, in the project's database.
 
 The table ``job_runs`` lives beside the predictions (SQLite by default,
 PostgreSQL in production): id, job, scheduled_for (the tick, UTC), trigger
@@ -20,32 +20,29 @@ purpose: a second SIGTERM, or a stop during the backoff before a retry).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import threading
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from framework.common.database import engine_url, job_runs_table
 from framework.errors import StoreError
 
-__all__ = ["FINAL", "JobRun", "RunStore", "owner_id"]
+__all__ = ["FINAL", "LEASE", "JobRun", "RunLog", "naive", "owner_id"]
 
 FINAL = ("succeeded", "failed", "skipped", "missed", "crashed", "abandoned")
 LEASE = timedelta(minutes=5)
-HEARTBEAT_SECONDS = 15.0
 
 
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _naive(ts: datetime) -> datetime:
+def naive(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None)
 
 
@@ -90,36 +87,14 @@ class JobRun:
         }
 
 
-def _table(sa: Any) -> Any:
-    metadata = sa.MetaData()
-    return sa.Table(
-        "job_runs",
-        metadata,
-        sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("job", sa.String(64), nullable=False),
-        sa.Column("scheduled_for", sa.DateTime(), nullable=False),
-        sa.Column("trigger", sa.String(16), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("started_at", sa.DateTime()),
-        sa.Column("ended_at", sa.DateTime()),
-        sa.Column("error", sa.Text()),
-        sa.Column("produced", sa.Text()),
-        sa.Column("owner", sa.String(200)),
-        sa.Column("heartbeat_at", sa.DateTime()),
-        sa.UniqueConstraint("job", "scheduled_for", name="job_runs_one_per_tick"),
-        sa.Index("job_runs_by_status", "status"),
-    )
-
-
-class RunStore:
-    """Reads and writes ``job_runs`` in the database at ``url`` (a SQLite path or URL,
-    or postgresql://...)."""
+class RunLog:
+    """Reads ``job_runs`` in the database at ``url`` (a SQLite path or URL, or
+    postgresql://...), and marks ``crashed`` the runs whose owner stopped (``reap``): what
+    the pages, the metrics and the CLI need. The scheduler writes through ``RunStore``
+    (``framework.schedule.job_runs``)."""
 
     def __init__(self, url: str | Path) -> None:
         import sqlalchemy as sa
-
-        from framework.deploy.prediction_log import engine_url
 
         self.url = engine_url(url)
         self.where = self.url.split("@")[-1]
@@ -127,7 +102,7 @@ class RunStore:
         if self.url.startswith("sqlite"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=args)
-        self.table = _table(sa)
+        self.table = job_runs_table(sa)
         self.owner = owner_id()
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -149,129 +124,6 @@ class RunStore:
         if self._beating is not None:
             self._beating.set()
         self.engine.dispose()
-
-    # --- writes -------------------------------------------------------------------
-
-    def claim(self, job: str, tick: datetime, trigger: str, *, replace: bool = False) -> str | None:
-        """Insert a running row for (job, tick); None when the tick has a row already.
-        ``replace``: take over a finished row instead (a backfill's rerun)."""
-        import sqlalchemy as sa
-
-        now = datetime.now(UTC).replace(tzinfo=None)
-        run_id = str(uuid.uuid4())
-        values = {
-            "id": run_id,
-            "status": "running",
-            "trigger": trigger,
-            "attempts": 1,
-            "started_at": now,
-            "ended_at": None,
-            "error": None,
-            "produced": None,
-            "owner": self.owner,
-            "heartbeat_at": now,
-        }
-        t = self.table
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(t.insert().values(job=job, scheduled_for=_naive(tick), **values))
-        except sa.exc.IntegrityError:
-            if not replace:
-                return None
-            with self.engine.begin() as conn:
-                done = conn.execute(
-                    t.update()
-                    .where(
-                        t.c.job == job,
-                        t.c.scheduled_for == _naive(tick),
-                        t.c.status != "running",
-                    )
-                    .values(**values)
-                ).rowcount
-            if not done:
-                return None
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"Cannot record a run of {job} in {self.where}: {exc}") from exc
-        with self._lock:
-            self._held.add(run_id)
-        return run_id
-
-    def record(self, job: str, tick: datetime, trigger: str, status: str, error: str) -> str | None:
-        """A finished row without a run (missed, skipped); None when the tick has one."""
-        run_id = self.claim(job, tick, trigger)
-        if run_id is not None:
-            self.finish(run_id, status, error=error, attempts=0)
-        return run_id
-
-    def retrying(self, run_id: str, attempts: int, error: str) -> None:
-        self._update(run_id, attempts=attempts, error=error)
-
-    def finish(
-        self,
-        run_id: str,
-        status: str,
-        *,
-        error: str | None = None,
-        produced: dict[str, Any] | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "ended_at": datetime.now(UTC).replace(tzinfo=None),
-            "error": error,
-            "produced": json.dumps(produced or {}, default=str),
-        }
-        if attempts is not None:
-            values["attempts"] = attempts
-        try:
-            for wait in (1.0, 2.0, 4.0, 8.0, None):  # a database that blinks gets 15 s
-                try:
-                    self._update(run_id, **values)
-                    return
-                except StoreError:
-                    if wait is None:
-                        raise
-                    time.sleep(wait)
-        finally:  # recorded, or not recordable: either way no longer renewed as running
-            with self._lock:
-                self._held.discard(run_id)
-
-    def _update(self, run_id: str, **values: Any) -> None:
-        import sqlalchemy as sa
-
-        t = self.table
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(t.update().where(t.c.id == run_id).values(**values))
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"Cannot update run {run_id} in {self.where}: {exc}") from exc
-
-    def beat(self) -> None:
-        """Renew the heartbeat of every run this process holds."""
-        with self._lock:
-            held = list(self._held)
-        if held:
-            t = self.table
-            with self.engine.begin() as conn:
-                conn.execute(
-                    t.update()
-                    .where(t.c.id.in_(held), t.c.status == "running")
-                    .values(heartbeat_at=datetime.now(UTC).replace(tzinfo=None))
-                )
-
-    def start_heartbeat(self, every: float = HEARTBEAT_SECONDS) -> None:
-        """A daemon thread renewing this process's heartbeats (until ``close``)."""
-        if self._beating is not None:
-            return
-        stop = self._beating = threading.Event()
-
-        def loop() -> None:
-            while not stop.wait(every):
-                # a missed beat is retried at the next one; the lease is long
-                with contextlib.suppress(Exception):
-                    self.beat()
-
-        threading.Thread(target=loop, name="job-heartbeat", daemon=True).start()
 
     def reap(self, lease: timedelta = LEASE) -> int:
         """Mark ``crashed`` the running rows whose owner stopped: its process is gone on
@@ -341,7 +193,7 @@ class RunStore:
 
     def get(self, job: str, tick: datetime) -> JobRun | None:
         t = self.table
-        found = self._runs((t.c.job == job) & (t.c.scheduled_for == _naive(tick)))
+        found = self._runs((t.c.job == job) & (t.c.scheduled_for == naive(tick)))
         return found[0] if found else None
 
     def runs(self, job: str | None = None, limit: int | None = 50) -> list[JobRun]:
