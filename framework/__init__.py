@@ -4,6 +4,7 @@ The stable public API, by stage (imported lazily, so that ``lifecycle --help``
 and a feature repo's ``import framework`` do not pay for Feast, pandas or
 scikit-learn until a name is used)::
 
+    tasks      Task, register_task (a task kind of your own)
     declare    WindowedFeatureView, Aggregate, LIFETIME, DateExpansions, SourceContract,
                Problem, NoEvents, AnyEvent, Count, Sum, Mean, LabelTable, Cutoffs,
                WeeklyCutoffs, EventSpine, TableSpine, Monitoring, Experiment, Job, FeatureRepo
@@ -27,6 +28,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    # tasks
+    "Task": "framework.tasks",
+    "register_task": "framework.tasks",
     # declare
     "Aggregate": "framework.declare.windows",
     "WindowedFeatureView": "framework.declare.windows",
