@@ -111,12 +111,13 @@ STORE_FIXTURES = frozenset(
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test that needs trained models is ``slow``: ``pytest -m "not slow"`` is the
-    fast subset (declarations, checks, window tables, retrieval, the CLI's refusals).
+    """Every test that needs trained models or Spark is ``slow`` (and a few others over
+    8 s, marked where they are): ``pytest -m "not slow"`` is the fast subset
+    (declarations, checks, window tables, retrieval, the CLI's refusals).
     A test using a store fixture is ``stores``; the production profile runs only those."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if "trained_repo" in names:
+        if names & {"trained_repo", "spark_runtime"}:  # trains models, or starts Spark
             item.add_marker(pytest.mark.slow)
         if names & STORE_FIXTURES:
             item.add_marker(pytest.mark.stores)

@@ -49,6 +49,7 @@ def test_help_is_light_and_teaches():
         assert command in result.output
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_the_single_machine_path_never_imports_pyspark(cli_repo):
     code = (
         "import sys; from framework.declare.repo import FeatureRepo; "

@@ -112,6 +112,7 @@ predict_batch(FeatureRepo(repo), "churn", as_of, db=db)
 """
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_a_run_killed_with_sigkill_leaves_the_earlier_run_and_the_rerun_is_exact(
     served, tmp_path, request, store
@@ -188,6 +189,7 @@ def test_inputs_failing_the_models_suite_are_refused_before_writing(
     assert len(batch_runs(prediction_db, T)) == clean.rows  # the earlier run untouched
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_the_fast_check_never_passes_what_great_expectations_fails(served):
     """Batch inputs pass through a vectorized check first, and GX judges (and reports)
     only what it cannot settle: on clean and corrupted frames, nothing the fast check

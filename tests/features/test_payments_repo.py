@@ -341,6 +341,7 @@ payment_rows = st.lists(
 )
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 @settings(
     max_examples=6,
     deadline=None,

@@ -193,6 +193,7 @@ def _check(tmp_path, events: pd.DataFrame, keys: str, chunk_events: int = 1 << 1
             assert _same(actual, value), (name, key, q.t[i], actual, value)
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 @settings(
     max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -201,6 +202,7 @@ def test_every_aggregate_matches_the_oracle(tmp_path_factory, raw, keys):
     _check(tmp_path_factory.mktemp("w"), _frame(raw), keys)
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 @settings(
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -138,6 +138,7 @@ def _frame(raw) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -170,6 +171,7 @@ def test_same_timestamp_events_and_long_after_last_event(tmp_path):
     assert list(times.dt.days) == [0, 1, 7, 8, 14, 30, 37]
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_the_example_log_matches_the_oracle_at_random_times(tmp_path):
     from tests.helpers import example_data
 

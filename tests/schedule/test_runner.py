@@ -219,6 +219,7 @@ for step in range(1, 13):   # the clock moves in 2-hour steps; both processes se
 """
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_two_schedulers_on_one_database_run_each_tick_once(tmp_path, prediction_db):
     repo = jobs_repo(tmp_path, SLOW)
     store = RunStore(prediction_db)  # the first tick: the catch-up starts there
@@ -341,6 +342,7 @@ slow = Job(name="slow", command=named("slow", 4), every="2s")
 """
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_sigterm_mid_job_finishes_the_run_then_stops(tmp_path, prediction_db):
     repo = jobs_repo(tmp_path, SIGTERM_JOBS)
     proc = _scheduler(repo, prediction_db)
@@ -358,6 +360,7 @@ def test_sigterm_mid_job_finishes_the_run_then_stops(tmp_path, prediction_db):
     assert calls(repo) == [("slow", iso(rows[0].scheduled_for))]
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_a_second_sigterm_abandons_the_run_and_records_it(tmp_path, prediction_db):
     repo = jobs_repo(tmp_path, SIGTERM_JOBS)
     proc = _scheduler(repo, prediction_db)

@@ -8,6 +8,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 import requests
 import sqlalchemy as sa
 
@@ -77,6 +78,7 @@ def test_a_daily_prediction_with_catch_up_writes_one_run_per_day(trained_copy, p
     )
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 def test_a_30_day_backfill_equals_30_single_batch_runs(trained_copy, prediction_db, tmp_path):
     repo = trained_copy
     filled = backfill(repo, "predict_churn", day(1, 0), day(30, 23), db=prediction_db)

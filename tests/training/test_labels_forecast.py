@@ -64,6 +64,7 @@ def _brute_force(events, horizon, column):
     return out
 
 
+@pytest.mark.slow  # over 8 s: left out of the fast subset
 @settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
