@@ -43,7 +43,7 @@ class Task:
     """A task kind. Subclasses set the class attributes and override what differs."""
 
     name: ClassVar[str] = ""
-    noun: ClassVar[str] = ""  # "a binary classification", for messages
+    noun: ClassVar[str] = ""  # how messages name it: "binary", "a regression"
     metrics: ClassVar[tuple[str, ...]] = ()
     candidates: ClassVar[tuple[str, ...]] = ("baseline", "lightgbm")
     label_types: ClassVar[tuple[str, ...]] = ()  # names of the label declarations it takes
