@@ -13,10 +13,10 @@ from framework.declare.experiments import assign
 from tests.helpers import serve_app
 from tests.ranking_repo import write_ranking_repo
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 EXPERIMENT = """
 from framework import Experiment
-
-pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
 
 front_page_ab = Experiment(
     name="front_page_ab",

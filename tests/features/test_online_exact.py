@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 from tests.helpers import EXAMPLE_REPO, redis_yaml, set_project
 
+pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+
 REPO_PY = """
 from datetime import timedelta
 from pathlib import Path
@@ -31,8 +33,6 @@ from pathlib import Path
 from feast import Entity, FileSource, ValueType
 
 from framework import LIFETIME, Aggregate, WindowedFeatureView
-
-pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
 
 site = Entity(name="site", join_keys=["site_id"], value_type=ValueType.INT64)
 sensor = Entity(name="sensor", join_keys=["sensor"], value_type=ValueType.STRING)
