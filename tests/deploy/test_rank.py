@@ -143,7 +143,7 @@ def test_each_view_is_read_once_per_request_with_each_key_once(news):
 
     body = SimpleNamespace(
         problem="front_page",
-        user={"reader_id": 9},
+        query={"reader_id": 9},
         candidates=[{"article_id": f"art_{i % 40:03d}_{i}"} for i in range(100)],
         k=100,
     )
