@@ -57,7 +57,7 @@ def serve(
     host: str,
     port: int,
     api_key: str | None,
-    log_db: str | None,
+    db: str | None,
     store_timeout: float,
     workers: int,
 ) -> None:
@@ -84,7 +84,7 @@ def serve(
 
     problems = sorted(obj.repo.problems)
     if workers == 1:
-        app = create_app(obj.repo, api_key=api_key, log_url=log_db, store_timeout=store_timeout)
+        app = create_app(obj.repo, api_key=api_key, log_url=db, store_timeout=store_timeout)
         say(f"Serving {problems} on http://{host}:{port} (docs at /docs)")
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
@@ -93,7 +93,7 @@ def serve(
         "repo": str(obj.repo.path),
         "fs_yaml": str(obj.repo.fs_yaml),
         "api_key": api_key,
-        "log_url": log_db,
+        "log_url": db,
         "store_timeout": store_timeout,
     }
     os.environ[WORKER_ENV] = json.dumps(settings)

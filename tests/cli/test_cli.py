@@ -333,6 +333,7 @@ def test_repo_that_does_not_exist_is_a_usage_error():
 
 
 @pytest.mark.slow  # trains both problems and serves them
+@pytest.mark.stores
 def test_demo_runs_every_stage(tmp_path):
     repo = copy_example_repo(
         tmp_path / "feature_repo", users=None, experiments=True, catalogue=True
@@ -370,6 +371,17 @@ def _commands(group, prefix=()):
 
 
 OLD_NAMES = ("--as-of", "--since", "--until", "--start", "--end", "--output", "--log-db")
+
+
+def test_every_command_takes_the_parameters_its_options_name():
+    """An option renamed (say --log-db to --db) hands its value to a parameter of the
+    new name: the callback must take exactly the options' and arguments' names."""
+    import inspect
+
+    for path, command in _commands(main):
+        taken = set(inspect.signature(command.callback).parameters) - {"obj", "ctx"}
+        named = {p.name for p in command.params}
+        assert taken == named, (path, sorted(taken ^ named))
 
 
 def test_one_vocabulary_across_commands():
