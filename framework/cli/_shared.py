@@ -167,28 +167,19 @@ def range_options(
     ``--since``/``--until`` and ``--start``/``--end`` still work."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        f = click.option(
-            "--to",
-            "--until",
-            "--end",
-            end,
-            cls=Aliased,
-            type=AwareTime(),
-            default=None,
-            required=required,
-            help=f"{to_help} (ISO 8601 with zone).",
-        )(f)
-        return click.option(
-            "--from",
-            "--since",
-            "--start",
-            start,
-            cls=Aliased,
-            type=AwareTime(),
-            default=None,
-            required=required,
-            help=f"{from_help} (ISO 8601 with zone).",
-        )(f)
+        for names, help in (
+            (("--to", "--until", "--end", end), to_help),
+            (("--from", "--since", "--start", start), from_help),
+        ):
+            f = click.option(
+                *names,
+                cls=Aliased,
+                type=AwareTime(),
+                default=None,
+                required=required,
+                help=f"{help} (ISO 8601 with zone).",
+            )(f)
+        return f
 
     return decorate
 

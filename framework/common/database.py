@@ -84,18 +84,26 @@ def key_columns(sa: Any, kinds: dict[str, str], base: tuple[str, ...]) -> list[A
     ]
 
 
-def predictions_table(sa: Any, kinds: dict[str, str] | None = None) -> Any:
-    """The ``predictions`` table, with a column per join key of ``kinds`` (nullable: a
-    row has the columns of its problem's keys)."""
-    return sa.Table(
-        "predictions",
-        sa.MetaData(),
+def _run_columns(sa: Any) -> list[Any]:
+    """What every row of a batch run carries first: the run, the problem, the model
+    version, the entity (its key names and its text) and the as-of time."""
+    return [
         sa.Column("run_id", sa.String(36), nullable=False, index=True),
         sa.Column("problem", sa.String(64), nullable=False),
         sa.Column("model_version", sa.String(16), nullable=False),
         sa.Column("entity_key", sa.String(256)),
         sa.Column("entity_id", sa.String(1024), nullable=False),
         sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+def predictions_table(sa: Any, kinds: dict[str, str] | None = None) -> Any:
+    """The ``predictions`` table, with a column per join key of ``kinds`` (nullable: a
+    row has the columns of its problem's keys)."""
+    return sa.Table(
+        "predictions",
+        sa.MetaData(),
+        *_run_columns(sa),
         sa.Column("score", sa.Float, nullable=False),
         sa.Column("label", sa.Integer),
         sa.Column("predicted_class", sa.String(256)),
@@ -110,12 +118,7 @@ def forecasts_table(sa: Any, kinds: dict[str, str]) -> Any:
     return sa.Table(
         "forecasts",
         sa.MetaData(),
-        sa.Column("run_id", sa.String(36), nullable=False, index=True),
-        sa.Column("problem", sa.String(64), nullable=False),
-        sa.Column("model_version", sa.String(16), nullable=False),
-        sa.Column("entity_key", sa.String(256)),
-        sa.Column("entity_id", sa.String(1024), nullable=False),
-        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+        *_run_columns(sa),
         sa.Column("target_date", sa.Date, nullable=False),
         sa.Column("horizon_days", sa.Integer, nullable=False),
         sa.Column("forecast", sa.Float, nullable=False),
