@@ -101,47 +101,72 @@ def _guess(frame: pd.DataFrame, wanted: str | None, kind: str, what: str, flag: 
     )
 
 
+def _localized(ts: pd.Series, column: str, timezone: str | None) -> pd.Series:
+    """The event times with a zone: as stored, or naive ones read in ``timezone``."""
+    import pandas as pd
+
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        raise DataError(f"{column!r} holds {ts.dtype}, not timestamps; pick the event time.")
+    if getattr(ts.dt, "tz", None) is not None:
+        if timezone is not None:
+            raise ConfigError(
+                f"--timezone is for timezone-naive times, but {column!r} already carries the "
+                f"zone {ts.dt.tz}; drop --timezone."
+            )
+        return ts
+    if timezone is None:
+        raise DataError(
+            f"{column!r} holds timezone-naive timestamps, refused as ambiguous; say which zone "
+            "they are in with --timezone (e.g. --timezone UTC or --timezone Europe/Berlin), or "
+            "store them with a zone."
+        )
+    try:
+        return ts.dt.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
+    except Exception as exc:  # unknown zone names and DST gaps/overlaps alike
+        raise ConfigError(
+            f"--timezone {timezone!r} cannot place {column!r}: {exc}. Give an IANA zone name "
+            "such as UTC or Europe/Berlin."
+        ) from exc
+
+
 def init_repo(
     folder: str | Path,
     *,
     events: str | Path | None = None,
     key: str | None = None,
     timestamp: str | None = None,
+    timezone: str | None = None,
 ) -> InitResult:
-    """Write a new repo in ``folder`` (which must not hold a feature_store.yaml yet)."""
+    """Write a new repo in ``folder`` (which must not hold a feature_store.yaml yet).
+
+    Every check runs before anything is written: a refused input leaves ``folder``
+    as it was, so the same command can run again once its input is fixed.
+    Timezone-naive event times are refused unless ``timezone`` names their zone.
+    """
     import pandas as pd
 
     root = Path(folder)
     if (root / "feature_store.yaml").exists():
         raise ConfigError(f"{root} already holds a feature_store.yaml; init starts a new repo.")
-    root.mkdir(parents=True, exist_ok=True)
     project = _identifier(root.resolve().name) or "features"
-    written = [root / "feature_store.yaml"]
-    (root / "feature_store.yaml").write_text(_YAML.format(project=project))
     if events is None:
+        if timezone is not None:
+            raise ConfigError("--timezone applies to --events; give the event file too.")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "feature_store.yaml").write_text(_YAML.format(project=project))
         (root / "data").mkdir(exist_ok=True)
-        return InitResult(root, written, [])
+        return InitResult(root, [root / "feature_store.yaml"], [])
     frame = _read_events(Path(events))
     if frame.empty:
         raise DataError(f"{events} holds no rows; init reads the schema and values from them.")
     key = _guess(frame, key, "key", "entity key", "--key")
     timestamp = _guess(frame, timestamp, "timestamp", "event time", "--timestamp")
     ts = frame[timestamp]
-    if not pd.api.types.is_datetime64_any_dtype(ts):
-        raise DataError(f"{timestamp!r} holds {ts.dtype}, not timestamps; pick the event time.")
-    if getattr(ts.dt, "tz", None) is None:
-        raise DataError(
-            f"{timestamp!r} holds timezone-naive timestamps, refused as ambiguous; store them "
-            "with a time zone (e.g. tz_localize('UTC') in pandas) and run init again."
-        )
+    localized = _localized(ts, timestamp, timezone)
+    rewrite = localized is not ts or Path(events).suffix.lower() != ".parquet"
+    frame = frame.assign(**{timestamp: localized})
     name = _identifier(Path(events).stem)
-    data = root / "data"
-    data.mkdir(exist_ok=True)
-    target = data / f"{name}.parquet"
-    if Path(events).suffix.lower() == ".parquet":
-        shutil.copy(events, target)
-    else:
-        frame.to_parquet(target, index=False)
+    target = root / "data" / f"{name}.parquet"
     entity = _identifier(key[:-3] if key.endswith("_id") else key)
     is_int = pd.api.types.is_integer_dtype(frame[key])
     aggregates = ['        Aggregate("events", "count"),']
@@ -215,9 +240,19 @@ from features import {entity}_activity
 {entity}_features_v1 = FeatureService(name="{entity}_features_v1", features=[{entity}_activity])
 ''',
     }
+    # accepted: now write, the data first and feature_store.yaml last (its presence
+    # is what marks the folder as a repo)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if rewrite:
+        frame.to_parquet(target, index=False)
+    else:
+        shutil.copy(events, target)
+    written = []
     for file, text in files.items():
         (root / file).write_text(text)
         written.append(root / file)
+    (root / "feature_store.yaml").write_text(_YAML.format(project=project))
+    written.insert(0, root / "feature_store.yaml")
     windows = ("7d", "30d", "90d")
     return InitResult(
         root, [*written, target], [f"{entity}_{f}_{w}" for f in features for w in windows]

@@ -67,12 +67,49 @@ def test_init_guesses_unique_columns_and_asks_otherwise(tmp_path, events):
     assert result.exit_code == 1 and "close matches: ['card_id']" in result.output
 
 
-def test_naive_timestamps_are_refused_at_init(tmp_path, events):
+def test_naive_timestamps_are_refused_at_init_and_nothing_is_written(tmp_path, events):
     pay, _ = events
     naive = tmp_path / "naive.parquet"
     pay.assign(ts=pay.ts.dt.tz_localize(None)).to_parquet(naive, index=False)
-    result = _run("init", str(tmp_path / "r"), "--events", str(naive), "--key", "card_id")
+    repo = tmp_path / "r"
+    result = _run("init", str(repo), "--events", str(naive), "--key", "card_id")
     assert result.exit_code == 1 and "timezone-naive" in result.output
+    assert "--timezone" in result.output
+    assert not repo.exists()  # the error's advice (run again) works
+    result = _run(
+        "init", str(repo), "--events", str(naive), "--key", "card_id", "--timezone", "Mars/Olympus"
+    )
+    assert result.exit_code == 1 and "Mars/Olympus" in result.output and not repo.exists()
+
+
+def test_timezone_places_naive_times_in_the_named_zone(tmp_path, events):
+    pay, _ = events
+    naive = tmp_path / "shop.csv"
+    berlin = pay.ts.dt.tz_convert("Europe/Berlin")
+    pay.assign(ts=berlin.dt.tz_localize(None).map(lambda t: t.isoformat())).to_csv(
+        naive, index=False
+    )
+    repo = tmp_path / "shop"
+    args = ["init", str(repo), "--events", str(naive), "--key", "card_id"]
+    result = _run(*args, "--timezone", "Europe/Berlin")
+    assert result.exit_code == 0, result.output
+    stored = pd.read_parquet(repo / "data" / "shop.parquet")
+    assert str(stored.ts.dt.tz) == "Europe/Berlin"
+    # the same instants as the zone-aware original, not shifted by the zone's offset
+    assert (stored.ts.dt.tz_convert("UTC").values == pay.ts.dt.tz_convert("UTC").values).all()
+    aware = tmp_path / "aware.parquet"
+    pay.to_parquet(aware, index=False)
+    result = _run(
+        "init",
+        str(tmp_path / "r2"),
+        "--events",
+        str(aware),
+        "--key",
+        "card_id",
+        "--timezone",
+        "UTC",
+    )
+    assert result.exit_code == 1 and "drop --timezone" in result.output
 
 
 def test_an_empty_folder_points_to_init(tmp_path, monkeypatch):
