@@ -123,6 +123,37 @@ def test_health_and_models(served):
     assert requests.get(f"{url}/openapi.json", timeout=30).json()["paths"]["/predict"]
 
 
+def test_health_is_ready_while_any_problem_is_served(served):
+    """A problem without a production model degrades /health but does not fail it (a
+    readiness probe would take the promoted problems down); with none served it is 503."""
+    repo, url = served
+    root = registry_of(repo).root
+    moved = []
+    try:
+        (root / "spend" / "stages.json").rename(root / "spend" / "stages.away")
+        moved.append("spend")
+        health = requests.get(f"{url}/health", timeout=30)
+        assert health.status_code == 200, health.text
+        body = health.json()
+        assert body["status"] == "degraded"
+        assert body["problems"]["churn"]["status"] == "serving"
+        assert body["problems"]["spend"]["status"] == "unavailable"
+        assert "lifecycle models promote spend" in body["problems"]["spend"]["reason"]
+        answer = requests.post(
+            f"{url}/predict", json={"problem": "churn", "entities": [{"user_id": 1}]}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        (root / "churn" / "stages.json").rename(root / "churn" / "stages.away")
+        moved.append("churn")
+        assert requests.get(f"{url}/health", timeout=30).status_code == 503
+        assert requests.get(f"{url}/health/live", timeout=30).json() == {"status": "alive"}
+    finally:
+        for problem in moved:
+            (root / problem / "stages.away").rename(root / problem / "stages.json")
+    health = requests.get(f"{url}/health", timeout=30)
+    assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+
+
 def test_a_promotion_swaps_the_model(served):
     repo, url = served
     before = registry_of(repo).get("spend").version

@@ -12,7 +12,8 @@
   experiment arm, by popularity) and answers the top k with scores;
 - ``POST /events`` ``{"events": [{"user_id": 42, "event_timestamp": "...Z", ...}]}``
   appends product events durably to the offline event log (:mod:`framework.collect.ingest`);
-- ``GET /health`` checks the online store and the models; ``GET /models`` lists them.
+- ``GET /health`` is readiness (200 while it can answer; each problem's status in the body),
+  ``GET /health/live`` liveness; ``GET /models`` lists the models.
 
 Models are loaded once and swapped under a lock when ``stages.json`` changes
 (``lifecycle models promote``). Bad requests get a 4xx JSON body naming the

@@ -170,16 +170,41 @@ def add_routes(app: FastAPI, service: Service, bodies: RequestModels) -> None:
     @app.get(
         "/health",
         response_model=HealthResponse,
-        responses={503: {"model": HealthResponse, "description": "Degraded: a check failed."}},
+        responses={503: {"model": HealthResponse, "description": "Not ready: see the checks."}},
     )
     async def health() -> JSONResponse:
+        """Readiness: 200 when the service can answer (see ``HealthResponse.status``)."""
         checks = await _health_checks(service)
-        answering = not any(v.startswith("unavailable") for v in checks.values())
-        ok = answering and all(v == "ok" for k, v in checks.items() if not k.startswith("model:"))
-        return JSONResponse(
-            status_code=200 if answering else 503,
-            content={"status": "ok" if ok else "degraded", "checks": checks},
+        problems = {
+            k.removeprefix("model:"): _problem_health(v)
+            for k, v in checks.items()
+            if k.startswith("model:")
+        }
+        store_up = not checks["online_store"].startswith("unavailable")
+        ready = store_up and (
+            not problems or any(p["status"] == "serving" for p in problems.values())
         )
+        ok = ready and all(v == "ok" for k, v in checks.items() if not k.startswith("model:"))
+        ok = ok and all(p["status"] == "serving" for p in problems.values())
+        return JSONResponse(
+            status_code=200 if ready else 503,
+            content={"status": "ok" if ok else "degraded", "checks": checks, "problems": problems},
+        )
+
+    @app.get("/health/live", include_in_schema=False)
+    def live() -> dict[str, str]:
+        """Liveness: the process answers (a probe that restarts it uses this one)."""
+        return {"status": "alive"}
+
+
+def _problem_health(check: str) -> dict[str, str | None]:
+    if check.startswith("unavailable"):
+        return {
+            "status": "unavailable",
+            "version": None,
+            "reason": check.removeprefix("unavailable: "),
+        }
+    return {"status": "serving", "version": check, "reason": None}
 
 
 def _append_events(

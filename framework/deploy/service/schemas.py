@@ -81,13 +81,24 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorResponse, "description": _MEANING[c]} for c in codes}
 
 
+class ProblemHealth(BaseModel):
+    status: str = Field(description="serving, or unavailable (no production model, say).")
+    version: str | None = Field(default=None, description="The model version it serves.")
+    reason: str | None = Field(default=None, description="Why it is unavailable, and the fix.")
+
+
 class HealthResponse(BaseModel):
     status: str = Field(
-        description="ok, or degraded. A 503 when a check is unavailable (the online store, "
-        "a model); a prediction log that spools while its database fails is degraded but "
-        "the service answers (200)."
+        description="ok, or degraded. Ready (200) when the service can answer: the online "
+        "store answers and at least one declared problem has a production model (or none is "
+        "declared). A problem without a model, or a prediction log that spools while its "
+        "database fails, is degraded but ready; 503 when the online store is unavailable or "
+        "no problem can be served."
     )
     checks: dict[str, str]
+    problems: dict[str, ProblemHealth] = Field(
+        default_factory=dict, description="Each declared problem: served or not, and why."
+    )
 
 
 class EventsResponse(BaseModel):
