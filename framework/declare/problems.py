@@ -77,7 +77,11 @@ class Monitoring:
     least ``retrain_when_drifted`` features did, ``investigate`` for fewer. Once
     labels are known, it is also ``retrain`` when the realized metric is worse
     than the test metric by more than ``performance_drop``, or when at least
-    ``new_labels`` predictions of the version have their labels."""
+    ``new_labels`` predictions of the version have their labels.
+
+    Below ``min_rows`` current rows (drift) or labeled predictions (realized
+    performance) the numbers are reported with their sample size and a warning, and
+    no action is taken on them: a PSI or a metric on a handful of rows is noise."""
 
     psi: float = 0.2
     p_value: float = 0.01
@@ -85,6 +89,7 @@ class Monitoring:
     performance_drop: float | None = 0.05  # realized metric worse than test by more: retrain
     new_labels: int | None = None  # this many labeled predictions of the version: retrain
     count_calendar: bool = False  # date expansions count toward drift (off: reported only)
+    min_rows: int = 100  # fewer current rows or labels: reported, not acted on
 
     def __post_init__(self) -> None:
         if not (isinstance(self.psi, int | float) and self.psi > 0):
@@ -93,6 +98,10 @@ class Monitoring:
             raise FeatureRepoError(f"Monitoring.p_value must be in (0, 1); got {self.p_value!r}.")
         if not isinstance(self.retrain_when_drifted, int) or self.retrain_when_drifted < 1:
             raise FeatureRepoError("Monitoring.retrain_when_drifted must be an integer >= 1.")
+        if not isinstance(self.min_rows, int) or self.min_rows < 1:
+            raise FeatureRepoError(
+                f"Monitoring.min_rows must be an integer >= 1; got {self.min_rows!r}."
+            )
         if self.performance_drop is not None and not self.performance_drop >= 0:
             raise FeatureRepoError("Monitoring.performance_drop must be >= 0 (or None: off).")
         if self.new_labels is not None and (
@@ -101,18 +110,22 @@ class Monitoring:
             raise FeatureRepoError("Monitoring.new_labels must be an integer >= 1 (or None: off).")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Problem:
-    """A prediction problem, declared once and used by every stage after it."""
+    """A prediction problem, declared once and used by every stage after it.
+
+    ``events`` (a FileSource over the event log) is where event labels and spines read
+    by default; a problem over a ``LabelTable`` needs neither ``events`` nor ``spine``
+    (the table's rows are the observations)."""
 
     name: str
     task: str
-    events: Any  # a Feast FileSource: the default source of event labels and spines
     label: Label
-    spine: Spine | None  # None with a LabelTable: its rows are the observations
     feature_service: str
     metric: str
     success_threshold: float
+    events: Any = None  # a Feast FileSource: the default source of event labels and spines
+    spine: Spine | None = None  # None with a LabelTable: its rows are the observations
     # the join key(s): a name, or a tuple of names for a composite key; None: the
     # feature service's join keys (set by FeatureRepo)
     entity: str | tuple[str, ...] | None = None
@@ -171,9 +184,18 @@ class Problem:
             raise FeatureRepoError(f"Problem {self.name!r}: min_positives must be an integer >= 1.")
         if not isinstance(self.tuning_budget, int) or self.tuning_budget < 1:
             raise FeatureRepoError(f"Problem {self.name!r}: tuning_budget must be an integer >= 1.")
-        if not getattr(self.events, "path", None):
+        needs_events = (
+            not isinstance(self.label, LabelTable) and getattr(self.label, "source", None) is None
+        ) or (self.spine is not None and getattr(self.spine, "source", None) is None)
+        if self.events is None and needs_events:
             raise FeatureRepoError(
-                f"Problem {self.name!r}: 'events' must be a FileSource over the event log."
+                f"Problem {self.name!r}: its label or spine reads the event log: declare "
+                "events=<the FileSource of the log> (or give them a source= of their own)."
+            )
+        if self.events is not None and not getattr(self.events, "path", None):
+            raise FeatureRepoError(
+                f"Problem {self.name!r}: 'events' must be a FileSource over the event log; "
+                f"got {type(self.events).__name__}."
             )
         if isinstance(self.item, list | tuple):
             object.__setattr__(self, "item", tuple(self.item))
@@ -190,7 +212,7 @@ class Problem:
             if self.spine is not None:
                 raise FeatureRepoError(
                     f"Problem {self.name!r}: a LabelTable's rows are the observations; "
-                    "leave spine=None."
+                    "remove spine= (a label table needs no spine)."
                 )
             return
         allowed = kind.spine_types or ("Cutoffs", "WeeklyCutoffs", "EventSpine", "TableSpine")
@@ -281,7 +303,7 @@ class Problem:
             "name": self.name,
             "task": self.task,
             "entity": self.entity if isinstance(self.entity, str) else list(self.keys),
-            "events": str(self.events.path),
+            "events": str(self.events.path) if self.events is not None else "",
             "label": self.label.to_dict(),
             "label_description": self.label.describe(),
             "spine": self.spine.to_dict() if self.spine is not None else None,

@@ -62,6 +62,36 @@ def _inside(repo: Path) -> Iterator[None]:
             sys.path.remove(str(repo))
 
 
+@contextlib.contextmanager
+def _declaration_errors(repo: Path) -> Iterator[None]:
+    """A declaration that fails to import becomes one line naming the file and line of
+    the repo where it failed, and what failed (the CLI shows it without a traceback)."""
+    try:
+        yield
+    except FeatureRepoError as exc:
+        where = _repo_frame(exc, repo)
+        if where and not str(exc).startswith(where):
+            raise FeatureRepoError(f"{where}: {exc}") from exc
+        raise
+    except Exception as exc:
+        where = _repo_frame(exc, repo) or str(repo)
+        raise FeatureRepoError(
+            f"{where}: {type(exc).__name__}: {exc}. Fix the declaration there and run again."
+        ) from exc
+
+
+def _repo_frame(exc: BaseException, repo: Path) -> str | None:
+    """``file.py:line`` of the last traceback frame inside the repo's own files."""
+    import traceback
+
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        if path.is_relative_to(repo):
+            found = f"{path.relative_to(repo)}:{frame.lineno}"
+    return found
+
+
 class FeatureRepo:
     """A Feast feature repository plus the framework's view of it."""
 
@@ -172,15 +202,8 @@ class FeatureRepo:
         """Every Feast object declared in the repo's Python files."""
         from feast.repo_operations import parse_repo
 
-        with _inside(self.path):
-            try:
-                return parse_repo(self.path)
-            except FeatureRepoError:
-                raise
-            except Exception as exc:
-                raise FeatureRepoError(
-                    f"Importing the declarations in {self.path} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+        with _inside(self.path), _declaration_errors(self.path):
+            return parse_repo(self.path)
 
     @property
     def declared_window_specs(self) -> list[WindowSpec]:
@@ -197,7 +220,7 @@ class FeatureRepo:
         from feast.repo_operations import get_repo_files
 
         found: dict[str, _N] = {}
-        with _inside(self.path):
+        with _inside(self.path), _declaration_errors(self.path):
             for path in get_repo_files(self.path):
                 module = importlib.import_module(
                     ".".join(path.relative_to(self.path).with_suffix("").parts)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from click.testing import CliRunner
 
+from framework.cli import main
 from framework.declare.repo import FeatureRepo
-from framework.errors import ConfigError
+from framework.errors import ConfigError, FeatureRepoError
 from tests.helpers import copy_example_repo
 
 
@@ -64,3 +66,55 @@ def test_concurrent_report_folders_are_all_distinct(repo):
 def test_a_missing_repo_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist; pass --repo"):
         FeatureRepo(tmp_path / "nowhere")
+
+
+def _declare(repo: FeatureRepo, text: str) -> None:
+    (repo.path / "extra_problems.py").write_text(text)
+
+
+def test_a_bad_declaration_is_one_line_naming_its_file_line_and_field(repo):
+    _declare(
+        repo,
+        "from framework.declare.problems import Problem\n\n"
+        'broken = Problem(name="broken", task="binary", feature_service="x",\n'
+        '                 metric="roc_auc", success_threshold=0.6)\n',
+    )
+    with pytest.raises(FeatureRepoError) as caught:
+        _ = FeatureRepo(repo.path).problems
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("extra_problems.py:3: TypeError"), message
+    assert "'label'" in message
+    result = CliRunner().invoke(main, ["--repo", str(repo.path), "assess", "broken"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: extra_problems.py:3:"), result.output
+
+
+def test_a_checked_declaration_error_also_names_where(repo):
+    _declare(
+        repo,
+        "from framework.declare.problems import AnyEvent, Problem\n"
+        "from sources import events_source\n\n"
+        'nameless = Problem(name="Bad Name", task="binary", events=events_source,\n'
+        '    label=AnyEvent(horizon=7), feature_service="x", metric="roc_auc",\n'
+        "    success_threshold=0.6)\n",
+    )
+    with pytest.raises(FeatureRepoError, match=r"^extra_problems.py:4: Problem name 'Bad Name'"):
+        _ = FeatureRepo(repo.path).problems
+
+
+def test_a_label_table_problem_needs_neither_events_nor_spine(repo, tmp_path):
+    from datetime import timedelta
+
+    from feast import FileSource
+
+    from framework.declare.problems import AnyEvent, Cutoffs, LabelTable, Problem
+
+    table = FileSource(name="t", path=str(tmp_path / "t.parquet"), timestamp_field="ts")
+    common = dict(task="binary", feature_service="x", metric="roc_auc", success_threshold=0.6)
+    label = LabelTable(source=table, column="y", horizon=timedelta(days=3))
+    assert Problem(name="labelled", label=label, **common).spine is None
+    with pytest.raises(FeatureRepoError, match="remove spine="):
+        Problem(name="labelled", label=label, spine=Cutoffs(every=7), **common)
+    with pytest.raises(FeatureRepoError, match="declare events="):
+        Problem(name="evented", label=AnyEvent(horizon=7), spine=Cutoffs(every=7), **common)

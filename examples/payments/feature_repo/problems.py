@@ -31,7 +31,6 @@ payment_review = Problem(
     task="multiclass",
     events=payments,
     label=LabelTable(source=payment_reviews, column="outcome", horizon=timedelta(days=3)),
-    spine=None,
     feature_service="fraud_v1",
     metric="macro_f1",
     success_threshold=0.4,
