@@ -43,13 +43,37 @@ class AwareTime(click.ParamType):  # type: ignore[type-arg]  # generic in click'
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, datetime):
             return value
+        word = str(value).strip().lower()
+        if word == "now":
+            from datetime import UTC
+
+            return datetime.now(UTC)
+        if word == "data":
+            return self._data_time(param, ctx)
         from framework.common.times import to_utc
         from framework.errors import ConfigError
 
         try:
             return to_utc(value, "it")
         except ConfigError as exc:
-            self.fail(str(exc).removeprefix("it "), param, ctx)
+            self.fail(
+                str(exc).removeprefix("it ") + " (or `now`, or `data`: the latest event time)",
+                param,
+                ctx,
+            )
+
+    def _data_time(self, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        """``data``: the data's present, the latest event time of the repo's logs."""
+        from framework.collect.ingest import latest_event_time
+        from framework.errors import LifecycleError
+
+        obj = ctx.find_object(Context) if ctx is not None else None
+        if obj is None:
+            self.fail("`data` needs a repo to read the latest event time from", param, ctx)
+        try:
+            return latest_event_time(obj.repo)
+        except LifecycleError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Context:
@@ -91,21 +115,29 @@ def say(message: str) -> None:
 
 def progress_bar(label: str) -> Callable[[int, int], None]:
     """A progress callback (done, total) on stderr: redrawn in place on a terminal,
-    a line every 25% otherwise; at most five updates a second."""
-    start = time.perf_counter()
+    a line every 25% otherwise; at most five updates a second.
+
+    The rate is measured between updates (the work before the first one is not
+    timed, so it is not counted either) and shown only once half a second of
+    progress has been seen: a view done in one step shows no rate rather than a
+    made-up one."""
     tty = sys.stderr.isatty()
-    state = {"shown": -1.0, "step": -1}
+    state: dict[str, Any] = {"shown": -1.0, "step": -1, "first": None}
 
     def update(done: int, total: int) -> None:
         now = time.perf_counter()
+        if state["first"] is None:
+            state["first"] = (now, done)
         finished = done >= total
         step = int(4 * done / max(total, 1))
         if not finished and (now - state["shown"] < 0.2 or (not tty and step == state["step"])):
             return
         state["shown"], state["step"] = now, step
-        rate = done / max(now - start, 1e-9)
-        line = f"  {label}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%, {rate:,.0f}/s)"
-        click.echo(("\r" if tty else "") + line, err=True, nl=finished or not tty)
+        line = f"  {label}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%"
+        since, base = state["first"]
+        if now - since >= 0.5 and done > base:
+            line += f", {(done - base) / (now - since):,.0f}/s"
+        click.echo(("\r" if tty else "") + line + ")", err=True, nl=finished or not tty)
 
     return update
 
@@ -156,7 +188,8 @@ def at_option(help: str, *, required: bool = False, dest: str = "at") -> Decorat
         type=AwareTime(),
         required=required,
         default=None,
-        help=f"{help} (ISO 8601 with zone, e.g. 2025-06-01T00:00:00Z).",
+        help=f"{help} (ISO 8601 with zone, e.g. 2025-06-01T00:00:00Z; `now`; or `data`: "
+        "the latest event time, for a repo of past data).",
     )
 
 
@@ -177,7 +210,7 @@ def range_options(
                 type=AwareTime(),
                 default=None,
                 required=required,
-                help=f"{help} (ISO 8601 with zone).",
+                help=f"{help} (ISO 8601 with zone, `now`, or `data`: the latest event time).",
             )(f)
         return f
 

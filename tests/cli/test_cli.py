@@ -429,3 +429,22 @@ def test_the_root_help_loads_no_stage_module():
 def test_older_option_names_still_work_for_one_release(old, new):
     result = CliRunner().invoke(main, old)
     assert result.exit_code == 2 and f"Invalid value for {new}" in result.output
+
+
+def test_progress_shows_a_rate_only_when_it_measured_one(monkeypatch, capsys):
+    """A view done in one step after untimed work showed '4,251,119,331/s'; now the rate
+    is the rows between updates over the time between them, or absent."""
+    from framework.cli import _shared
+
+    clock = iter([100.0, 100.1, 101.1, 102.1])
+    monkeypatch.setattr(_shared.time, "perf_counter", lambda: next(clock))
+    once = _shared.progress_bar("once")
+    once(5_000_000, 5_000_000)  # the whole view in one update: no rate to tell
+    line = capsys.readouterr().err
+    assert "5,000,000/5,000,000 (100%)" in line and "/s" not in line
+    bar = _shared.progress_bar("steps")
+    bar(1_000, 4_000)  # t = 100.1: the first update starts the clock
+    bar(2_000, 4_000)  # t = 101.1: 1,000 rows in 1 s
+    bar(4_000, 4_000)  # t = 102.1: 3,000 rows in 2 s
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2].endswith("(50%, 1,000/s)") and lines[-1].endswith("(100%, 1,500/s)")
