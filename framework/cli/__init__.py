@@ -114,7 +114,8 @@ def main(ctx: click.Context, repo_path: Path, fs_yaml: Path | None) -> None:
     \b
     One vocabulary across commands: --at TIME (a point in time), --from/--to (a
     range), --db (the project's database), --model-version, --out, --json. Times
-    are ISO 8601 with a zone (2025-06-01T00:00:00Z).
+    are ISO 8601 with a zone (2025-06-01T00:00:00Z), `now`, or `data`: the latest
+    event time in the repo (the data's present, for a repo of past data).
     """
     ctx.obj = Context(repo_path, fs_yaml)
 

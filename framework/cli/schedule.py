@@ -179,6 +179,9 @@ def schedule_once(
 ) -> None:
     """Run JOB now (as of now, recorded as a manual run), or its tick with --at / --due.
 
+    On a repo whose data is in the past, `--at data` runs the job's tick at the
+    latest event time (the data's present) rather than the wall clock's.
+
     Exit 1 when the run did not succeed (failed after its retries, or skipped
     because an upstream job failed), so an orchestrator sees the failure.
     """

@@ -34,6 +34,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,7 @@ __all__ = [
     "conform",
     "event_log_path",
     "inbox_files",
+    "latest_event_time",
     "log_schema",
     "read_events",
 ]
@@ -389,6 +391,28 @@ def read_events(
     if not parts:
         return sub.empty_table().to_pandas()
     return pa.concat_tables([p.select(names).cast(sub) for p in parts]).to_pandas()
+
+
+def latest_event_time(repo: FeatureRepo) -> datetime:
+    """The data's present: the latest event time in the repo's event logs (appended
+    events included). What ``--at data`` means, for a repo whose data is in the past."""
+    latest = None
+    for src in repo.event_sources.values():
+        log = Path(src.path)
+        files = ([log] if log.exists() else []) + list(inbox_files(repo, src.name))
+        for f in files:
+            column = pq.read_table(f, columns=[src.timestamp_field]).column(0)
+            if len(column) and column.null_count < len(column):
+                value = pc.max(column).as_py()
+                if value is not None and value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)
+                latest = value if latest is None or value > latest else latest
+    if latest is None:
+        raise DataError(
+            f"The repo {repo.path} holds no events yet, so it has no data time: ingest events "
+            "(lifecycle events ingest) or give a time."
+        )
+    return latest.astimezone(UTC)
 
 
 def _read_log(log: Path, schema: pa.Schema) -> pa.Table:

@@ -214,8 +214,8 @@ def detect_drift(
             window = f" between {since or 'the start'} and {until or 'now'}"
             raise DataError(
                 f"No logged or batch predictions of {declared.name} {artifact.version}{window}: "
-                "nothing to compare. Serve traffic first, widen --from/--to, or pass "
-                "--current FILE."
+                "nothing to compare. Serve traffic first, widen --from/--to (a repo of past "
+                "data: --to data, or a job's --at data), or pass --current FILE."
             )
         frame = _with_known_labels(
             declared, pd.concat(parts, ignore_index=True), repo.key_kinds(declared)
@@ -231,6 +231,7 @@ def detect_drift(
         alpha=policy.p_value,
         retrain_when=policy.retrain_when_drifted,
         uncounted=frozenset() if policy.count_calendar else calendar_features(repo, declared),
+        min_rows=policy.min_rows,
     )
     realized = None
     if policy.performance_drop is not None or policy.new_labels is not None:
@@ -267,6 +268,13 @@ def apply_policy(
                 f"(more than {policy.performance_drop:g})"
             )
     labeled = realized["realized"].get("n", 0)
+    if labeled < policy.min_rows and len(reasons) > len(report.reasons):
+        reasons = [
+            *report.reasons,
+            f"realized {metric} on only {labeled:,} labeled predictions, fewer than the "
+            f"declared minimum of {policy.min_rows:,} (Monitoring.min_rows): not acted on",
+        ]
+        return dataclasses.replace(report, reasons=reasons)
     if policy.new_labels is not None and labeled >= policy.new_labels:
         reasons.append(
             f"{labeled:,} predictions have labels (policy: retrain at {policy.new_labels:,})"

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import shutil
 
+import click
 import pandas as pd
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
 from framework.cli import main
-from framework.collect.ingest import append, compact, event_log_path, inbox_files, read_events
+from framework.cli._shared import AwareTime, Context
+from framework.collect.ingest import (
+    append,
+    compact,
+    event_log_path,
+    inbox_files,
+    latest_event_time,
+    read_events,
+)
+from framework.declare.repo import FeatureRepo
 from framework.errors import DataError
 from framework.features.historical import get_historical_features
 from framework.features.materialize import materialize
 from framework.features.online import get_online_features
 from framework.prepare.apply import apply
-from tests.helpers import BAD_EVENTS, clone_repo
+from tests.helpers import BAD_EVENTS, clone_repo, copy_example_repo
 
 T = pd.Timestamp("2025-09-17T13:45:10Z")
 
@@ -225,3 +235,19 @@ def test_a_contract_without_a_future_limit_takes_any_time():
     assert contract_violations(table, forever, timestamp_field=ts) == []
     refused = contract_violations(table, SourceContract(source="events"), timestamp_field=ts)
     assert [v.check.split(" (")[0] for v in refused] == ["event_timestamp in the future"]
+
+
+def test_the_datas_present_is_the_latest_event_of_every_log(tmp_path):
+    path = copy_example_repo(tmp_path / "feature_repo", users=40, catalogue=True)
+    repo = FeatureRepo(path)
+    latest = max(
+        pd.read_parquet(src.path, columns=[src.timestamp_field]).iloc[:, 0].max()
+        for src in repo.event_sources.values()
+    )
+    assert len(repo.event_sources) == 2
+    assert latest_event_time(repo) == latest
+    ctx = click.Context(main, obj=Context(path, None))
+    assert AwareTime().convert("data", None, ctx) == latest
+    empty = FeatureRepo(copy_example_repo(tmp_path / "empty", users=None))
+    with pytest.raises(DataError, match="holds no events yet"):
+        latest_event_time(empty)

@@ -167,3 +167,20 @@ def test_cli_once_and_runs(trained_copy, prediction_db):
     jobs = {j["job"]: j for j in __import__("json").loads(listed.output)["jobs"]}
     assert jobs["predict_churn"]["last_run"]["status"] == "succeeded"
     assert jobs["retrain_churn"]["last_run"] is None
+
+
+def test_jobs_run_at_the_datas_present_when_asked(trained_copy, prediction_db):
+    """The repo's data ends in the past: a monitor run at the wall clock finds no
+    predictions; `--at data` runs the day's jobs at the latest event time instead."""
+    from framework.collect.ingest import latest_event_time
+
+    now = cli(trained_copy, "schedule", "once", "monitor_churn", "--db", prediction_db)
+    assert now.exit_code == 1 and "No logged or batch predictions" in now.output, now.output
+    assert "--at data" in now.output
+    for job in ("predict_churn", "monitor_churn"):
+        result = cli(trained_copy, "schedule", "once", job, "--at", "data", "--db", prediction_db)
+        assert result.exit_code == 0, result.output
+    latest = latest_event_time(trained_copy)
+    tick = max(r.scheduled_for for r in runs(prediction_db, "monitor_churn"))
+    tick = pd.Timestamp(tick).tz_localize("UTC") if pd.Timestamp(tick).tzinfo is None else tick
+    assert latest - timedelta(days=1) < pd.Timestamp(tick) <= latest
