@@ -261,13 +261,16 @@ def drift(
     score_column: str = "score",
     label_column: str = "label",
     uncounted: frozenset[str] = frozenset(),
+    min_rows: int = 1,
 ) -> DriftReport:
     """Drift of every feature, of the scores and (when present) of the label.
 
     Action: ``retrain`` when the scores drifted or at least ``retrain_when``
     features did; ``investigate`` when any feature or the label drifted; else ``none``.
     Features in ``uncounted`` (calendar features: their distribution follows the
-    calendar of the traffic) are reported but count toward neither.
+    calendar of the traffic) are reported but count toward neither. With fewer than
+    ``min_rows`` current rows the tests are reported but not acted on (action ``none``,
+    the sample size named in the reasons).
     """
     if len(current) == 0:
         raise DataError("The current data is empty: there is nothing to compare.")
@@ -318,6 +321,16 @@ def drift(
     elif drifted_features or (target is not None and target.drifted):
         action = "investigate"
     else:
+        action = "none"
+    if len(current) < min_rows:
+        if action != "none":
+            reasons = [f"not acted on: {r}" for r in reasons]
+        reasons.insert(
+            0,
+            f"only {len(current):,} current rows, fewer than the declared minimum of "
+            f"{min_rows:,} (Monitoring.min_rows): the tests are noise at this size, no action; "
+            "widen the window (--from/--to)",
+        )
         action = "none"
     return DriftReport(
         problem=problem,

@@ -99,6 +99,7 @@ class PerformanceReport:
     labeled: int
     pending: int
     versions: dict[str, dict[str, Any]]  # version -> {"realized", "test", "slices"}
+    min_rows: int = 1  # the declared minimum of labels (Monitoring.min_rows)
 
     def to_json(self) -> dict[str, Any]:
         return finite(asdict(self))
@@ -110,9 +111,16 @@ class PerformanceReport:
         ]
         for version, v in self.versions.items():
             realized, test = v["realized"], v["test"]
+            few = realized["n"] < self.min_rows
             lines.append(
                 f"  {version}: {self.metric} {_fmt(realized.get(self.metric))} realized on "
                 f"{realized['n']:,} vs {_fmt(test.get(self.metric))} on the test split"
+                + (
+                    f"  (warning: fewer than {self.min_rows:,} labels, Monitoring.min_rows: "
+                    "noise at this size)"
+                    if few
+                    else ""
+                )
             )
             for s in v["slices"]:
                 lines.append(
@@ -190,4 +198,5 @@ def realized_performance(
         labeled=len(done),
         pending=int(len(preds) - len(done)),
         versions=versions,
+        min_rows=declared.monitoring.min_rows,
     )

@@ -138,10 +138,30 @@ def test_the_declared_policy_recommends_retraining_on_a_performance_drop_or_new_
     )
     assert labels.action == "retrain" and "500 predictions have labels" in labels.reasons[0]
     mae = {"realized": {"n": 50, "mae": 70.0}, "test": {"mae": 55.0}}
-    assert apply_policy(quiet, mae, Monitoring(performance_drop=5.0), "mae", False).action == (
-        "retrain"
-    )
+    assert apply_policy(
+        quiet, mae, Monitoring(performance_drop=5.0, min_rows=50), "mae", False
+    ).action == ("retrain")
+    # 50 labels, below the default minimum of 100: reported with its size, not acted on
+    few = apply_policy(quiet, mae, Monitoring(performance_drop=5.0), "mae", False)
+    assert few.action == "none" and "only 50 labeled predictions" in few.reasons[-1]
     assert apply_policy(quiet, None, Monitoring(), "mae", False) is quiet
+
+
+def test_drift_on_too_few_rows_is_reported_with_its_size_and_not_acted_on():
+    """14 rows once recommended retraining; below the declared minimum it says why not."""
+    rng = np.random.default_rng(9)
+    reference = _population(20_000, rng)
+    current = _population(14, rng, google_rate=12.0)
+    current["score"] = 0.99
+    acted = drift(reference, current, FEATURES)
+    assert acted.action == "retrain"  # the tests do fire on these 14 rows
+    report = drift(reference, current, FEATURES, min_rows=100)
+    assert report.action == "none" and report.rows == 14
+    assert "only 14 current rows" in report.reasons[0] and "min_rows" in report.reasons[0]
+    assert all(r.startswith("not acted on") for r in report.reasons[1:])
+    assert "only 14 current rows" in report.to_text()
+    enough = drift(reference, _population(500, rng, google_rate=12.0), FEATURES, min_rows=100)
+    assert enough.action != "none"
 
 
 def test_calendar_features_are_reported_but_not_counted():
