@@ -138,7 +138,10 @@ class Horizon(click.ParamType):  # type: ignore[type-arg]  # generic in click's 
     type=Horizon(),
     default=None,
     help="A forecast problem only: how many days ahead, e.g. 365d or 28 (default: its "
-    "label's horizon). One row per entity and target day goes to the table `forecasts`.",
+    "label's horizon). The target days are the H whole days (UTC) after the day of --at, "
+    "as the model was trained: at midnight the day that begins then is not among them (to "
+    "forecast from day D on, give a time on the day before D). One row per entity and "
+    "target day goes to the table `forecasts`.",
 )
 @db_option("Where to write the run")
 @out_option(
@@ -215,6 +218,24 @@ def predict(
         f"Wrote {run.rows:,} {what} of {run.problem} {run.model_version} as of "
         f"{run.as_of.isoformat()} (run {run.run_id}{replaced}) in {elapsed:.1f}s."
     )
+    if forecast:
+        click.echo(_target_days(obj.repo.problem(problem), run.as_of, horizon))
+
+
+def _target_days(declared: Any, as_of: datetime, horizon: int | None) -> str:
+    """Which days a forecast made at ``as_of`` covers, in words."""
+    from datetime import UTC, timedelta
+
+    days = horizon or declared.label.days
+    day = as_of.astimezone(UTC).date()
+    first, last = day + timedelta(days=1), day + timedelta(days=days)
+    note = ""
+    if as_of.astimezone(UTC).time() == datetime.min.time():
+        note = (
+            f"; {day} begins at --at and is not forecast: for it, give --at "
+            f"{day - timedelta(days=1)}T23:59:59Z"
+        )
+    return f"Target days: {first} to {last} (UTC), the {days} days after {day}{note}."
 
 
 @click.group()

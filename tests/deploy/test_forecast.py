@@ -86,6 +86,11 @@ def test_a_year_ahead_is_written_in_one_run_and_replaced_on_rerun(demand, predic
         "2026-12-31"
     )
     assert (rows.entity_id == rows.product_id).all() and (rows.forecast >= -0.5).all()
+    # the output says which days were forecast (the rows' own first and last), and that
+    # the day beginning at a midnight --at is not among them
+    said = f"Target days: {dates.iloc[0].date()} to {dates.iloc[-1].date()} (UTC)"
+    assert said in first.output, first.output
+    assert "2025-12-31 begins at --at and is not forecast" in first.output
     again = cli(repo, "predict", "demand", "--at", AS_OF.isoformat(), "--db", prediction_db)
     assert again.exit_code == 0 and f"replacing {len(rows):,} rows" in again.output
     assert len(_rows(prediction_db)) == len(rows)
