@@ -51,6 +51,7 @@ class ModelMeta:
     description: str = ""
     classes: list[Any] | None = None  # multiclass: the class values, by index
     assessment: dict[str, Any] | None = None  # data facts and learning curve (training.assess)
+    split_warnings: list[str] = field(default_factory=list)  # Split.warnings of the run
     version: str = ""  # set by the registry
     stage: str = "candidate"
     created_at: str = ""

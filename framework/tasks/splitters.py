@@ -22,6 +22,12 @@ from framework.errors import DataError
 
 __all__ = ["Split", "split_by_time", "split_rows_by_time"]
 
+# a part this small (rows, or days between its first and last observation) gives a
+# noisy metric; a purge that takes this share of the rows wastes most of the data
+SMALL_ROWS = 200
+SMALL_DAYS = 7.0
+LARGE_PURGE = 0.2
+
 
 @dataclass(frozen=True)
 class Split:
@@ -47,6 +53,33 @@ class Split:
                 int(ts.nunique()),
                 round(days, 2),
             ]
+        return out
+
+    def warnings(self) -> list[str]:
+        """What a reader of the numbers should know: a small validation or test part, a
+        purge that took a large share of the rows, a test part that outweighs train."""
+        out = []
+        total = len(self.train) + len(self.validation) + len(self.test) + self.purged
+        if total and self.purged / total > LARGE_PURGE:
+            out.append(
+                f"the purge between the parts removed {self.purged / total:.0%} of the rows "
+                f"({self.purged:,} of {total:,}): their label windows reach into the next part; "
+                "a shorter label horizon or a longer span of data keeps more of them"
+            )
+        ranges = self.ranges()
+        for part in ("validation", "test"):
+            rows, days = ranges[part][2], ranges[part][4]
+            if rows < SMALL_ROWS or days < SMALL_DAYS:
+                out.append(
+                    f"{part} holds only {rows:,} rows over {days:g} days: its metric is noisy "
+                    "(a longer span of data makes it firmer)"
+                )
+        if len(self.test) > len(self.train):
+            out.append(
+                f"test ({len(self.test):,} rows) outweighs train ({len(self.train):,}): the "
+                "traffic grew toward the end of the data, so the model learns from less than "
+                "it is judged on"
+            )
         return out
 
 

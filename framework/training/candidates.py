@@ -110,6 +110,7 @@ class TrainResult:
             "classes": self.classes,
             "success": bool(self.problem.succeeded(self.test[self.problem.metric])),
             "split": self.split.ranges(),
+            "split_warnings": self.split.warnings(),
         }
 
 
@@ -184,6 +185,8 @@ def train(
         )
         + f"; {split.purged:,} rows purged"
     )
+    for warning in split.warnings():
+        say(f"warning: {warning}")
     xs, ys, classes = model_inputs(split, ts, problem)
     k = len(classes) if classes is not None else 2
     context = {part: evaluation_context(problem, xs, ys, part) for part in PARTS}

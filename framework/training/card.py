@@ -58,6 +58,13 @@ def _split_rows(split: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [{"split": k, **dict(zip(names, v, strict=False))} for k, v in split.items()]
 
 
+def _split_warnings(meta: ModelMeta) -> str:
+    if not meta.split_warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in meta.split_warnings)
+    return f'<p class="warn">Split warnings:</p><ul>{items}</ul>'
+
+
 def _enough_data(meta: ModelMeta) -> str:
     curve = (meta.assessment or {}).get("learning_curve")
     if not curve:
@@ -99,6 +106,7 @@ def write_card(
         "candidates": meta.candidates,
         "data": meta.dataset,
         "split": meta.split,
+        "split_warnings": meta.split_warnings,
         "feature_importance": importance,
         "curves": curves,
         "assessment": meta.assessment,
@@ -134,6 +142,7 @@ success threshold {meta.success_threshold}: <b>{"met" if meta.success else "not 
 observations from {html.escape(data["time_range"][0])} to {html.escape(data["time_range"][1])}.
 {html.escape(json.dumps(data.get("label_balance") or {"label_mean": data.get("label_mean")}))}</p>
 {table(_split_rows(meta.split), ["split", "from", "to", "rows", "observation times", "days"])}
+{_split_warnings(meta)}
 <p>Libraries: {html.escape(json.dumps(meta.libraries))}</p>
 </body></html>"""
     (folder / "card.html").write_text(page)

@@ -77,6 +77,7 @@ def run_training(repo: FeatureRepo, name: str, *, progress: Progress | None = No
         baseline=out["baseline"],
         candidates=out["candidates"],
         split=out["split"],
+        split_warnings=out["split_warnings"],
         dataset={**summary, "path": str(dataset_path)},
         # the validation suite's facts, checked again on every batch scoring input
         validation={k: ts.spec[k] for k in ("zero_fill", "window_groups")},

@@ -45,6 +45,33 @@ def test_split_is_ordered_in_time_and_purged():
     assert split.validation.event_timestamp.nunique() == 3
 
 
+def test_the_split_warns_of_small_parts_a_large_purge_and_a_heavy_test():
+    # 40 weekly times, 300 rows each, a 30-day horizon: 20% purged (8 of 40 times), the
+    # parts are 6 weeks with 1,800 rows each
+    t = pd.date_range("2025-01-01", periods=40, freq="7D", tz="UTC")
+    steady = pd.DataFrame({"event_timestamp": np.repeat(t, 300), "label": 0})
+    assert split_by_time(steady, horizon_days=30).warnings() == []
+    # a longer horizon purges more: 40-day windows take 10 of 40 times (25%)
+    purged = split_by_time(steady, horizon_days=40).warnings()
+    assert len(purged) == 1 and purged[0].startswith("the purge between the parts removed 25%")
+    # few rows per time: validation and test hold 6 x 20 = 120 rows (< 200)
+    thin = split_by_time(steady.groupby("event_timestamp").head(20), horizon_days=30)
+    said = thin.warnings()
+    assert [w.split(" holds")[0] for w in said] == ["validation", "test"]
+    assert "only 120 rows over 35 days" in said[0]
+    # traffic that surges at the end: the last 6 weeks hold 20x the rows of the others
+    counts = np.where(np.arange(40) >= 34, 6_000, 50)
+    surge = pd.DataFrame({"event_timestamp": np.repeat(t, counts), "label": 0})
+    heavy = split_by_time(surge, horizon_days=30)
+    assert len(heavy.test) > len(heavy.train)
+    assert heavy.warnings()[-1].startswith(f"test ({len(heavy.test):,} rows) outweighs train")
+    # 4 daily times per part span 3 days: short, even with many rows
+    d = pd.date_range("2025-01-01", periods=30, freq="1D", tz="UTC")
+    daily = split_by_time(pd.DataFrame({"event_timestamp": np.repeat(d, 500)}), horizon_days=0)
+    assert [w.split(" holds")[0] for w in daily.warnings()] == ["validation", "test"]
+    assert "2,000 rows over 3 days" in daily.warnings()[0]
+
+
 def test_winner_beats_the_baseline_on_test(trained):
     churn, spend = trained["churn"].result, trained["spend"].result
     assert churn.test["pr_auc"] > churn.baseline_test["pr_auc"] + 0.1
