@@ -93,17 +93,31 @@ class Context:
                     "repository, or start one with `lifecycle init PATH`.",
                     param_hint="'--repo'",
                 )
-            import warnings
-
-            import feast  # noqa: F401 - Feast sets warning filters on import; ours go after
-
             from framework.declare.repo import FeatureRepo
 
-            # Feast warns on every on-demand view and about its own deprecations.
-            warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            _quiet_feast()
             self._repo = FeatureRepo(self.repo_path, self.fs_yaml)
         return self._repo
+
+
+def _quiet_feast() -> None:
+    """Feast warns on every on-demand view and about its own deprecations, and resets
+    the warning filters when it is imported (late, and only by the commands that need
+    it): the CLI drops those warnings where they are shown instead."""
+    import warnings
+
+    shown = warnings.showwarning
+    if getattr(shown, "quiet_feast", False):
+        return
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        text = str(message)
+        if issubclass(category, DeprecationWarning) or "feature view is an experimental" in text:
+            return
+        shown(message, category, *args, **kwargs)
+
+    show.quiet_feast = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 pass_ctx = click.make_pass_decorator(Context)

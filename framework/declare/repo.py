@@ -12,12 +12,12 @@ import contextlib
 import fcntl
 import os
 import re
-import sys
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from framework.declare.loader import importing
 from framework.declare.sources import EventSource, event_sources, infer_contract, with_columns
 from framework.errors import ConfigError, FeatureRepoError
 
@@ -40,56 +40,6 @@ class _Named(Protocol):
 
 
 _N = TypeVar("_N", bound=_Named)
-
-
-@contextlib.contextmanager
-def _inside(repo: Path) -> Iterator[None]:
-    """Import the repo's modules fresh, with the repo as working directory and on sys.path."""
-    from feast.repo_operations import get_repo_files
-
-    names = {p.stem for p in get_repo_files(repo)}
-    for name in list(sys.modules):
-        if name.split(".")[0] in names:
-            del sys.modules[name]
-    cwd = os.getcwd()
-    sys.path.insert(0, str(repo))
-    os.chdir(repo)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(repo))
-
-
-@contextlib.contextmanager
-def _declaration_errors(repo: Path) -> Iterator[None]:
-    """A declaration that fails to import becomes one line naming the file and line of
-    the repo where it failed, and what failed (the CLI shows it without a traceback)."""
-    try:
-        yield
-    except FeatureRepoError as exc:
-        where = _repo_frame(exc, repo)
-        if where and not str(exc).startswith(where):
-            raise FeatureRepoError(f"{where}: {exc}") from exc
-        raise
-    except Exception as exc:
-        where = _repo_frame(exc, repo) or str(repo)
-        raise FeatureRepoError(
-            f"{where}: {type(exc).__name__}: {exc}. Fix the declaration there and run again."
-        ) from exc
-
-
-def _repo_frame(exc: BaseException, repo: Path) -> str | None:
-    """``file.py:line`` of the last traceback frame inside the repo's own files."""
-    import traceback
-
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        path = Path(frame.filename)
-        if path.is_relative_to(repo):
-            found = f"{path.relative_to(repo)}:{frame.lineno}"
-    return found
 
 
 class FeatureRepo:
@@ -202,7 +152,7 @@ class FeatureRepo:
         """Every Feast object declared in the repo's Python files."""
         from feast.repo_operations import parse_repo
 
-        with _inside(self.path), _declaration_errors(self.path):
+        with importing(self.path):
             return parse_repo(self.path)
 
     @property
@@ -217,11 +167,11 @@ class FeatureRepo:
         """Objects of ``cls`` declared in the repo's Python files, by name."""
         import importlib
 
-        from feast.repo_operations import get_repo_files
+        from framework.declare.loader import repo_files
 
         found: dict[str, _N] = {}
-        with _inside(self.path), _declaration_errors(self.path):
-            for path in get_repo_files(self.path):
+        with importing(self.path):
+            for path in repo_files(self.path):
                 module = importlib.import_module(
                     ".".join(path.relative_to(self.path).with_suffix("").parts)
                 )
@@ -350,20 +300,28 @@ class FeatureRepo:
         """The experiments declared in the repo's Python files, by name (checked against
         the problems: each names a declared one, and a problem has one active experiment)."""
         from framework.declare.experiments import Experiment, check_experiments
+        from framework.declare.loader import cached
 
-        found = self._declared(Experiment, "experiments")
-        check_experiments(found, self.problems)
-        return found
+        def load() -> dict[str, Experiment]:
+            found = self._declared(Experiment, "experiments")
+            check_experiments(found, self.problems)
+            return found
+
+        return cached(self.path, self.data_dir, "experiments", Experiment, load)
 
     @cached_property
     def jobs(self) -> dict[str, Job]:
         """The scheduled jobs declared in the repo's Python files, by name, upstream
         jobs first (checked: known problems and jobs, no cycle, coinciding ticks)."""
+        from framework.declare.loader import cached
         from framework.declare.schedules import Job, check_jobs, order
 
-        found = self._declared(Job, "jobs")
-        check_jobs(found, self.problems)
-        return {name: found[name] for name in order(found)}
+        def load() -> dict[str, Job]:
+            found = self._declared(Job, "jobs")
+            check_jobs(found, self.problems)
+            return {name: found[name] for name in order(found)}
+
+        return cached(self.path, self.data_dir, "jobs", Job, load)
 
     def job(self, name: str) -> Job:
         if name not in self.jobs:

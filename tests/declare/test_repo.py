@@ -118,3 +118,78 @@ def test_a_label_table_problem_needs_neither_events_nor_spine(repo, tmp_path):
         Problem(name="labelled", label=label, spine=Cutoffs(every=7), **common)
     with pytest.raises(FeatureRepoError, match="declare events="):
         Problem(name="evented", label=AnyEvent(horizon=7), spine=Cutoffs(every=7), **common)
+
+
+def test_repo_files_are_feasts_list(repo):
+    from feast.repo_operations import get_repo_files
+
+    from framework.declare.loader import repo_files
+
+    (repo.path / "drafts").mkdir()
+    (repo.path / "drafts" / "old.py").write_text("x = 1\n")
+    (repo.path / "sub").mkdir()
+    (repo.path / "sub" / "more.py").write_text("y = 2\n")
+    (repo.path / "sub" / "__init__.py").write_text("")
+    assert repo_files(repo.path) == get_repo_files(repo.path)
+    assert repo.path / "drafts" / "old.py" in repo_files(repo.path)
+    (repo.path / ".feastignore").write_text("drafts/  # not declarations\n\n*/more.py\n")
+    assert repo_files(repo.path) == get_repo_files(repo.path)
+    assert repo.path / "drafts" / "old.py" not in repo_files(repo.path)
+
+
+def _listed(path, what: str) -> tuple[list[str], bool]:
+    """The names of the repo's jobs or experiments, read in a new process, and whether
+    that process imported Feast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from framework.declare.repo import FeatureRepo; "
+        f"r = FeatureRepo({str(path)!r}); print(','.join(r.{what})); print('feast' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return out[0].split(","), out[1] == "True"
+
+
+def test_jobs_and_experiments_are_read_from_a_snapshot_while_no_file_changes(tmp_path):
+    path = copy_example_repo(tmp_path / "feature_repo", users=None, experiments=True)
+    names, imported = _listed(path, "jobs")
+    assert imported and "predict_churn" in names  # the first read imports the repo
+    again, imported = _listed(path, "jobs")
+    assert again == names and not imported  # the snapshot: no Feast
+    fresh = FeatureRepo(path)
+    snap = fresh.jobs
+    (path / "data" / ".declared" / "jobs.json").unlink()
+    loaded = FeatureRepo(path).jobs
+    assert list(snap) == list(loaded) and snap == loaded  # fields equal, in order
+    experiments, _ = _listed(path, "experiments")
+    assert experiments == list(FeatureRepo(path).experiments)
+    assert not _listed(path, "experiments")[1]
+    # a changed file is read again: the snapshot is keyed by every file's bytes
+    text = (path / "schedules.py").read_text()
+    (path / "schedules.py").write_text(text.replace('name="predict_churn"', 'name="score_churn"'))
+    text = (
+        (path / "schedules.py").read_text().replace('after="predict_churn"', 'after="score_churn"')
+    )
+    (path / "schedules.py").write_text(text)
+    renamed, imported = _listed(path, "jobs")
+    assert imported and "score_churn" in renamed and "predict_churn" not in renamed
+
+
+def test_a_job_running_a_function_is_not_snapshotted(tmp_path):
+    from framework.declare.loader import cached
+    from framework.declare.schedules import Job
+
+    path = copy_example_repo(tmp_path / "feature_repo", users=None)
+    job = Job(name="custom", command=print, cron="0 6 * * *")
+    calls = []
+
+    def load():
+        calls.append(1)
+        return {"custom": job}
+
+    for _ in range(2):
+        assert cached(path, path / "data", "jobs", Job, load) == {"custom": job}
+    assert len(calls) == 2 and not (path / "data" / ".declared" / "jobs.json").exists()
