@@ -63,3 +63,17 @@ def test_the_production_profile_is_configuration_only(tmp_path, monkeypatch, pos
     config = FeatureRepo(repo, yaml).store.config
     assert config.registry.registry_type == "sql" and config.registry.path == url
     assert config.online_store.type == "redis" and config.offline_store.type == "duckdb"
+
+
+def test_the_readme_is_a_front_door_and_its_links_lead_somewhere():
+    """At most 250 lines; the depth is in docs/ (built strictly by CI), and every
+    relative link of the README names a file that exists."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if "://" not in link]
+    assert local and all((ROOT / link).exists() for link in local), local
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert pages and all(f" {page}" in nav for page in pages), pages
+    assert "mkdocs build --strict" in (ROOT / ".ci" / "run").read_text()

@@ -29,7 +29,6 @@ dispute = Problem(
 payment_review = Problem(
     name="payment_review",
     task="multiclass",
-    events=payments,
     label=LabelTable(source=payment_reviews, column="outcome", horizon=timedelta(days=3)),
     feature_service="fraud_v1",
     metric="macro_f1",
