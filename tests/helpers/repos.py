@@ -198,3 +198,81 @@ def registry_state(repo_path: Path) -> bytes | None:
         for name in ("feature_transformation", "sources") if "sources" in fields else ():
             spec.ClearField(name)
     return b"".join(p.SerializeToString(deterministic=True) for p in protos) or None
+
+
+TINY_REPOS = ROOT / "tests" / "example_repos"
+
+_TINY_YAML = """project: {project}
+provider: local
+registry: data/registry.db
+offline_store:
+  type: duckdb
+online_store:
+  type: sqlite
+  path: data/online_store.db
+entity_key_serialization_version: 3
+"""
+
+
+def newsletter_events(subscribers: int = 120, days: int = 150, seed: int = 0):
+    """The newsletter's mail events: opens, clicks and unsubscribes of string-keyed
+    subscribers, whole-second times (ties happen); the less a subscriber reads, the likelier
+    it leaves."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    end = pd.Timestamp("2025-06-01", tz="UTC")
+    rows = []
+    for i in range(subscribers):
+        interest = rng.beta(2, 2)
+        leaves = rng.random() < 0.6 * (1 - interest)
+        last = rng.integers(30, days) if leaves else days
+        n = rng.poisson(interest * last * 0.8) + 1
+        at = end - pd.to_timedelta(days - rng.integers(0, last * 86_400, n) / 86_400, unit="D")
+        kind = rng.choice(["open", "click"], n, p=[0.75, 0.25])
+        client = rng.choice(["app", "web"], n)
+        seconds = rng.gamma(2.0, 20.0, n).round(1)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "subscriber": f"s{i:03d}",
+                    "sent_at": at.floor("s"),
+                    "kind": kind,
+                    "client": client,
+                    "seconds": seconds,
+                }
+            )
+        )
+        if leaves:
+            gone = end - pd.Timedelta(days=days - int(last))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "subscriber": [f"s{i:03d}"],
+                        "sent_at": [gone],
+                        "kind": ["unsubscribe"],
+                        "client": ["web"],
+                        "seconds": [0.0],
+                    }
+                )
+            )
+    frame = pd.concat(rows, ignore_index=True).sort_values("sent_at", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def copy_tiny_repo(dest: Path, name: str = "newsletter", **data) -> Path:
+    """A single-file repo of ``tests/example_repos/NAME.py`` in ``dest``, on the test
+    profile's stores, with its generated data."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TINY_REPOS / f"{name}.py", dest / f"{name}.py")
+    if production():
+        text = (EXAMPLE_REPO / "feature_store.production.yaml").read_text()
+        text = set_registry(set_project(text))
+    else:
+        text = set_project(_TINY_YAML)
+    (dest / "feature_store.yaml").write_text(text)
+    (dest / "data").mkdir(exist_ok=True)
+    events = {"newsletter": newsletter_events}[name](**data)
+    events.to_parquet(dest / "data" / "mail_events.parquet", index=False)
+    return dest
