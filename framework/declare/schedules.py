@@ -169,20 +169,31 @@ class Job:
             if len(fields) != 5:
                 raise ValueError(f"{len(fields)} fields, not 5")
             minute, hour, day, month, dow = fields
-            return CronTrigger(
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=_weekdays(dow),
-                timezone=UTC,
-            )
+            days = [(day, "*"), ("*", dow)] if _restricted(day, dow, self.name) else [(day, dow)]
+            triggers = [
+                CronTrigger(
+                    minute=minute,
+                    hour=hour,
+                    day=d,
+                    month=month,
+                    day_of_week=_weekdays(w),
+                    timezone=UTC,
+                )
+                for d, w in days
+            ]
+        except FeatureRepoError:
+            raise
         except ValueError as exc:
             raise FeatureRepoError(
                 f"Job {self.name!r}: cron={self.cron!r} is not a crontab expression "
                 f"({exc}); write five fields in UTC, e.g. '0 6 * * *' (daily at 06:00) or "
                 "'*/15 * * * *'."
             ) from None
+        if len(triggers) == 1:
+            return triggers[0]
+        from apscheduler.triggers.combining import OrTrigger
+
+        return OrTrigger(triggers)  # crontab: either day field matching fires
 
     @property
     def trigger(self) -> Any:
@@ -236,6 +247,23 @@ class Job:
 
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab: 0 (and 7) is Sunday
+
+
+def _restricted(day: str, dow: str, job: str) -> bool:
+    """Whether both day fields are restricted, in which case crontab fires on a day that
+    matches either (cron(8), croniter, Kubernetes and Airflow alike). A stepped star
+    (``*/2``) beside a restricted other day field is read differently by those
+    implementations, so it is refused with a spelling they all read the same way."""
+    if day == "*" or dow == "*":
+        return False
+    for text, full in ((day, "1-31"), (dow, "0-6")):
+        if text.startswith("*"):
+            raise FeatureRepoError(
+                f"Job {job!r}: a stepped day text ({text!r}) beside a restricted other one is "
+                f"read differently by cron implementations; write it as a range, e.g. "
+                f"{full + text[1:]!r} (then a day matching either text fires, as in crontab)."
+            )
+    return True
 
 
 def _weekdays(field: str) -> str:

@@ -164,3 +164,92 @@ def test_the_example_declares_its_jobs(applied_repo):
     # a Monday 06:00 is a tick of the weekly retrain and of the daily monitor before it
     monday = datetime(2025, 12, 1, 6, tzinfo=UTC)
     assert jobs["retrain_churn"].is_tick(monday) and jobs["monitor_churn"].is_tick(monday)
+
+
+def _field(draw, lo: int, hi: int, names: tuple[str, ...] = ()) -> tuple[str, set[int]]:
+    """A crontab field over [lo, hi] and the values it means: *, a value, a list, a
+    range, a stepped range or a stepped star (names: day names for day of week)."""
+    form = draw(st.sampled_from(["star", "one", "list", "range", "step", "starstep"]))
+    if form == "star":
+        return "*", set(range(lo, hi + 1))
+    if form == "starstep":
+        step = draw(st.integers(2, 4))
+        return f"*/{step}", set(range(lo, hi + 1, step))
+    if form == "one":
+        v = draw(st.integers(lo, hi))
+        return (names[v] if names and draw(st.booleans()) else str(v)), {v}
+    if form == "list":
+        values = sorted(draw(st.sets(st.integers(lo, hi), min_size=2, max_size=4)))
+        return ",".join(map(str, values)), set(values)
+    step = draw(st.integers(2, 3)) if form == "step" else 1
+    a = draw(st.integers(lo, hi - step))
+    b = draw(st.integers(a + step, hi))  # APScheduler refuses a step over the range
+    if form == "range":
+        return f"{a}-{b}", set(range(a, b + 1))
+    return f"{a}-{b}/{step}", set(range(a, b + 1, step))
+
+
+@st.composite
+def crons(draw):
+    minute, minutes = _field(draw, 0, 59)
+    hour, hours = _field(draw, 0, 23)
+    day, days = _field(draw, 1, 31)
+    month, months = _field(draw, 1, 12)
+    names = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+    dow, dows = _field(draw, 0, 6, names)
+    assume_ok = not (
+        day != "*" and dow != "*" and (day.startswith("*") or dow.startswith("*"))
+    )  # refused: implementations disagree (tested below)
+    return f"{minute} {hour} {day} {month} {dow}", (minutes, hours, days, months, dows), assume_ok
+
+
+def _walk(sets, day_restricted: bool, dow_restricted: bool, after, until) -> list[datetime]:
+    """Crontab's ticks by walking every minute: both day fields restricted -> either."""
+    minutes, hours, days, months, dows = sets
+    out, t = [], after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while t <= until:
+        dom_ok, dow_ok = t.day in days, (t.isoweekday() % 7) in dows
+        day_ok = (dom_ok or dow_ok) if day_restricted and dow_restricted else dom_ok and dow_ok
+        if t.minute in minutes and t.hour in hours and t.month in months and day_ok:
+            out.append(t)
+        t += timedelta(minutes=1)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cron=crons(),
+    start=st.datetimes(datetime(2024, 1, 1), datetime(2026, 12, 1)).map(
+        lambda d: d.replace(tzinfo=UTC)
+    ),
+    days=st.integers(1, 45),
+)
+def test_any_crontab_ticks_as_crontab_and_croniter_do(cron, start, days):
+    """All five fields drawn; a day that matches either restricted day field fires."""
+    from croniter import croniter
+
+    expr, sets, ok = cron
+    if not ok:
+        with pytest.raises(FeatureRepoError, match="read differently by cron implementations"):
+            Job(name="j", command="materialize", cron=expr)
+        return
+    job = Job(name="j", command="materialize", cron=expr)
+    until = start + timedelta(days=days)
+    day, dow = expr.split()[2], expr.split()[4]
+    expected = _walk(sets, day != "*", dow != "*", start, until)
+    assert list(job.ticks(start, until)) == expected, expr
+    it, seen = croniter(expr, start), []
+    while (t := it.get_next(datetime)) <= until:
+        seen.append(t)
+    assert seen == expected, expr
+
+
+def test_both_day_fields_restricted_fire_on_either():
+    job = Job(name="j", command="materialize", cron="0 6 1 * 1")  # the 1st, and Mondays
+    q1 = list(job.ticks(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 3, 31, tzinfo=UTC)))
+    # Jan 1 (a Wednesday), Feb 1 and Mar 1 (Saturdays), and the 12 Mondays before Mar 31;
+    # APScheduler alone (both fields must match) gives none
+    assert len(q1) == 15 and {t.isoweekday() for t in q1} == {1, 3, 6}
+    assert sum(t.day == 1 for t in q1) == 3
+    with pytest.raises(FeatureRepoError, match=r"'1-31/2'"):
+        Job(name="k", command="materialize", cron="0 6 */2 * 1")
