@@ -259,9 +259,9 @@ def _restricted(day: str, dow: str, job: str) -> bool:
     for text, full in ((day, "1-31"), (dow, "0-6")):
         if text.startswith("*"):
             raise FeatureRepoError(
-                f"Job {job!r}: a stepped day text ({text!r}) beside a restricted other one is "
+                f"Job {job!r}: a stepped day field ({text!r}) beside a restricted other one is "
                 f"read differently by cron implementations; write it as a range, e.g. "
-                f"{full + text[1:]!r} (then a day matching either text fires, as in crontab)."
+                f"{full + text[1:]!r} (then a day matching either field fires, as in crontab)."
             )
     return True
 
