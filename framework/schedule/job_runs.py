@@ -28,9 +28,22 @@ HEARTBEAT_SECONDS = 15.0
 class RunStore(RunLog):
     """Reads and writes ``job_runs`` (see ``RunLog`` for the reads)."""
 
-    def claim(self, job: str, tick: datetime, trigger: str, *, replace: bool = False) -> str | None:
+    def claim(
+        self,
+        job: str,
+        tick: datetime,
+        trigger: str,
+        *,
+        replace: bool = False,
+        over: JobRun | None = None,
+    ) -> str | None:
         """Insert a running row for (job, tick); None when the tick has a row already.
-        ``replace``: take over a finished row instead (a backfill's rerun)."""
+
+        ``replace``: take over a finished row instead (a rerun). The takeover is a
+        compare-and-set on the row as read (its id and status): ``over`` when the caller
+        decided on a row it read, else the row read here. Of two processes retrying the
+        same finished row, one takes it; the other gets None, also when the first has
+        already finished again."""
         import sqlalchemy as sa
 
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -54,13 +67,17 @@ class RunStore(RunLog):
         except sa.exc.IntegrityError:
             if not replace:
                 return None
+            seen = over if over is not None else self.get(job, tick)
+            if seen is None or seen.status == "running":
+                return None
             with self.engine.begin() as conn:
                 done = conn.execute(
                     t.update()
                     .where(
                         t.c.job == job,
                         t.c.scheduled_for == naive(tick),
-                        t.c.status != "running",
+                        t.c.id == seen.id,
+                        t.c.status == seen.status,
                     )
                     .values(**values)
                 ).rowcount

@@ -82,16 +82,18 @@ class Runner:
         *,
         replace: bool = False,
         upstream: bool = True,
+        over: JobRun | None = None,
     ) -> JobRun | None:
         """Claim (job, tick), wait for its upstream jobs at the tick, run it with its
         retries, record the outcome. None when stopped before it started; the existing
-        record when the tick was taken already."""
+        record when the tick was taken already. ``over``: the finished record the caller
+        read and decided to rerun (taken over only if it is still that record)."""
         if self.stop.is_set():
             return None
         states = {u: self.ensure(u, tick, trigger) for u in job.after} if upstream else {}
         if self.stop.is_set():
             return None
-        run_id = self.store.claim(job.name, tick, trigger, replace=replace)
+        run_id = self.store.claim(job.name, tick, trigger, replace=replace, over=over)
         if run_id is None:
             return self.store.get(job.name, tick)
         at = tick.isoformat().replace("+00:00", "Z")
@@ -167,7 +169,9 @@ class Runner:
         has (or its tick was recorded missed), waiting when another process is."""
         record = self.store.get(name, tick)
         if record is None or record.status == "missed":  # a tick this job needs is run now
-            record = self.run_job(self.repo.job(name), tick, trigger, replace=record is not None)
+            record = self.run_job(
+                self.repo.job(name), tick, trigger, replace=record is not None, over=record
+            )
             if record is None:
                 return "abandoned"
         waited = 0.0
@@ -296,7 +300,7 @@ def run_at(
         runner.store.reap()
         record = runner.store.get(name, at)
         rerun = record is not None and record.status not in ("succeeded", "running")
-        return runner.run_job(job, at, trigger, replace=rerun)
+        return runner.run_job(job, at, trigger, replace=rerun, over=record if rerun else None)
     finally:
         runner.store.close()
 

@@ -462,3 +462,35 @@ def test_a_database_that_blinks_at_the_end_of_a_run_still_gets_its_record(
     stuck = store.get("j", day(2))
     assert stuck.status == "crashed" and "could not be recorded" in stuck.error
     store.close()
+
+
+def test_a_finished_run_is_taken_over_once_by_processes_that_read_it(prediction_db):
+    """Two schedulers read the same failed tick and both decide to retry it: the
+    takeover is a compare-and-set on the row they read, so one runs it and the other
+    gets nothing, also when the first has already failed again (the row is finished
+    once more, as the second's stale read still says)."""
+    tick = datetime(2025, 3, 1, 6, tzinfo=UTC)
+    first, second = RunStore(prediction_db), RunStore(prediction_db)
+    try:
+        first.record("load", tick, "schedule", "failed", "upstream API 503")
+        read_a, read_b = first.get("load", tick), second.get("load", tick)
+        assert read_a.status == read_b.status == "failed" and read_a.id == read_b.id
+        taken = first.claim("load", tick, "schedule", replace=True, over=read_a)
+        assert taken is not None
+        first.finish(taken, "failed", error="503 again")  # the retry failed again, fast
+        assert second.claim("load", tick, "schedule", replace=True, over=read_b) is None
+        # a fresh read of the new failure may be retried: once
+        fresh = second.get("load", tick)
+        assert fresh.id == taken and fresh.status == "failed"
+        again = second.claim("load", tick, "schedule", replace=True, over=fresh)
+        assert again is not None
+        assert first.claim("load", tick, "schedule", replace=True, over=fresh) is None
+        # without a read of its own the takeover reads the row: a running row is left alone
+        assert first.claim("load", tick, "backfill", replace=True) is None
+        second.finish(again, "succeeded")
+        third = first.claim("load", tick, "backfill", replace=True)
+        assert third is not None and first.get("load", tick).status == "running"
+        first.finish(third, "succeeded")
+    finally:
+        first.close()
+        second.close()
