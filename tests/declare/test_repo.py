@@ -155,27 +155,21 @@ def _listed(path, what: str) -> tuple[list[str], bool]:
 
 def test_jobs_and_experiments_are_read_from_a_snapshot_while_no_file_changes(tmp_path):
     path = copy_example_repo(tmp_path / "feature_repo", users=None, experiments=True)
-    names, imported = _listed(path, "jobs")
-    assert imported and "predict_churn" in names  # the first read imports the repo
-    again, imported = _listed(path, "jobs")
-    assert again == names and not imported  # the snapshot: no Feast
-    fresh = FeatureRepo(path)
-    snap = fresh.jobs
-    (path / "data" / ".declared" / "jobs.json").unlink()
-    loaded = FeatureRepo(path).jobs
-    assert list(snap) == list(loaded) and snap == loaded  # fields equal, in order
-    experiments, _ = _listed(path, "experiments")
-    assert experiments == list(FeatureRepo(path).experiments)
-    assert not _listed(path, "experiments")[1]
+    snapshot = path / "data" / ".declared" / "jobs.json"
+    loaded = FeatureRepo(path).jobs  # imports the repo, writes the snapshot
+    assert "predict_churn" in loaded and snapshot.exists()
+    names, imported = _listed(path, "jobs")  # a new process reads the snapshot
+    assert names == list(loaded) and not imported
+    read = FeatureRepo(path).jobs
+    assert list(read) == list(loaded) and read == loaded  # fields equal, in order
+    experiments = FeatureRepo(path).experiments
+    assert _listed(path, "experiments") == (list(experiments), False)
     # a changed file is read again: the snapshot is keyed by every file's bytes
-    text = (path / "schedules.py").read_text()
-    (path / "schedules.py").write_text(text.replace('name="predict_churn"', 'name="score_churn"'))
-    text = (
-        (path / "schedules.py").read_text().replace('after="predict_churn"', 'after="score_churn"')
-    )
+    text = (path / "schedules.py").read_text().replace("predict_churn", "score_churn")
     (path / "schedules.py").write_text(text)
-    renamed, imported = _listed(path, "jobs")
-    assert imported and "score_churn" in renamed and "predict_churn" not in renamed
+    renamed = FeatureRepo(path).jobs
+    assert "score_churn" in renamed and "predict_churn" not in renamed
+    assert "score_churn" in snapshot.read_text()
 
 
 def test_a_job_running_a_function_is_not_snapshotted(tmp_path):

@@ -18,7 +18,8 @@ from framework.prepare.apply import apply
 from framework.training.run import run_training
 from tests.helpers import cli, copy_example_repo, copy_payments_repo
 
-pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+# touches a store, a registry or a database (see conftest); trains models: slow
+pytestmark = [pytest.mark.stores, pytest.mark.slow]
 
 AS_OF = pd.Timestamp("2025-12-31T00:00:00Z")
 

@@ -13,7 +13,8 @@ from framework.declare.experiments import assign
 from tests.helpers import serve_app
 from tests.ranking_repo import write_ranking_repo
 
-pytestmark = pytest.mark.stores  # touches a store, a registry or a database (see conftest)
+# touches a store, a registry or a database (see conftest); trains models: slow
+pytestmark = [pytest.mark.stores, pytest.mark.slow]
 
 EXPERIMENT = """
 from framework import Experiment
