@@ -111,11 +111,14 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
     from framework.models.registry import registry_of
     from framework.training.run import run_training
 
+    cards: list[Path] = []
     for step, name in enumerate(sorted(repo.problems), start=6):
         header(f"{step}. Train, evaluate, register and promote: {name}")
         run = run_training(repo, name, progress=lambda m: click.echo(f"   {m}"))
         click.echo(run.result.to_text())
+        click.echo("   " + _against_baseline(run.result, users))
         registry_of(repo).promote(name, run.artifact.version)
+        cards.append(run.artifact.path / "card.html")
         click.echo(
             f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
         )
@@ -137,9 +140,35 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         header(f"{step + 2}. On a schedule: the declared jobs, and one tick of them")
         _demo_schedule(repo, end)
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
-    click.echo(
-        f"\nDone in {minutes}:{seconds:02d}. Next: `lifecycle serve`, `lifecycle models list`, `lifecycle monitor churn`, "
-        "`lifecycle experiment report NAME`, `lifecycle features online --entity user_id=42`."
+    click.echo(f"\nDone in {minutes}:{seconds:02d} ({users:,} users).")
+    click.echo("Open:")
+    click.echo(f"  lifecycle --repo {repo.path} serve    then http://127.0.0.1:8000/ui (models, ")
+    click.echo("      cards, assessments, reports, experiments, jobs) and /docs (the API)")
+    for card in cards:
+        click.echo(f"  {card}")
+    click.echo("Try next:")
+    for line in (
+        "lifecycle models list",
+        "lifecycle features online --entity user_id=42",
+        "lifecycle monitor churn --to data",
+        "lifecycle experiment report retention_offers",
+        "lifecycle schedule list",
+        "lifecycle init my_repo --events my_events.csv   # your own data (see the README)",
+    ):
+        click.echo(f"  {line}")
+
+
+def _against_baseline(result: Any, users: int) -> str:
+    """Whether the winner beat the baseline on test, and what that means at this size."""
+    problem = result.problem
+    metric = problem.metric
+    won, base = result.test[metric], result.baseline_test[metric]
+    better = won > base if problem.higher_is_better else won < base
+    if better:
+        return f"the winner beats the baseline on test ({metric} {won:.4f} vs {base:.4f})."
+    return (
+        f"the winner does not beat the baseline on test ({metric} {won:.4f} vs {base:.4f}) at "
+        f"this size ({users:,} users): `lifecycle demo --full` trains on 10,000."
     )
 
 
@@ -306,7 +335,13 @@ def _demo_experiment(repo: FeatureRepo, end: pd.Timestamp) -> None:
         f"   /events: {len(outcomes):,} simulated 'conversion' events (treatment users "
         "the model flags get an offer and convert at 15%, everyone else at 6%)"
     )
-    click.echo("   " + experiment_report(repo, exp.name).to_text().replace("\n", "\n   "))
+    report = experiment_report(repo, exp.name)
+    click.echo("   " + report.to_text().replace("\n", "\n   "))
+    if report.p_value is None or report.p_value >= 0.05:
+        click.echo(
+            f"   (the simulated treatment does help: with {len(users):,} users the test lacks the "
+            "power to show it; `lifecycle demo --full` has 10,000)"
+        )
 
 
 def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: int = 7) -> None:

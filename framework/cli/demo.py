@@ -18,13 +18,23 @@ from framework.errors import ConfigError
 __all__ = ["demo"]
 
 
+# the default scale finishes in about two minutes on 2 cores; --full is the example's own
+SMALL_USERS = 1_500
+FULL_USERS = 10_000
+
+
 @click.command()
 @click.option(
     "--users",
     type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
-    help="Users to generate when the example data is missing.",
+    default=None,
+    help=f"Users to generate when the example data is missing [default: {SMALL_USERS:,}, "
+    f"about two minutes on 2 cores].",
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help=f"The example at full scale: {FULL_USERS:,} users, about 10 minutes on 2 cores.",
 )
 @click.option(
     "--script",
@@ -33,10 +43,19 @@ __all__ = ["demo"]
     help="The demo script (default: examples/demo.py beside the repo or in this folder).",
 )
 @pass_ctx
-def demo(obj: Context, users: int, script: Path | None) -> None:
-    """Run every lifecycle stage on the example product (its examples/demo.py)."""
+def demo(obj: Context, users: int | None, full: bool, script: Path | None) -> None:
+    """Run every lifecycle stage on the example product (its examples/demo.py).
+
+    \b
+    Generates the example's data when the repo has none (a small example by default;
+    --full or --users N for more), then applies, materializes, trains every problem,
+    forecasts, serves with an experiment, ranks, monitors and runs a scheduled tick.
+    Each step prints its time; the end says what to open and what to try next.
+    """
+    if full and users is not None:
+        raise click.UsageError("--full and --users exclude each other.")
     path = script or find_example("demo.py", obj.repo_path)
     module = load_script(path, "lifecycle_demo")
     if not callable(getattr(module, "run", None)):
         raise ConfigError(f"{path} has no run(repo, users=...) function.")
-    module.run(obj.repo, users=users)
+    module.run(obj.repo, users=FULL_USERS if full else users or SMALL_USERS)

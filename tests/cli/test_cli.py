@@ -356,6 +356,13 @@ def test_demo_runs_every_stage(tmp_path):
     assert drifted and all("google" in f or "facebook" in f for f in drifted), shift
     assert "Decision:" in shift
     assert "defaults" in result.output  # the unknown user shown in the online step
+    # each problem says whether its winner beat the baseline; the end says what to open
+    said = [line for line in result.output.splitlines() if "the baseline on test (" in line]
+    assert len(said) == 4, said
+    assert result.output.count("card.html") >= 8 and "Try next:" in result.output
+    assert "/ui" in result.output.split("Open:")[1]
+    both = CliRunner().invoke(main, ["--repo", str(repo), "demo", "--full", "--users", "9"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
 
 
 def _commands(group, prefix=()):
