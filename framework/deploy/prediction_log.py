@@ -6,7 +6,9 @@
 encodes the rows and puts them on a queue; a writer thread gathers them for a
 quarter of a second and inserts them in one transaction (the service calls
 ``log`` after the response is sent). ``close()`` drains the queue
-before it returns, so a clean shutdown loses nothing.
+before it returns, so a clean shutdown loses nothing. A hard kill (SIGKILL, OOM,
+power) loses what is on the queue or in the batch being written: the log is
+written after the answer, not ahead of it.
 
 When the database fails, nothing is lost either: the writer appends each batch
 it cannot write to a local spool (:mod:`framework.deploy.spool`, fsynced before
