@@ -38,6 +38,8 @@ def test_requests_latency_store_reads_log_and_models_are_exported(served, predic
     assert metrics["lifecycle_prediction_log_queue_depth"][()] >= 0
     assert metrics["lifecycle_prediction_log_write_failures_total"][()] == 0
     assert "lifecycle_prediction_log_rows_written_total" in metrics
+    assert metrics["lifecycle_job_runs_read_errors_total"][()] == 0
+    assert 0 <= metrics["lifecycle_job_runs_age_seconds"][()] < 60
 
 
 def test_two_apps_in_one_process_keep_their_metrics_apart():
@@ -69,3 +71,36 @@ def test_two_apps_in_one_process_keep_their_metrics_apart():
     assert 'lifecycle_online_store_read_seconds_bucket{le="0.005"} 1.0' in text
     assert 'lifecycle_online_store_read_seconds_bucket{le="+Inf"} 1.0' in text
     assert b'lifecycle_experiment_exposures_total{arm="control",experiment="e"} 1.0' in first.text()
+
+
+def test_job_figures_say_their_age_and_count_failed_reads(prediction_db, monkeypatch):
+    """When the database cannot be read the job figures keep their last values: their
+    age grows and the failed reads are counted, so a dashboard can tell they are stale."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from framework.deploy.service import metrics as service_metrics
+    from framework.schedule.job_runs import RunStore
+
+    store = RunStore(prediction_db)
+    store.record("nightly", datetime(2025, 3, 1, 6, tzinfo=UTC), "schedule", "succeeded", "")
+    store.close()
+    clock = [1_000.0]
+    monkeypatch.setattr(service_metrics.time, "monotonic", lambda: clock[0])
+    log = SimpleNamespace(url=prediction_db)
+    m = service_metrics.ServiceMetrics(log, SimpleNamespace())
+    assert m.job_runs_age() is None
+    success, counts = m.job_runs()
+    assert "nightly" in success and counts[("nightly", "succeeded")] == 1
+    assert m.job_runs_age() == 0 and m.job_runs_errors == 0
+    log.url = "postgresql+psycopg://127.0.0.1:9/test"  # the database goes away (a closed port)
+    clock[0] += 20
+    assert m.job_runs() == (success, counts)  # the last values, kept
+    assert m.job_runs_errors == 1 and m.job_runs_age() == 20
+    clock[0] += 5  # read at most every 15 s: not tried again yet
+    m.job_runs()
+    assert m.job_runs_errors == 1 and m.job_runs_age() == 25
+    log.url = prediction_db  # back
+    clock[0] += 15
+    m.job_runs()
+    assert m.job_runs_errors == 1 and m.job_runs_age() == 0

@@ -156,6 +156,19 @@ class _Collector(Collector):
         for (job, status), n in sorted(counts.items()):
             runs.add_metric([job, status], n)
         yield runs
+        age = m.job_runs_age()
+        if age is not None:
+            yield GaugeMetricFamily(
+                "lifecycle_job_runs_age_seconds",
+                "Seconds since the job figures above were last read from the database: they "
+                "keep their last values while it cannot be read.",
+                value=age,
+            )
+        yield CounterMetricFamily(
+            "lifecycle_job_runs_read_errors",
+            "Reads of the job figures that failed (the database was unreachable, say).",
+            value=m.job_runs_errors,
+        )
 
 
 class ServiceMetrics:
@@ -187,14 +200,23 @@ class ServiceMetrics:
             ("experiment", "arm"),
         )
         self._job_runs: tuple[dict[str, float], dict[tuple[str, str], int]] = ({}, {})
-        self._job_runs_at = -1e9
+        self._job_runs_at = -1e9  # the last attempt to read them
+        self._job_runs_read: float | None = None  # the last read that succeeded
+        self.job_runs_errors = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
+    def job_runs_age(self) -> float | None:
+        """Seconds since the job figures were last read (None: never)."""
+        if self._job_runs_read is None:
+            return None
+        return time.monotonic() - self._job_runs_read
+
     def job_runs(self) -> tuple[dict[str, float], dict[tuple[str, str], int]]:
         """Last success per job (Unix time) and run counts per job and status, read from
-        the log's database at most every 15 s; nothing when it cannot be read (the
-        prediction log's own metrics show a failing database)."""
+        the log's database at most every 15 s; the last values when it cannot be read,
+        with ``job_runs_errors`` counting the failed reads and ``job_runs_age`` telling
+        how old they are."""
         now = time.monotonic()
         if now - self._job_runs_at < 15.0:
             return self._job_runs
@@ -209,8 +231,9 @@ class ServiceMetrics:
             finally:
                 store.close()
             self._job_runs = (success, counts)
-        except Exception:
-            pass
+            self._job_runs_read = time.monotonic()
+        except Exception:  # any database failure: counted, the last values kept
+            self.job_runs_errors += 1
         return self._job_runs
 
     def record_exposures(self, rows: list[dict[str, Any]]) -> None:
