@@ -18,6 +18,7 @@ every ``REGISTRY_TTL_S`` seconds, as ``feast serve`` does).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -29,10 +30,44 @@ import pandas as pd
 from framework.declare.repo import FeatureRepo
 from framework.errors import DataError, StoreError
 from framework.features.window_eval import Evaluator
-from framework.features.window_state import decode_frames, spec_digest
+from framework.features.window_state import DamagedState, decode_frames, spec_digest
 from framework.features.window_store import window_store
 
-__all__ = ["REGISTRY_TTL_S", "OnlineReader", "reader"]
+__all__ = ["DAMAGED_STATES", "REGISTRY_TTL_S", "OnlineReader", "reader"]
+
+_log = logging.getLogger(__name__)
+
+
+class _Tally:
+    """A count shared by the process's threads."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+# Online-store values that did not decode as a window state (a shared Redis written by
+# someone else, a truncated value): the entity's features of that view are absent (its
+# feature_status says defaults or partial), a warning names the view and key, and
+# /metrics counts them (lifecycle_online_state_damaged_total).
+DAMAGED_STATES = _Tally()
+
+
+def _damaged(view: str, key: str, exc: Exception) -> None:
+    DAMAGED_STATES.add()
+    _log.warning(
+        "The online state of view %s for entity %s is damaged (%s: %s): its features are "
+        "absent; `lifecycle materialize` rewrites it.",
+        view,
+        key,
+        type(exc).__name__,
+        exc,
+    )
+
 
 REGISTRY_TTL_S = 60
 _SCALARS = frozenset(
@@ -203,7 +238,11 @@ class OnlineReader:
             for key, t in zip(texts[name], view_times, strict=True):
                 if key not in decoded:
                     blob = blobs[key]
-                    decoded[key] = decode_frames(blob, merged) if blob is not None else None
+                    try:
+                        decoded[key] = decode_frames(blob, merged) if blob is not None else None
+                    except DamagedState as exc:
+                        _damaged(name, key, exc)
+                        decoded[key] = None
                 state = decoded[key]
                 # As Feast reports it: the view knows the entity once it has an event
                 known = state is not None and (
@@ -216,7 +255,22 @@ class OnlineReader:
                     continue
                 values = memo.get((key, t))
                 if values is None:
-                    values = memo[(key, t)] = evaluate(state, t)
+                    try:
+                        values = memo[(key, t)] = evaluate(state, t)
+                    except (
+                        TypeError,
+                        ValueError,
+                        IndexError,
+                        KeyError,
+                        OverflowError,
+                        StopIteration,
+                    ) as exc:
+                        # decoded, but not what this module writes (a crafted value)
+                        _damaged(name, key, exc)
+                        decoded[key], has[-1] = None, False
+                        for c in columns:
+                            c.append(None)
+                        continue
                 for c, i in zip(columns, wanted, strict=True):
                     c.append(values[i])
             out.update(zip(vf.features, columns, strict=True))

@@ -20,17 +20,21 @@ slice of each window, which is the offline value at t by definition.
 Byte layout of a state: frames ``[u32 payload length][32-byte token][payload]``.
 The first frame of a materialized state carries the token ``BASE_TOKEN``; an
 appended frame carries the token of its inbox file, so a batch applied twice (a
-re-sent batch, or one replayed by a materialization) counts once. Payloads are
-``marshal`` dumps of a tuple: (base, if any,) a format string, then per column
-the raw little-endian bytes of a numeric column (times int64, filter matches
-int8, summands float64: read back as memoryviews, no object per event) or a list
-of values (ints, floats, strings, None). Written and read only by this module.
+re-sent batch, or one replayed by a materialization) counts once. A payload is a
+tuple: (base, if any,) a format string, then per column the raw little-endian
+bytes of a numeric column (times int64, filter matches int8, summands float64:
+read back as memoryviews, no object per event) or a list of values (ints, floats,
+strings, None). It is stored as ``[u32 header length][JSON header][raw columns]``:
+the header lists the tuple's items with each bytes item as ``{"b": length}``. The
+online store is a shared server: nothing read from it is unpickled or unmarshalled,
+and bytes that do not decode are a ``DamagedState`` for that entity (its features
+are then absent, and ``framework.features.online_read`` counts it), never a crash.
 """
 
 from __future__ import annotations
 
 import hashlib
-import marshal
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_TOKEN",
+    "DamagedState",
     "ViewState",
     "base_time",
     "decode_frames",
@@ -228,8 +233,64 @@ def _payload(fmt: str, cols: list[Any], lo: int, hi: int) -> tuple:
     )
 
 
+class DamagedState(ValueError):
+    """An online-store value that is not a state this module wrote."""
+
+
+def _encode(payload: tuple) -> bytes:
+    blobs: list[bytes] = []
+    items: list[Any] = []
+    for item in payload:
+        if isinstance(item, bytes):
+            blobs.append(item)
+            items.append({"b": len(item)})
+        else:
+            items.append(item)
+    header = json.dumps(items, separators=(",", ":")).encode()
+    return len(header).to_bytes(4, "little") + header + b"".join(blobs)
+
+
+def _decode(data: memoryview) -> tuple:
+    """The payload tuple of ``_encode``, checked: bad bytes raise ``DamagedState``."""
+    try:
+        n = int.from_bytes(data[:4], "little")
+        items = json.loads(bytes(data[4 : 4 + n]))
+        pos = 4 + n
+        out: list[Any] = []
+        for item in items:
+            if isinstance(item, dict):
+                size = item["b"]
+                if not isinstance(size, int) or size < 0 or pos + size > len(data):
+                    raise DamagedState(f"a column of {size!r} bytes overruns the value")
+                out.append(data[pos : pos + size])
+                pos += size
+            else:
+                out.append(item)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise DamagedState(f"not a window state ({type(exc).__name__}: {exc})") from None
+    if pos != len(data):
+        raise DamagedState(f"{len(data) - pos} bytes after the last column")
+    return tuple(out)
+
+
+def _checked(payload: tuple, base: bool) -> tuple:
+    """The payload's format and columns agree (codes known, byte lengths whole)."""
+    head = payload[1:] if base else payload
+    fmt = head[0] if head else None
+    if not isinstance(fmt, str) or len(head) != len(fmt) + 1 or not fmt.startswith("q"):
+        raise DamagedState(f"format {fmt!r} does not match its {len(head) - 1} column(s)")
+    sizes = {"q": 8, "b": 1, "d": 8}
+    for code, column in zip(fmt, head[1:], strict=True):
+        if code == "L":
+            if not isinstance(column, list):
+                raise DamagedState("a value column is not a list")
+        elif code not in sizes or not isinstance(column, memoryview) or len(column) % sizes[code]:
+            raise DamagedState(f"column {code!r} is not whole {code!r} values")
+    return payload
+
+
 def _frame(token: bytes, payload: Any) -> bytes:
-    data = marshal.dumps(payload)
+    data = _encode(payload)
     return len(data).to_bytes(4, "little") + token + data
 
 
@@ -329,7 +390,9 @@ def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewSt
     while pos + 36 <= end:
         n = int.from_bytes(view[pos : pos + 4], "little")
         token = bytes(view[pos + 4 : pos + 36])
-        payload = marshal.loads(view[pos + 36 : pos + 36 + n])
+        if pos + 36 + n > end:
+            raise DamagedState(f"a frame of {n} bytes overruns the state's {end} bytes")
+        payload = _checked(_decode(view[pos + 36 : pos + 36 + n]), token == BASE_TOKEN)
         pos += 36 + n
         if token == BASE_TOKEN:
             base = payload[0]
@@ -344,9 +407,13 @@ def decode_frames(blob: bytes, merged: frozenset[bytes] = frozenset()) -> ViewSt
                 ordered = False
             last = int.from_bytes(payload[1][-8:], "little", signed=True)
         parts.append(payload)
+    if pos != end:
+        raise DamagedState(f"{end - pos} bytes after the last frame")
     if not parts:
         return None
     fmt = parts[0][0]
+    if any(part[0] != fmt for part in parts):
+        raise DamagedState("frames of one state have different formats")
     columns: list[Any] = []
     for j, code in enumerate(fmt, start=1):
         if len(parts) == 1:

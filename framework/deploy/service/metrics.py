@@ -164,6 +164,14 @@ class _Collector(Collector):
                 "keep their last values while it cannot be read.",
                 value=age,
             )
+        from framework.features.online_read import DAMAGED_STATES
+
+        yield CounterMetricFamily(
+            "lifecycle_online_state_damaged",
+            "Online-store values that did not decode as a window state (those entities' "
+            "features of the view were absent; the log names them).",
+            value=DAMAGED_STATES.value,
+        )
         yield CounterMetricFamily(
             "lifecycle_job_runs_read_errors",
             "Reads of the job figures that failed (the database was unreachable, say).",

@@ -1,0 +1,110 @@
+"""Online-store values are data, not code: a value someone else wrote into the shared
+store (Redis in production) is decoded by a format that cannot run code, and one that
+does not decode leaves that entity's features of the view absent (counted in /metrics),
+never a 5xx and never a crash."""
+
+from __future__ import annotations
+
+import marshal
+import pickle
+
+import pytest
+
+from framework.features.window_state import (
+    BASE_TOKEN,
+    DamagedState,
+    decode_frames,
+    event_frames,
+)
+from tests.helpers import post_predict, scrape, user_ids
+
+
+class _Payload:
+    """Unpickled, this would write the marker file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _hostile(marker) -> list[bytes]:
+    code = compile(f"open({str(marker)!r}, 'w')", "x", "exec")
+    return [
+        pickle.dumps(_Payload(str(marker))),
+        len(marshal.dumps(code)).to_bytes(4, "little") + BASE_TOKEN + marshal.dumps(code),
+        b"\x00" * 3,
+        (10**6).to_bytes(4, "little") + BASE_TOKEN + b"[]",
+        _crafted(),
+    ]
+
+
+def _crafted() -> bytes:
+    """A value in the state's own format whose contents are not a state (strings for a
+    base, one column where the view has several): decodes, then fails to evaluate."""
+    import json
+
+    header = json.dumps([["x", "y"], "q", {"b": 8}]).encode()
+    data = len(header).to_bytes(4, "little") + header + (1).to_bytes(8, "little")
+    return len(data).to_bytes(4, "little") + BASE_TOKEN + data
+
+
+def test_hostile_values_in_the_online_store_are_refused_over_http(served, tmp_path):
+    from framework.features.window_store import window_store
+
+    repo, url = served
+    marker = tmp_path / "ran"
+    states = window_store(repo.store)
+    view = next(s.name for s in repo.declared_window_specs if "user_id" in s.entity_keys)
+    meta = states.meta(view)
+    before = scrape(url).get("lifecycle_online_state_damaged_total", {}).get((), 0)
+    answered = post_predict(url, user_ids(repo)[:40]).json()["predictions"]
+    ids = [p["user_id"] for p in answered if p["feature_status"] == "ok"][:6]
+    assert len(ids) == 6
+    blobs = _hostile(marker)
+    states.write_states(view, meta.gen, {str(u): b for u, b in zip(ids, blobs, strict=False)})
+    answer = post_predict(url, ids)
+    assert answer.status_code == 200, answer.text
+    got = {p["user_id"]: p for p in answer.json()["predictions"]}
+    for u in ids[: len(blobs)]:
+        assert got[u]["feature_status"] in ("partial", "defaults"), got[u]
+    assert got[ids[-1]]["feature_status"] == "ok"  # its state was left alone
+    assert not marker.exists()  # nothing ran
+    after = scrape(url)["lifecycle_online_state_damaged_total"][()]
+    assert after - before == len(blobs)
+
+
+@pytest.fixture(scope="module")
+def state_blob(applied_repo):
+    """A real state: one entity's frame of a batch of the example's events."""
+    import pandas as pd
+    import pyarrow as pa
+
+    spec = next(s for s in applied_repo.declared_window_specs if "user_id" in s.entity_keys)
+    events = pd.read_parquet(spec.source_path).head(200)
+    frames = event_frames(spec, pa.Table.from_pandas(events, preserve_index=False), b"t" * 32)
+    return max(frames.values(), key=len)
+
+
+def test_damaged_bytes_raise_damaged_state_or_decode(state_blob):
+    """Truncated or byte-flipped real states either decode or raise ``DamagedState``:
+    nothing else escapes (no crash, no other exception). Both outcomes are reached."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    outcomes = {"decoded": 0, "damaged": 0}
+    for _ in range(3_000):
+        blob = bytearray(state_blob[: rng.integers(0, len(state_blob) + 1)])
+        if rng.random() < 0.3:
+            blob = bytearray(state_blob)  # whole, with flips only
+        for _ in range(rng.integers(0, 4)):
+            if blob:
+                blob[rng.integers(0, len(blob))] = rng.integers(0, 256)
+        try:
+            decode_frames(bytes(blob))
+            outcomes["decoded"] += 1
+        except DamagedState:
+            outcomes["damaged"] += 1
+    assert min(outcomes.values()) > 100, outcomes
+    assert decode_frames(state_blob) is not None  # the intact one decodes
