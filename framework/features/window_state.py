@@ -71,9 +71,14 @@ def file_token(path: str | Path) -> bytes:
     return hashlib.sha256(Path(path).name.encode()).hexdigest()[:32].encode()
 
 
+# the byte format of a state: a state of another format is not read (as if the view
+# were never materialized) until the next materialization writes this one
+STATE_FORMAT = "json-1"
+
+
 def spec_digest(spec: WindowSpec) -> str:
-    """Ties a stored state to the declaration it was built for."""
-    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
+    """Ties a stored state to the declaration it was built for, and to its format."""
+    return hashlib.sha256((STATE_FORMAT + spec.to_json()).encode()).hexdigest()[:16]
 
 
 def base_time(spec: WindowSpec, t0_us: int) -> int:
