@@ -126,21 +126,27 @@ class ModelArtifact:
 
     def load_model(self) -> Any:
         """The fitted pipeline, after checking the signature of ``model.json`` and the
-        pickle's sha256 recorded there: nothing is unpickled before both hold."""
+        pickle's sha256 recorded there: nothing is unpickled before both hold. The file
+        is read once; the bytes checked are the bytes loaded (a file swapped after the
+        check is never read)."""
+        import io
+
         import joblib
 
         meta = self.verified_meta()
         file = self.path / "model.joblib"
-        if not file.exists():
-            raise ArtifactError(f"{file} is missing.")
-        actual = _sha256(file)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{file} cannot be read: {exc}") from exc
+        actual = hashlib.sha256(data).hexdigest()
         if actual != meta.sha256:
             raise ArtifactError(
                 f"{file} does not match the checksum recorded for {self.problem} {self.version} "
                 f"(recorded {self.meta.sha256}, found {actual}): refusing to load a changed "
                 "or foreign file. Retrain, or restore the original artifact."
             )
-        return joblib.load(file)
+        return joblib.load(io.BytesIO(data))
 
 
 def registry_of(repo: FeatureRepo) -> Registry:

@@ -81,6 +81,36 @@ def test_a_replaced_pickle_with_a_recomputed_checksum_is_never_unpickled(artifac
     assert not marker.exists()  # the pickle was never loaded
 
 
+def test_a_pickle_swapped_between_the_check_and_the_load_is_never_unpickled(
+    artifact, tmp_path, monkeypatch
+):
+    """The race: the file is checked, then swapped, then loaded. A hook swaps it the
+    moment the checksum is computed; the model loaded must be the bytes checked."""
+    import hashlib
+
+    from framework.models import registry
+
+    marker = tmp_path / "ran"
+    file = artifact.path / "model.joblib"
+    evil = pickle.dumps(_Boom(str(marker)))
+
+    class Swapping:
+        def __init__(self, *args):
+            self._digest = hashlib.sha256(*args)
+
+        def update(self, data):
+            self._digest.update(data)
+
+        def hexdigest(self):
+            file.write_bytes(evil)  # the swap, right after the check
+            return self._digest.hexdigest()
+
+    monkeypatch.setattr(registry, "hashlib", type("H", (), {"sha256": Swapping}))
+    model = artifact.load_model()
+    assert model.predict([[0.5]]).shape == (1,)  # the checked model
+    assert file.read_bytes() == evil and not marker.exists()  # swapped, never unpickled
+
+
 def test_a_changed_model_json_is_refused(artifact):
     meta_file = artifact.path / "model.json"
     data = json.loads(meta_file.read_text())
