@@ -84,6 +84,7 @@ class ModelArtifact:
 
     path: Path
     meta: ModelMeta
+    serial: int | None = None  # the promotion's serial, when read as the production one
 
     @property
     def version(self) -> str:
@@ -198,13 +199,37 @@ class Registry:
         return json.loads(path.read_text()) if path.exists() else []
 
     def stages(self, problem: str) -> dict[str, Any]:
+        """``stages.json``, checked: it is signed with what production serves (problem,
+        version, the model's and the dataset's hashes, a serial that grows with each
+        promotion), so an edited, copied or unsigned file is refused ({} when none)."""
         path = self._problem_dir(problem) / "stages.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        what = f"The stages of {problem} ({path})"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{what} cannot be read: {exc}") from exc
+        try:
+            verify(data, what)
+        except ArtifactError as exc:
+            raise ArtifactError(
+                f"{exc} Promote a version again (`lifecycle models promote {problem} VERSION`)."
+            ) from None
+        if data.get("problem") != problem:
+            raise ArtifactError(
+                f"{what} was signed for problem {data.get('problem')!r}: a copied file; "
+                f"refusing it. Promote a version of {problem} again."
+            )
+        return dict(data)
 
     def get(self, problem: str, version: str | None = None) -> ModelArtifact:
-        """A version, or the production one when ``version`` is None."""
+        """A version, or the production one when ``version`` is None (the one the signed
+        stages name, with the model file they were signed with)."""
+        stages = None
         if version is None:
-            version = self.stages(problem).get("production")
+            stages = self.stages(problem)
+            version = stages.get("production")
             if version is None:
                 raise ArtifactError(
                     f"Problem {problem!r} has no production model; promote one with "
@@ -215,9 +240,18 @@ class Registry:
         if not meta_file.exists():
             known = self.versions(problem) if self._problem_dir(problem).exists() else []
             raise ArtifactError(f"Problem {problem!r} has no model {version}; it has {known}.")
-        return ModelArtifact(
-            path, ModelMeta.from_json(json.loads(meta_file.read_text()), str(meta_file))
-        )
+        meta = ModelMeta.from_json(json.loads(meta_file.read_text()), str(meta_file))
+        if (meta.problem, meta.version) != (problem, version):
+            raise ArtifactError(
+                f"{meta_file} holds {meta.problem} {meta.version}, not {problem} {version}: a "
+                "copied or renamed version; refusing it."
+            )
+        if stages is not None and stages.get("sha256") != meta.sha256:
+            raise ArtifactError(
+                f"The stages of {problem} name {version} with another model file than "
+                f"{meta_file} records: refusing it. Promote {version} again."
+            )
+        return ModelArtifact(path, meta, None if stages is None else int(stages["serial"]))
 
     def register(self, model: Any, meta: ModelMeta, reference: Any = None) -> ModelArtifact:
         """Save a new candidate version (the next number) and return it.
@@ -265,16 +299,32 @@ class Registry:
         """Make ``version`` the production model (the previous one becomes archived)."""
         artifact = self.get(problem, version)
         artifact.load_model()  # refuse to promote a changed artifact
-        stages = self.stages(problem)
+        try:
+            stages = self.stages(problem)
+        except ArtifactError:
+            stages = {}  # an unsigned or damaged file: this promotion replaces it
         previous = stages.get("production")
-        stages.update(production=version, promoted_at=datetime.now(UTC).isoformat())
+        history = list(stages.get("history", []))
         if previous and previous != version:
-            stages.setdefault("history", []).append(previous)
-        _write_json(self._problem_dir(problem) / "stages.json", stages)
+            history.append(previous)
+        data = {
+            "problem": problem,
+            "production": version,
+            "promoted_at": datetime.now(UTC).isoformat(),
+            "serial": int(stages.get("serial", 0)) + 1,
+            "sha256": artifact.meta.sha256,
+            "dataset": artifact.meta.dataset.get("hash"),
+            "history": history,
+        }
+        data[SIGNATURE_FIELD] = sign(data)
+        _write_json(self._problem_dir(problem) / "stages.json", data)
         return artifact
 
     def stage_of(self, problem: str, version: str) -> str:
-        stages = self.stages(problem)
+        try:
+            stages = self.stages(problem)
+        except ArtifactError:
+            return "refused"  # stages.json unsigned or changed: nothing is production
         if stages.get("production") == version:
             return "production"
         return "archived" if version in stages.get("history", []) else "candidate"

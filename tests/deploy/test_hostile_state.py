@@ -108,3 +108,30 @@ def test_damaged_bytes_raise_damaged_state_or_decode(state_blob):
             outcomes["damaged"] += 1
     assert min(outcomes.values()) > 100, outcomes
     assert decode_frames(state_blob) is not None  # the intact one decodes
+
+
+def test_a_tampered_stages_file_is_refused_over_http_and_health_names_the_problem(served):
+    import json
+
+    import requests
+
+    repo, url = served
+    stages = repo.models_dir / "spend" / "stages.json"
+    signed = stages.read_text()
+    other = json.loads(signed)
+    versions = sorted((repo.models_dir / "spend").glob("v*"))
+    other["production"] = versions[0].name if versions[0].name != other["production"] else "v9"
+    try:
+        stages.write_text(json.dumps(other))
+        health = requests.get(f"{url}/health", timeout=30).json()
+        assert health["problems"]["spend"]["status"] == "unavailable"
+        assert "signature" in health["problems"]["spend"]["reason"]
+        assert health["problems"]["churn"]["status"] == "serving"
+        body = {"problem": "spend", "entities": [{"user_id": 1}]}
+        answer = requests.post(f"{url}/predict", json=body, timeout=30)
+        assert 400 <= answer.status_code < 500 or answer.status_code == 503, answer.text
+        assert "signature" in answer.text
+    finally:
+        stages.write_text(signed)
+    body = {"problem": "spend", "entities": [{"user_id": 1}]}
+    assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200

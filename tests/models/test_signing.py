@@ -162,3 +162,70 @@ def test_a_named_key_file_that_is_missing_is_a_config_error(tmp_path, monkeypatc
         signing.model_key()
     (tmp_path / "nope.key").write_text("a key kept in a secret store\n")
     assert signing.model_key() == b"a key kept in a secret store"
+
+
+def _two_versions(tmp_path):
+    registry = Registry(tmp_path / "models")
+    for _ in range(2):
+        model = DummyClassifier().fit([[0.0], [1.0]], [0, 1])
+        registry.register(model, _meta())
+    return registry
+
+
+def test_the_stages_are_signed_with_what_production_serves(tmp_path):
+    import shutil
+
+    registry = _two_versions(tmp_path)
+    registry.promote("fraud", "v1")
+    stages_file = registry.root / "fraud" / "stages.json"
+    signed = json.loads(stages_file.read_text())
+    assert signed["production"] == "v1" and signed["serial"] == 1
+    assert signed["sha256"] == registry.get("fraud", "v1").meta.sha256
+    assert registry.get("fraud").version == "v1"
+    # an edited stages file (production switched by hand) is refused
+    stages_file.write_text(json.dumps({**signed, "production": "v2"}))
+    with pytest.raises(ArtifactError, match="does not carry a valid signature"):
+        registry.get("fraud")
+    assert registry.stage_of("fraud", "v1") == "refused"
+    # so is an unsigned one, and one signed for another problem
+    stages_file.write_text(json.dumps({"production": "v1"}))
+    with pytest.raises(ArtifactError, match="is not signed"):
+        registry.get("fraud")
+    registry.promote("fraud", "v2")  # a promotion replaces a refused file
+    assert registry.get("fraud").version == "v2" and registry.stage_of("fraud", "v2") == (
+        "production"
+    )
+    other = registry.root / "other"
+    other.mkdir()
+    shutil.copy(stages_file, other / "stages.json")
+    with pytest.raises(ArtifactError, match="signed for problem 'fraud': a copied file"):
+        registry.stages("other")
+
+
+def test_a_version_copied_into_another_folder_is_refused(tmp_path):
+    import shutil
+
+    registry = _two_versions(tmp_path)
+    v1, v2 = registry.root / "fraud" / "v1", registry.root / "fraud" / "v2"
+    shutil.rmtree(v2)
+    shutil.copytree(v1, v2)  # a signed v1 put where v2 was
+    with pytest.raises(ArtifactError, match="holds fraud v1, not fraud v2: a copied or renamed"):
+        registry.get("fraud", "v2")
+
+
+def test_an_older_stages_file_put_back_is_refused_by_a_running_service(tmp_path):
+    from framework.deploy.service.models import ModelCache
+
+    registry = _two_versions(tmp_path)
+    registry.promote("fraud", "v1")
+    stages_file = registry.root / "fraud" / "stages.json"
+    older = stages_file.read_bytes()
+    registry.promote("fraud", "v2")
+    cache = ModelCache(registry)
+    assert cache.get("fraud").artifact.version == "v2"
+    stages_file.write_bytes(older)  # validly signed, but older: a replay
+    os.utime(stages_file, ns=(1, 1))  # a new mtime: the cache looks again
+    with pytest.raises(ArtifactError, match="went back from promotion 2 to 1"):
+        cache.get("fraud")
+    registry.promote("fraud", "v1")  # a real promotion: serial 2 again, not below what it saw
+    assert cache.get("fraud").artifact.version == "v1"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from framework.declare.repo import FeatureRepo
-from framework.errors import LifecycleError
+from framework.errors import ArtifactError, LifecycleError
 from framework.models.registry import ModelArtifact, Registry
 
 __all__ = ["Loaded", "ModelCache", "settle", "warm_up"]
@@ -27,6 +27,7 @@ class ModelCache:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._loaded: dict[str, Loaded] = {}
+        self._serials: dict[str, int] = {}  # the latest promotion seen per problem
         self._lock = threading.Lock()
 
     def _stages_mtime(self, problem: str) -> int:
@@ -44,7 +45,15 @@ class ModelCache:
             current = self._loaded.get(problem)
             if current is None or current.stages_mtime != mtime:
                 artifact = self.registry.get(problem)
+                seen = self._serials.get(problem, 0)
+                if artifact.serial is not None and artifact.serial < seen:
+                    raise ArtifactError(
+                        f"The stages of {problem} went back from promotion {seen} to "
+                        f"{artifact.serial}: an older stages.json was put back. Refusing it; "
+                        "promote a version again."
+                    )
                 current = Loaded(artifact, artifact.load_model(), mtime)
+                self._serials[problem] = max(seen, artifact.serial or 0)
                 self._loaded[problem] = current  # swapped whole: readers see old or new
                 settle()
         return current
