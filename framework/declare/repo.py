@@ -138,6 +138,10 @@ class FeatureRepo:
 
             # Feast warns that its Spark source is "experimental" at every registry read.
             warnings.filterwarnings("ignore", r"The spark .* experimental", RuntimeWarning)
+        from framework.declare.udfs import guard, trust
+
+        guard()  # on-demand views' functions: the declarations', never the registry's
+        trust(store.config.project, list(self.contents.on_demand_feature_views))
         return store
 
     @property

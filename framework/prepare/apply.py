@@ -103,13 +103,16 @@ def register(repo: FeatureRepo) -> list[str]:
     contents = repo.contents
     if not contents.projects:
         contents.projects.append(Project(name=store.config.project))
+    from framework.declare.udfs import applying
+
     try:
-        to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
-            store.config.project, store.registry, contents
-        )
-        if repo.spark:
-            to_apply = [_on_spark(o) for o in to_apply]
-        store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+        with applying():  # a registry entry that differs from the declarations is replaced
+            to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+                store.config.project, store.registry, contents
+            )
+            if repo.spark:
+                to_apply = [_on_spark(o) for o in to_apply]
+            store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     except Exception as exc:
         raise StoreError(f"Registering the declarations with Feast failed: {exc}") from exc
     return sorted(getattr(o, "name", str(o)) for o in to_apply)

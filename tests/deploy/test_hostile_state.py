@@ -135,3 +135,76 @@ def test_a_tampered_stages_file_is_refused_over_http_and_health_names_the_proble
         stages.write_text(signed)
     body = {"problem": "spend", "entities": [{"user_id": 1}]}
     assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200
+
+
+_EVIL = """import pathlib
+pathlib.Path({marker!r}).write_text("ran")
+def {name}(features_df):
+    return features_df
+"""
+
+
+def _tamper_registry(repo, marker) -> str:
+    """Write into the registry, as someone with write access to it could, an on-demand
+    view of the repo's name whose stored function source writes ``marker`` when run."""
+    import copy
+
+    from feast.transformation.pandas_transformation import PandasTransformation
+
+    declared = repo.contents.on_demand_feature_views[0]
+    evil = copy.copy(declared)
+    source = _EVIL.format(marker=str(marker), name="evil")
+    evil.feature_transformation = PandasTransformation(udf=lambda df: df, udf_string=source)
+    repo.store.registry.apply_feature_view(evil, repo.store.config.project, commit=True)
+    return declared.name
+
+
+def test_a_tampered_registry_runs_nothing_in_the_service(served, tmp_path):
+    """The registry is data: an on-demand view's function stored there is not run (Feast
+    itself would run it, shown in a process without the guard); the service answers with
+    the declared function."""
+    import requests
+
+    from framework.features import online_read
+    from framework.prepare.apply import register
+
+    repo, url = served
+    marker = tmp_path / "ran"
+    name = _tamper_registry(repo, marker)
+    assert not marker.exists()
+    try:
+        repo.store.refresh_registry()
+        online_read._READERS.clear()  # the service reads the registry again
+        answer = post_predict(url, user_ids(repo)[:3])
+        assert answer.status_code == 200, answer.text
+        assert not marker.exists()  # the stored function did not run in the service
+        health = requests.get(f"{url}/health", timeout=30)
+        assert health.status_code == 200 and not marker.exists()
+        # the tampering is real: plain Feast, reading the same registry, runs it
+        _plain_feast_reads(repo, name)
+        assert marker.exists()
+    finally:
+        register(repo)  # apply writes the declared function back
+        repo.store.refresh_registry()
+        online_read._READERS.clear()
+    marker.unlink()
+    _plain_feast_reads(repo, name)  # the registry holds the declared function again
+    assert not marker.exists()
+
+
+def _plain_feast_reads(repo, name: str) -> None:
+    """Feast without the guard, in a process of its own, rebuilds the view ``name``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from feast import FeatureStore; "
+        "s = FeatureStore(repo_path=sys.argv[1], fs_yaml_file=sys.argv[2]); "
+        f"s.get_on_demand_feature_view({name!r})"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(repo.path), str(repo.fs_yaml)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
