@@ -208,3 +208,37 @@ def _plain_feast_reads(repo, name: str) -> None:
         check=False,
         timeout=120,
     )
+
+
+def test_a_swapped_model_file_is_refused_over_http_and_nothing_runs(served, tmp_path):
+    import os
+
+    import requests
+
+    repo, url = served
+    marker = tmp_path / "ran"
+    version = repo.models_dir / "spend" / "stages.json"
+    production = json_of(version)["production"]
+    model = repo.models_dir / "spend" / production / "model.joblib"
+    original = model.read_bytes()
+    body = {"problem": "spend", "entities": [{"user_id": 1}]}
+    try:
+        model.write_bytes(pickle.dumps(_Payload(str(marker))))
+        os.utime(version)  # the service looks at the stages again and reloads
+        answer = requests.post(f"{url}/predict", json=body, timeout=30)
+        assert 400 <= answer.status_code < 500, answer.text  # refused, named; never a 5xx
+        assert "checksum" in answer.text
+        health = requests.get(f"{url}/health", timeout=30).json()
+        assert health["problems"]["spend"]["status"] == "unavailable"
+        assert health["problems"]["churn"]["status"] == "serving"
+        assert not marker.exists()
+    finally:
+        model.write_bytes(original)
+        os.utime(version)
+    assert requests.post(f"{url}/predict", json=body, timeout=30).status_code == 200
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())
