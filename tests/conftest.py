@@ -62,6 +62,10 @@ def pytest_configure(config):
     # Models are signed (framework.models.signing): one key for the whole run, its
     # processes included, instead of a key file made in the user's home.
     os.environ.setdefault("LIFECYCLE_MODEL_KEY", f"tests-{uuid.uuid4().hex}")
+    # the promotions each registry has seen (framework.models.registry): the run's own
+    import tempfile
+
+    os.environ.setdefault("LIFECYCLE_STATE_DIR", tempfile.mkdtemp(prefix="lifecycle-state-"))
     name = config.getoption("profile")
     PROFILE["name"] = name
     if name != "production":

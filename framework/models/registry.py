@@ -150,6 +150,39 @@ class ModelArtifact:
         return joblib.load(io.BytesIO(data))
 
 
+def _promotions_file(root: Path, problem: str) -> Path:
+    """Where this host keeps the latest promotion serial it has seen of ``problem`` in the
+    registry at ``root``: outside ``data/`` (``LIFECYCLE_STATE_DIR``, else
+    ``$XDG_STATE_HOME/lifecycle``, else ``~/.local/state/lifecycle``), so that an older
+    signed ``stages.json`` put back in the folder is refused also after a restart."""
+    base = os.environ.get("LIFECYCLE_STATE_DIR") or str(
+        Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "lifecycle"
+    )
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path(base) / "promotions" / digest / problem
+
+
+def _seen_serial(root: Path, problem: str) -> int:
+    try:
+        return int(_promotions_file(root, problem).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _record_serial(root: Path, problem: str, serial: int) -> None:
+    """Raise the high-water mark (best effort: an unwritable state folder keeps none)."""
+    path = _promotions_file(root, problem)
+    try:
+        if serial <= _seen_serial(root, problem):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(str(serial))
+        os.replace(partial, path)
+    except OSError:
+        pass
+
+
 def registry_of(repo: FeatureRepo) -> Registry:
     """The registry of ``repo`` (at its catalog's models folder)."""
     return Registry(repo.models_dir)
@@ -221,6 +254,14 @@ class Registry:
                 f"{what} was signed for problem {data.get('problem')!r}: a copied file; "
                 f"refusing it. Promote a version of {problem} again."
             )
+        serial, seen = int(data.get("serial", 0)), _seen_serial(self.root, problem)
+        if serial < seen:
+            raise ArtifactError(
+                f"{what} is promotion {serial}, but this host has seen promotion {seen}: an "
+                f"older stages file was put back. Refusing it; promote a version of {problem} "
+                "again."
+            )
+        _record_serial(self.root, problem, serial)
         return dict(data)
 
     def get(self, problem: str, version: str | None = None) -> ModelArtifact:
@@ -307,17 +348,19 @@ class Registry:
         history = list(stages.get("history", []))
         if previous and previous != version:
             history.append(previous)
-        data = {
+        serial = max(int(stages.get("serial", 0)), _seen_serial(self.root, problem)) + 1
+        data: dict[str, Any] = {
             "problem": problem,
             "production": version,
             "promoted_at": datetime.now(UTC).isoformat(),
-            "serial": int(stages.get("serial", 0)) + 1,
+            "serial": serial,
             "sha256": artifact.meta.sha256,
             "dataset": artifact.meta.dataset.get("hash"),
             "history": history,
         }
         data[SIGNATURE_FIELD] = sign(data)
         _write_json(self._problem_dir(problem) / "stages.json", data)
+        _record_serial(self.root, problem, serial)
         return artifact
 
     def stage_of(self, problem: str, version: str) -> str:

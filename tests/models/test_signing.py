@@ -213,9 +213,12 @@ def test_a_version_copied_into_another_folder_is_refused(tmp_path):
         registry.get("fraud", "v2")
 
 
-def test_an_older_stages_file_put_back_is_refused_by_a_running_service(tmp_path):
+def test_an_older_stages_file_put_back_is_refused_also_after_a_restart(tmp_path, monkeypatch):
+    """A validly signed but older stages file (a replay) is refused: by a running
+    service, and by a new process on a host that has seen the newer promotion."""
     from framework.deploy.service.models import ModelCache
 
+    monkeypatch.setenv("LIFECYCLE_STATE_DIR", str(tmp_path / "state"))
     registry = _two_versions(tmp_path)
     registry.promote("fraud", "v1")
     stages_file = registry.root / "fraud" / "stages.json"
@@ -225,7 +228,15 @@ def test_an_older_stages_file_put_back_is_refused_by_a_running_service(tmp_path)
     assert cache.get("fraud").artifact.version == "v2"
     stages_file.write_bytes(older)  # validly signed, but older: a replay
     os.utime(stages_file, ns=(1, 1))  # a new mtime: the cache looks again
-    with pytest.raises(ArtifactError, match="went back from promotion 2 to 1"):
+    with pytest.raises(ArtifactError, match="is promotion 1, but this host has seen promotion 2"):
         cache.get("fraud")
-    registry.promote("fraud", "v1")  # a real promotion: serial 2 again, not below what it saw
+    restarted = Registry(registry.root)  # a new process, same host
+    with pytest.raises(ArtifactError, match="an older stages file was put back"):
+        restarted.get("fraud")
+    # another host (another state folder) has not seen promotion 2: it cannot tell
+    monkeypatch.setenv("LIFECYCLE_STATE_DIR", str(tmp_path / "elsewhere"))
+    assert Registry(registry.root).get("fraud").version == "v1"
+    monkeypatch.setenv("LIFECYCLE_STATE_DIR", str(tmp_path / "state"))
+    registry.promote("fraud", "v1")  # a real promotion after the replay: serial 3
+    assert json.loads(stages_file.read_text())["serial"] == 3
     assert cache.get("fraud").artifact.version == "v1"
