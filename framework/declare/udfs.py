@@ -5,7 +5,7 @@ function's source stored there (or, failing that, by unpickling its dill bytes):
 access to the registry (a file under ``data/``, or a PostgreSQL table) would be enough
 to run code in every process that reads it. ``guard()`` replaces that step, in this
 process, with a look-up: the view's transformation is the one the repo declares under
-the same project and name (``trust(project, views)`` records them when a repo's store
+the same project (when the stored view names one) and name (``trust(project, views)`` records them when a repo's store
 is opened). A registry entry no declaration matches is refused with an error naming it;
 nothing stored in the registry is executed or unpickled. A registry whose function
 text differs from the declaration (declarations changed since the last apply) is read
@@ -63,8 +63,11 @@ def _declared_transformation(cls: Any, proto: Any, skip_udf: bool = False) -> An
     if skip_udf:
         return None
     spec = proto.spec
-    with _LOCK:
-        candidates = list(_DECLARED.get((spec.project, spec.name), []))
+    with _LOCK:  # a SQL registry's protos may not carry their project: then by name
+        if spec.project:
+            candidates = list(_DECLARED.get((spec.project, spec.name), []))
+        else:
+            candidates = [v for (_, n), vs in _DECLARED.items() if n == spec.name for v in vs]
     text = _udf_text(proto)
     same = [
         v
