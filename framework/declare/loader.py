@@ -33,8 +33,14 @@ from framework.errors import FeatureRepoError
 __all__ = ["cached", "fingerprint", "importing", "repo_files"]
 
 _FORMAT = 1  # bump when the encoding changes
-_IGNORED = (".git", ".feastignore", ".venv", "**/.ipynb_checkpoints", "**/.pytest_cache")
-_IGNORED_TOO = ("**/__pycache__",)
+_IGNORED: tuple[str, ...] = (
+    ".git",
+    ".feastignore",
+    ".venv",
+    "**/.ipynb_checkpoints",
+    "**/.pytest_cache",
+    "**/__pycache__",
+)
 
 T = TypeVar("T")
 
@@ -51,7 +57,7 @@ def repo_files(root: Path) -> list[Path]:
     """The repo's Python files, sorted (what ``feast.repo_operations.get_repo_files``
     returns; ``tests/declare/test_repo.py`` compares the two)."""
     ignored: set[Path] = set()
-    for pattern in {*_feastignore(root), *_IGNORED, *_IGNORED_TOO}:
+    for pattern in {*_feastignore(root), *_IGNORED}:
         for match in root.glob(pattern):
             if match.is_file():
                 ignored.add(match.resolve())

@@ -202,17 +202,6 @@ def registry_state(repo_path: Path) -> bytes | None:
 
 TINY_REPOS = ROOT / "tests" / "example_repos"
 
-_TINY_YAML = """project: {project}
-provider: local
-registry: data/registry.db
-offline_store:
-  type: duckdb
-online_store:
-  type: sqlite
-  path: data/online_store.db
-entity_key_serialization_version: 3
-"""
-
 
 def newsletter_events(subscribers: int = 120, days: int = 150, seed: int = 0):
     """The newsletter's mail events: opens, clicks and unsubscribes of string-keyed
@@ -264,15 +253,16 @@ def newsletter_events(subscribers: int = 120, days: int = 150, seed: int = 0):
 def copy_tiny_repo(dest: Path, name: str = "newsletter", **data) -> Path:
     """A single-file repo of ``tests/example_repos/NAME.py`` in ``dest``, on the test
     profile's stores, with its generated data."""
-    dest.mkdir(parents=True, exist_ok=True)
+    from framework.declare.scaffold import init_repo
+
+    init_repo(dest)  # feature_store.yaml on the embedded stores, as `lifecycle init` writes it
     shutil.copy(TINY_REPOS / f"{name}.py", dest / f"{name}.py")
+    yaml = dest / "feature_store.yaml"
     if production():
         text = (EXAMPLE_REPO / "feature_store.production.yaml").read_text()
-        text = set_registry(set_project(text))
+        yaml.write_text(set_registry(set_project(text)))
     else:
-        text = set_project(_TINY_YAML)
-    (dest / "feature_store.yaml").write_text(text)
-    (dest / "data").mkdir(exist_ok=True)
+        yaml.write_text(set_project(yaml.read_text()))
     events = {"newsletter": newsletter_events}[name](**data)
     events.to_parquet(dest / "data" / "mail_events.parquet", index=False)
     return dest
