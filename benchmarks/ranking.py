@@ -67,7 +67,8 @@ def _prepare(users: int):
     registry = registry_of(repo)
     if not registry.versions("product_ranking"):
         run = run_training(repo, "product_ranking")
-        registry.promote("product_ranking", run.artifact.version)
+        # the benchmark times serving, whatever the gate thinks of this model
+        registry.promote("product_ranking", run.artifact.version, override="benchmark")
     events = pd.read_parquet(repo.data_dir / "product_events.parquet", columns=["event_timestamp"])
     end = events.event_timestamp.max()
     materialize(repo, end=end)

@@ -108,17 +108,27 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
         "event_days_until_holiday",
     ]
     click.echo(online[show].to_string(index=False))
+    from framework.errors import PromotionRefused
     from framework.models.registry import registry_of
     from framework.training.run import run_training
 
     cards: list[Path] = []
+    refused: dict[str, str] = {}
     for step, name in enumerate(sorted(repo.problems), start=6):
         header(f"{step}. Train, evaluate, register and promote: {name}")
         run = run_training(repo, name, progress=lambda m: click.echo(f"   {m}"))
         click.echo(run.result.to_text())
         click.echo("   " + _against_baseline(run.result, users))
-        registry_of(repo).promote(name, run.artifact.version)
         cards.append(run.artifact.path / "card.html")
+        try:
+            registry_of(repo).promote(name, run.artifact.version)
+        except PromotionRefused as exc:
+            refused[name] = str(exc).removeprefix("Not promoted: ").split(". To promote")[0]
+            click.echo(
+                f"   {name} {run.artifact.version} NOT promoted: the gate keeps the current "
+                f"policy ({refused[name]}); card: {run.artifact.path / 'card.html'}"
+            )
+            continue
         click.echo(
             f"   {name} {run.artifact.version} promoted to production; card: {run.artifact.path / 'card.html'}"
         )
@@ -133,7 +143,15 @@ def run(repo: FeatureRepo, users: int = 10_000) -> None:
     if "ranking_ab" in repo.experiments:
         step += 1
         header(f"{step}. Rank products: /rank, A/B test of the order by click-through rate")
-        _demo_ranking(repo)
+        problem = repo.experiment("ranking_ab").problem
+        if problem in refused:
+            click.echo(
+                f"   no A/B test: the gate kept the popularity order, because {refused[problem]}. "
+                "Served traffic with exploration would narrow the interval; `lifecycle demo "
+                "--full` has 10,000 users' lists."
+            )
+        else:
+            _demo_ranking(repo)
     header(f"{step + 1}. Monitor: a marketing change moves traffic from facebook to google")
     _demo_shift(repo, end)
     if repo.jobs:
@@ -387,9 +405,11 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
                 got = answer.json()
                 answers.append(got)
                 top = [item["product_id"] for item in got["ranked"]]
+                chance = [item.get("propensity") for item in got["ranked"]]
                 clicked = rng.random(len(top)) < truth.click_probability(int(user), top)
                 request = f"ab_{n}_{int(user)}"
-                for position, (product, hit) in enumerate(zip(top, clicked, strict=True), 1):
+                shown = zip(top, clicked, chance, strict=True)
+                for position, (product, hit, propensity) in enumerate(shown, 1):
                     seen = at + pd.Timedelta(seconds=1 + n * 600)
                     row = {
                         "user_id": int(user),
@@ -397,6 +417,7 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
                         "price": float(price[product]),
                         "request_id": request,
                         "position": position,
+                        "propensity": propensity,
                     }
                     shown_rows.append({**row, "event_type": "impression", "event_timestamp": seen})
                     if hit:

@@ -9,8 +9,10 @@
 - each purchase follows an add-to-cart (and one cart in three is abandoned),
   by a user who usually likes the product's category;
 - in the last 120 days, product lists: each request (``req_...``) shows a user
-  ``LIST_SIZE`` products, drawn and ordered by a noisy popularity (the product's
-  old ranking policy), as ``impression`` events with their ``position``; the user
+  ``LIST_SIZE`` products drawn by a noisy popularity and ordered by popularity (the
+  product's old ranking policy), except a share ``EXPLORE`` of the lists, shuffled
+  uniformly; ``impression`` events carry their ``position`` and ``propensity`` (the
+  probability the old policy had of putting that product at that position); the user
   clicks a product with a probability that falls with its position (position
   bias), rises with the product's appeal (which popularity only partly reflects),
   with the user's favourite category and, most, when the user carted or bought it
@@ -35,6 +37,7 @@ END = pd.Timestamp("2026-01-01", tz="UTC")
 DAY_US = 86_400 * 1_000_000
 LIST_DAYS = 120  # product lists (impressions and clicks) in the last days
 LIST_SIZE = 20
+EXPLORE = 0.2  # the share of the old policy's lists shuffled uniformly (exploration)
 BASE_CLICK = 0.12  # click probability at position 1 of an average product
 
 
@@ -134,6 +137,7 @@ def generate_catalogue(users: int, seed: int = 7) -> Catalogue:
     )
     frame["request_id"] = None
     frame["position"] = pd.array([None] * len(frame), dtype="Int64")
+    frame["propensity"] = np.nan
     taste = np.random.default_rng(11).choice(len(CATEGORIES), users)  # as in _events
     appeal = rng.lognormal(0.0, 0.6, n)
     appeal /= appeal.mean()
@@ -155,6 +159,7 @@ def generate_catalogue(users: int, seed: int = 7) -> Catalogue:
             "price",
             "request_id",
             "position",
+            "propensity",
         ]
     ]
     frame = frame.sort_values(["event_timestamp", "product_id"], kind="stable", ignore_index=True)
@@ -220,15 +225,27 @@ def _lists(
     user = rng.integers(1, users + 1, count)
     weight = popularity**0.7
     size = min(LIST_SIZE, n)
-    # the old policy: a noisy popularity draws the list and orders it
+    # the old policy: a noisy popularity draws the list, popularity orders it, and a
+    # share EXPLORE of the lists is shuffled uniformly instead
     noisy = np.log(weight)[None, :] + rng.gumbel(size=(count, n))
-    shown = np.argsort(-noisy, axis=1)[:, :size]
+    drawn = np.argsort(-noisy, axis=1)[:, :size]
+    by_popularity = np.take_along_axis(
+        drawn, np.argsort(-weight[drawn], axis=1, kind="stable"), axis=1
+    )
+    shuffle = np.argsort(rng.random((count, size)), axis=1)
+    explored = rng.random(count) < EXPLORE
+    shown = np.where(
+        explored[:, None], np.take_along_axis(by_popularity, shuffle, axis=1), by_popularity
+    )
     position = np.broadcast_to(np.arange(size), shown.shape)
+    # the probability the policy had of putting each shown product where it is
+    propensity = (1 - EXPLORE) * (shown == by_popularity) + EXPLORE / size
     rows = pd.DataFrame(
         {
             "user_id": np.repeat(user, size).astype(np.int64),
             "product": shown.ravel(),
             "position": position.ravel() + 1,
+            "propensity": propensity.ravel(),
             "t": np.repeat(t, size),
             "request": np.repeat(np.arange(count), size),
         }
@@ -252,6 +269,7 @@ def _lists(
             "price": price[rows["product"].to_numpy()],
             "request_id": [f"req_{r:06d}" for r in rows["request"]],
             "position": rows["position"].astype("Int64"),
+            "propensity": rows["propensity"].astype("float64"),
         }
     )
     clicks = base[clicked].copy()

@@ -43,7 +43,8 @@ product_events_source = FileSource(
     path=str(DATA / "product_events.parquet"),
     timestamp_field="event_timestamp",
     description="Catalogue events: user_id, product_id, event_timestamp, event_type, price; "
-    "impressions and clicks also carry request_id (the list) and position (1 = top).",
+    "impressions and clicks also carry request_id (the list), position (1 = top) and "
+    "propensity (the probability the ranking policy had of showing the product there).",
 )
 
 products_source = FileSource(
@@ -63,10 +64,12 @@ product_event_contract = SourceContract(
         "price": "float",
         "request_id": "string",
         "position": "int",
+        "propensity": "float",
     },
-    nullable=["request_id", "position"],  # only impressions and clicks are in a list
+    # only impressions and clicks are in a list
+    nullable=["request_id", "position", "propensity"],
     allowed={"event_type": ["impression", "click", "add_to_cart", "purchase"]},
-    ranges={"price": (0.0, None), "position": (1, None)},
+    ranges={"price": (0.0, None), "position": (1, None), "propensity": (0.0, 1.0)},
 )
 
 product_sales = WindowedFeatureView(
@@ -163,9 +166,15 @@ product_ranking = Problem(
     item="product_id",  # what is ranked; the rest of the keys (user_id) is the query
     feature_service="ranking_model_v1",
     popularity="product_clicks_count_28d",  # the baseline: most clicked first
-    metric="ndcg",
+    # each impression's position and the probability the policy had of putting the
+    # product there: the position-aware learner and the counterfactual CTR use them, and
+    # /rank shuffles 5% of its lists (and returns both) so that the logs keep them possible
+    position="position",
+    propensity="propensity",
+    exploration=0.05,
+    metric="ctr_cf",  # the CTR@10 each order would have earned on the logged lists
     top_k=10,
-    success_threshold=0.4,  # NDCG@10 on test (the popularity order scores about 0.35)
+    success_threshold=0.0,  # promotion asks more: a lift over popularity clear of zero
     categories={"category": CATEGORIES},
     tuning_budget=4,
     description="Which of the candidate products will this user click? Order them.",

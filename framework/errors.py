@@ -71,6 +71,11 @@ class ValidationError(DataError):
     """A training set (or a batch's scoring input) failed its validation suite."""
 
 
+class PromotionRefused(LifecycleError):
+    """A model's evidence does not support making it the production model (a ranking
+    whose counterfactual lift is not clear of zero); an override with a reason does."""
+
+
 class StoreError(LifecycleError, RuntimeError):
     """The offline or online store failed; the message says which and why."""
 

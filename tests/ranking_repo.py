@@ -73,9 +73,24 @@ front_page = Problem(
 """
 
 
+# with logged propensities the problem declares them (and explores 10% of /rank's lists)
+LOGGED_AT = '    group="page_view",\n'
+LOGGED = (
+    LOGGED_AT + '    position="position",\n    propensity="propensity",\n    exploration=0.1,\n'
+)
+
+
 def generate(
-    readers: int = 300, articles: int = 40, days: int = 40, per_day: int = 60, seed: int = 0
+    readers: int = 300,
+    articles: int = 40,
+    days: int = 40,
+    per_day: int = 60,
+    seed: int = 0,
+    explore: float | None = None,
 ) -> pd.DataFrame:
+    """The reads. ``explore``: None draws and orders each page by popularity at random (no
+    propensities logged); a share instead orders the drawn page by popularity and shuffles
+    that share of pages uniformly, logging each impression's ``propensity``."""
     rng = np.random.default_rng(seed)
     quality = rng.normal(0, 1, articles)
     shown_weight = np.exp(0.5 * quality + rng.normal(0, 1, articles))  # popularity != quality
@@ -89,18 +104,30 @@ def generate(
     for r, t in enumerate(times):
         user = int(rng.integers(1, readers + 1))
         shown = rng.choice(articles, 8, replace=False, p=shown_weight)
+        propensity = np.full(8, np.nan)
+        if explore is not None:
+            shown = shown[np.argsort(-shown_weight[shown], kind="stable")]
+            if rng.random() < explore:
+                shown = rng.permutation(shown)
+            best = shown_weight[shown] == np.sort(shown_weight[shown])[::-1]
+            propensity = (1 - explore) * best + explore / 8
         for pos, a in enumerate(shown):
-            rows.append((user, f"art_{a:03d}", int(t), "impression", f"pv{r}", pos + 1))
+            rows.append(
+                (user, f"art_{a:03d}", int(t), "impression", f"pv{r}", pos + 1, propensity[pos])
+            )
             p = bias[pos] * 0.35 / (1 + np.exp(-(quality[a] - 1.0)))
             if (user, a) in clicked:
                 p = min(1.0, 4 * p)
             if rng.random() < p:
                 clicked.add((user, a))
                 dt = int(rng.integers(1_000_000, 600_000_000))
-                rows.append((user, f"art_{a:03d}", int(t) + dt, "click", f"pv{r}", pos + 1))
-    frame = pd.DataFrame(
-        rows, columns=["reader_id", "article_id", "ts", "kind", "page_view", "position"]
-    )
+                rows.append(
+                    (user, f"art_{a:03d}", int(t) + dt, "click", f"pv{r}", pos + 1, propensity[pos])
+                )
+    columns = ["reader_id", "article_id", "ts", "kind", "page_view", "position", "propensity"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if explore is None:
+        frame = frame.drop(columns="propensity")
     frame["ts"] = pd.to_datetime(frame["ts"], unit="us", utc=True).astype("datetime64[us, UTC]")
     return frame.sort_values("ts", kind="stable", ignore_index=True)
 
@@ -117,5 +144,6 @@ def write_ranking_repo(dest: Path, **kw) -> Path:
     text = (EXAMPLE_REPO / name).read_text()
     text = set_registry(set_project(text)) if production() else set_project(text, "news")
     (dest / "feature_store.yaml").write_text(text)
-    (dest / "repo.py").write_text(REPO_PY)
+    logged = kw.get("explore") is not None
+    (dest / "repo.py").write_text(REPO_PY.replace(LOGGED_AT, LOGGED) if logged else REPO_PY)
     return dest

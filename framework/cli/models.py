@@ -44,11 +44,23 @@ def models_list(obj: Context, problem: str | None) -> None:
 @models.command("promote")
 @click.argument("problem")
 @click.argument("version")
+@click.option(
+    "--override",
+    metavar="REASON",
+    default=None,
+    help="Promote although the gate refuses (a ranking without a counterfactual lift clear "
+    "of zero); the reason is recorded beside the promotion.",
+)
 @pass_ctx
-def models_promote(obj: Context, problem: str, version: str) -> None:
-    """Make VERSION (e.g. v3) the production model of PROBLEM."""
+def models_promote(obj: Context, problem: str, version: str, override: str | None) -> None:
+    """Make VERSION (e.g. v3) the production model of PROBLEM.
+
+    A ranking is promoted only when its counterfactual CTR beats the popularity order's
+    with a 95% interval clear of zero (see its card); --override "reason" promotes it
+    anyway and records why."""
     from framework.models.registry import registry_of
 
     obj.repo.problem(problem)
-    artifact = registry_of(obj.repo).promote(problem, version)
-    click.echo(f"{problem} {artifact.version} is now in production.")
+    artifact = registry_of(obj.repo).promote(problem, version, override=override)
+    note = f" (override recorded: {override})" if override else ""
+    click.echo(f"{problem} {artifact.version} is now in production{note}.")

@@ -17,7 +17,10 @@ A ``Problem`` is declared in Python inside the feature repo (for example
 A ranking (``task="ranking"``) also names ``group`` (the spine column of the list
 each observation was shown in), ``item`` (the ranked keys) and ``popularity`` (the
 feature whose order is its baseline); its observations are impressions
-(``EventSpine``) and it is judged per list (NDCG, MAP, CTR at ``top_k``).
+(``EventSpine``) and it is judged per list (NDCG, MAP, CTR at ``top_k``). With the
+impressions' ``position`` and ``propensity`` declared, it learns position-aware and is
+also judged by the CTR its order would have earned (a counterfactual estimate), and
+``exploration`` shuffles that share of ``/rank``'s lists to make such estimates possible.
 
 Labels look forward from each observation time t, over (t, t + horizon]
 (``NoEvents``, ``AnyEvent``, ``Count``, ``Sum``, ``Mean`` of any event source,
@@ -147,6 +150,13 @@ class Problem:
     item: str | tuple[str, ...] | None = None
     top_k: int = 10
     popularity: str | None = None
+    # ranking, position-aware: the spine columns holding each impression's 1-based
+    # position in its list and the logging policy's probability of having put the item
+    # there (its propensity; logged by the product from /rank's answer), and the share of
+    # /rank's lists shuffled uniformly so that other orders can be evaluated from the logs
+    position: str | None = None
+    propensity: str | None = None
+    exploration: float = 0.0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -249,7 +259,7 @@ class Problem:
     @property
     def models(self) -> tuple[str, ...]:
         """The candidates to compare (all of the task's when none are declared); baseline first."""
-        chosen = self.candidates or self.kind.candidates
+        chosen = self.candidates or self.kind.default_candidates(self)
         return ("baseline", *[c for c in chosen if c != "baseline"])
 
     @property

@@ -336,10 +336,23 @@ class Registry:
         _write_json(path / "model.json", data)
         return ModelArtifact(path, ModelMeta.from_json(data))
 
-    def promote(self, problem: str, version: str) -> ModelArtifact:
-        """Make ``version`` the production model (the previous one becomes archived)."""
+    def promote(self, problem: str, version: str, *, override: str | None = None) -> ModelArtifact:
+        """Make ``version`` the production model (the previous one becomes archived).
+
+        A kind with a promotion gate (a ranking: a counterfactual CTR lift clear of zero)
+        refuses a model its evidence does not support, unless ``override`` gives the
+        reason to promote it anyway; the override is recorded in the signed stages file."""
+        from framework.errors import PromotionRefused
+        from framework.tasks import task_of
+
         artifact = self.get(problem, version)
         artifact.load_model()  # refuse to promote a changed artifact
+        refusal = task_of(artifact.meta.task).promotion_refusal(artifact.meta)
+        if refusal and not (override and override.strip()):
+            raise PromotionRefused(
+                f"Not promoted: {refusal}. To promote it anyway, give the reason: "
+                f'`lifecycle models promote {problem} {version} --override "why"`.'
+            )
         try:
             stages = self.stages(problem)
         except ArtifactError:
@@ -358,6 +371,8 @@ class Registry:
             "dataset": artifact.meta.dataset.get("hash"),
             "history": history,
         }
+        if refusal:
+            data["override"] = {"version": version, "reason": str(override), "refused": refusal}
         data[SIGNATURE_FIELD] = sign(data)
         _write_json(self._problem_dir(problem) / "stages.json", data)
         _record_serial(self.root, problem, serial)

@@ -117,6 +117,7 @@ def retrain(
         "end": window[TIMESTAMP].max().isoformat(),
     }
     champion_score = None
+    paired = None
     if champion is not None:
         say(f"scoring champion {champion.version} on the same window")
         rows = window[[*declared.keys, TIMESTAMP]].reset_index(drop=True)
@@ -132,9 +133,20 @@ def retrain(
         champion_score = float(
             kind.evaluate(y, scores, threshold, run.result.classes, **context)[metric]
         )
+        paired = kind.gate_lift(y, run.result.test_scores, scores, context)
     margin = float(declared.margin)
-    if champion_score is None:
+    refusal = declared.kind.promotion_refusal(challenger.meta)
+    if refusal:
+        promoted, reason = False, refusal
+    elif champion_score is None:
         promoted, reason = True, "there is no production model yet"
+    elif paired is not None:  # a ranking with propensities: its lift must clear the margin
+        promoted = paired.low > margin
+        reason = (
+            f"the challenger's counterfactual CTR lift over the champion is "
+            f"{paired.value:+.4f} (95% CI {paired.low:+.4f} to {paired.high:+.4f}): "
+            f"{'clear of' if promoted else 'not clear of'} the margin {margin:g}"
+        )
     else:
         gain = (
             challenger_score - champion_score

@@ -61,11 +61,34 @@ class Task:
     def check(self, problem: Any) -> None:
         """Refusals beyond the label, spine, metric and candidates (which ``Problem``
         checks against the attributes above)."""
-        if problem.group or problem.item or problem.popularity:
+        if (
+            problem.group
+            or problem.item
+            or problem.popularity
+            or problem.position
+            or problem.propensity
+            or problem.exploration
+        ):
             raise FeatureRepoError(
-                f"Problem {problem.name!r}: group=, item= and popularity= belong to a ranking "
-                "(task='ranking')."
+                f"Problem {problem.name!r}: group=, item=, popularity=, position=, "
+                "propensity= and exploration= belong to a ranking (task='ranking')."
             )
+
+    def promotion_refusal(self, meta: Any) -> str | None:
+        """Why the evidence in ``meta`` does not support promoting the model (None: it
+        does; a kind that has no such gate always answers None)."""
+        return None
+
+    def gate_lift(
+        self, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, context: dict
+    ) -> Any:
+        """A paired estimate of the challenger's gain over the champion with an interval
+        (``.value``, ``.low``, ``.high``), for a kind whose gate asks for one; else None."""
+        return None
+
+    def default_candidates(self, problem: Any) -> tuple[str, ...]:
+        """The candidates compared when the problem declares none."""
+        return self.candidates
 
     def spec(self, problem: Any) -> dict[str, Any]:
         """What a problem of this kind adds to its stored description."""

@@ -2,10 +2,17 @@
 (``observations = "lists"``: one impression each, ``Problem.group`` names the list), it
 is judged per list (NDCG, MAP and CTR at ``top_k``) against the popularity order, and
 served by ``POST /rank``. LambdaRank learns from the lists; a pointwise classifier learns
-label > 0."""
+label > 0.
+
+With the impressions' ``position`` declared, ``lightgbm_position`` learns the clicks'
+position bias (unbiased LambdaMART); with their ``propensity`` too, every order is also
+judged by the CTR at ``top_k`` it would have earned on the logged lists (a counterfactual
+estimate, ``framework.tasks.counterfactual``: ``ctr_cf`` with its interval, and its lift
+over the popularity order), which the promotion gate asks for."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -14,7 +21,7 @@ import pandas as pd
 import framework.tasks.estimators as estimators
 from framework.common import html
 from framework.common.columns import LABEL, TIMESTAMP
-from framework.errors import FeatureRepoError
+from framework.errors import DataError, FeatureRepoError
 from framework.tasks.base import Task
 from framework.tasks.binary import positive_facts, refuse_few_positives
 from framework.tasks.lists import TIE_SEED, group_sizes, ranking_metrics, search_ranker
@@ -23,7 +30,9 @@ __all__ = ["RANKING_METRICS", "RankingTask"]
 
 # at the problem's top_k, over each list (request): NDCG, mean average precision and the
 # offline click-through rate of the top k (positives among them / k)
-RANKING_METRICS = ("ndcg", "map", "ctr")
+# and ``ctr_cf``: the counterfactual CTR at top_k (needs logged positions and propensities)
+RANKING_METRICS = ("ndcg", "map", "ctr", "ctr_cf")
+POSITION_CANDIDATE = "lightgbm_position"
 
 
 def _grades(y: np.ndarray) -> np.ndarray:
@@ -37,7 +46,7 @@ class RankingTask(Task):
     metrics = RANKING_METRICS
     # the baseline orders by the popularity feature; lightgbm is LambdaRank (listwise,
     # by request), logistic_regression a pointwise classifier of the label
-    candidates = ("baseline", "lightgbm", "logistic_regression")
+    candidates = ("baseline", "lightgbm", POSITION_CANDIDATE, "logistic_regression")
     label_types = ("AnyEvent", "Count", "LabelTable")
     spine_types = ("EventSpine", "TableSpine")
     observations = "lists"
@@ -54,6 +63,35 @@ class RankingTask(Task):
                     "the feature whose order is the popularity baseline (popularity); e.g. "
                     f"{example}."
                 )
+        for name in ("position", "propensity"):
+            value = getattr(problem, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise FeatureRepoError(
+                    f"Problem {problem.name!r}: {name}= names a spine column; got {value!r}."
+                )
+        if problem.propensity and not problem.position:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: propensity= needs position= too (the position "
+                "each impression was shown at, e.g. position='position')."
+            )
+        if POSITION_CANDIDATE in problem.candidates and not problem.position:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: candidate {POSITION_CANDIDATE!r} learns from the "
+                "impressions' positions: declare position='<the column>'."
+            )
+        if problem.metric == "ctr_cf" and not problem.propensity:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: metric='ctr_cf' is estimated from logged "
+                "propensities: declare position= and propensity= (see exploration=)."
+            )
+        explore = problem.exploration
+        if isinstance(explore, bool) or not isinstance(explore, int | float):
+            raise FeatureRepoError(f"Problem {problem.name!r}: exploration must be a share.")
+        if not 0 <= explore <= 0.5:
+            raise FeatureRepoError(
+                f"Problem {problem.name!r}: exploration={explore!r} is the share of /rank's "
+                "lists shuffled: between 0 (off) and 0.5; a few percent is typical."
+            )
         top_k = problem.top_k
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise FeatureRepoError(f"Problem {problem.name!r}: top_k must be an integer >= 1.")
@@ -72,10 +110,19 @@ class RankingTask(Task):
             "item": list(problem.item_keys),
             "top_k": problem.top_k,
             "popularity": problem.popularity,
+            "position": problem.position,
+            "propensity": problem.propensity,
+            "exploration": float(problem.exploration),
         }
 
+    def default_candidates(self, problem: Any) -> tuple[str, ...]:
+        """The position-aware learner only where positions are logged."""
+        if problem.position:
+            return self.candidates
+        return tuple(c for c in self.candidates if c != POSITION_CANDIDATE)
+
     def row_columns(self, problem: Any) -> list[str]:
-        return [str(problem.group)]
+        return [str(c) for c in (problem.group, problem.position, problem.propensity) if c]
 
     def sort_columns(self, problem: Any) -> list[str]:
         return [TIMESTAMP, str(problem.group)]  # each list contiguous
@@ -84,15 +131,33 @@ class RankingTask(Task):
         """Each row's list, beside the model's inputs (cheap to copy)."""
         ids = part[str(problem.group)].to_numpy()
         x.attrs["groups"] = pd.factorize(ids)[0].astype(np.int64)
+        if problem.position:
+            position = pd.to_numeric(part[str(problem.position)], errors="coerce")
+            if position.isna().any() or (position < 1).any():
+                raise DataError(
+                    f"Problem {problem.name!r}: {int(position.isna().sum()):,} impressions "
+                    f"have no {problem.position!r} and {int((position < 1).sum()):,} one below "
+                    "1; every impression needs its 1-based position in its list."
+                )
+            x.attrs["positions"] = position.to_numpy(dtype=np.int64)
+        if problem.propensity:
+            x.attrs["propensities"] = pd.to_numeric(
+                part[str(problem.propensity)], errors="coerce"
+            ).to_numpy(dtype="float64")
 
     def evaluation_context(
         self, problem: Any, xs: dict[str, pd.DataFrame], ys: dict[str, np.ndarray], part: str
     ) -> dict[str, Any]:
-        return {"groups": xs[part].attrs["groups"], "k": problem.top_k}
+        return _context(problem, xs[part])
 
     def estimator(self, name: str, seed: int = 0) -> Any:
         if name == "lightgbm":
             return estimators.lightgbm("ranker", seed)
+        if name == POSITION_CANDIDATE:
+            from framework.common.threads import thread_count
+            from framework.tasks.position_ranker import PositionAwareRanker
+
+            return PositionAwareRanker(random_state=seed, n_jobs=thread_count())
         return estimators.classifier(name, seed)
 
     def pipeline(self, name: str, x: pd.DataFrame, seed: int, problem: Any) -> Any:
@@ -113,6 +178,13 @@ class RankingTask(Task):
             return pipe.fit(x, y)
         if name == "lightgbm":
             return pipe.fit(x, _grades(y), model__group=group_sizes(groups))
+        if name == POSITION_CANDIDATE:
+            return pipe.fit(
+                x,
+                _grades(y),
+                model__group=group_sizes(groups),
+                model__position=x.attrs["positions"],
+            )
         return pipe.fit(x, (np.asarray(y, dtype="float64") > 0).astype(np.int64))
 
     def tune(
@@ -148,7 +220,9 @@ class RankingTask(Task):
         if groups is None:
             raise ValueError("a ranking is evaluated per list: pass groups=")
         k = int(context.get("k", 10))
-        return ranking_metrics(np.asarray(y, dtype=float), np.asarray(score), groups, k)
+        y = np.asarray(y, dtype=float)
+        metrics = ranking_metrics(y, np.asarray(score), groups, k)
+        return {**metrics, **counterfactual_metrics(y, score, groups, k, context)}
 
     def test_rows(self, result: Any, problem: Any) -> pd.DataFrame | None:
         test = result.split.test
@@ -169,11 +243,20 @@ class RankingTask(Task):
     def check_label_facts(self, problem: Any, label: dict[str, Any]) -> None:
         refuse_few_positives(problem, label)
 
+    def text_rows(self, result: Any) -> list[str]:
+        return ["  " + line for line in counterfactual_lines(result.test, result.problem.top_k)]
+
     def card_section(self, meta: Any, rows: pd.DataFrame | None) -> str:
-        """The positive rate at each rank of the top k on test, in the model's order and in
-        the popularity order (``rows``: group, label, score, popularity)."""
+        """The counterfactual CTR (or why there is none), and the positive rate at each
+        rank of the top k on test, in the model's order and in the popularity order
+        (``rows``: group, label, score, popularity)."""
+        k = int(rows.attrs.get("k", 10)) if rows is not None else 10
+        lines = counterfactual_lines(meta.metrics.get("test", {}), k)
+        estimate = "<h2>Counterfactual CTR (test)</h2>" + "".join(
+            f"<p>{escape(line)}</p>" for line in lines
+        )
         if rows is None:
-            return ""
+            return estimate
         plt = html.pyplot()
         k = int(rows.attrs.get("k", 10))
         tie = np.random.default_rng(TIE_SEED).random(len(rows))
@@ -195,8 +278,10 @@ class RankingTask(Task):
             f"The share of positives at each rank of the top {k} of the test lists, in the "
             "model's order and in the popularity order (the baseline)"
         )
-        return "<h2>Ranking (test)</h2>" + html.figure(
-            "Positive rate by rank", html.png(fig), caption
+        return (
+            estimate
+            + "<h2>Ranking (test)</h2>"
+            + html.figure("Positive rate by rank", html.png(fig), caption)
         )
 
     def route_hint(self, name: str) -> str:
@@ -223,8 +308,154 @@ class RankingTask(Task):
         return ranking_metrics(y.astype(float), score, lists, k)
 
     def gate_context(self, problem: Any, window: pd.DataFrame, train: pd.DataFrame) -> dict:
-        """Judged per list, as the challenger was."""
-        return {
-            "groups": pd.factorize(window[str(problem.group)].to_numpy())[0],
-            "k": problem.top_k,
-        }
+        """Judged per list, as the challenger was (with its logged positions and
+        propensities when declared)."""
+        x = window.copy()
+        self.annotate(x, window, problem)
+        return _context(problem, x)
+
+    def promotion_refusal(self, meta: Any) -> str | None:
+        """A ranking is promoted on a counterfactual CTR lift over the popularity order
+        whose 95% interval is clear of zero; without logged propensities the offline
+        metrics are biased by the logging policy and do not suffice."""
+        test = meta.metrics.get("test", {})
+        value = test.get("ctr_cf")
+        if value is None or not np.isfinite(value) or "ctr_cf_lift_low" not in test:
+            return (
+                f"{meta.problem} {meta.version} has no counterfactual CTR estimate (no "
+                "logged propensities): its offline metrics are biased by the logging "
+                "policy's order. Log each impression's position and propensity and declare "
+                "position=, propensity= and exploration= on the problem"
+            )
+        if not test["ctr_cf_lift_low"] > 0:
+            return (
+                f"{meta.problem} {meta.version}'s counterfactual CTR lift over the popularity "
+                f"order is {test['ctr_cf_lift']:+.4f} (95% CI {test['ctr_cf_lift_low']:+.4f} to "
+                f"{test['ctr_cf_lift_high']:+.4f}): not clear of zero"
+            )
+        return None
+
+    def gate_lift(
+        self, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, context: dict
+    ) -> Any:
+        """The challenger's counterfactual CTR lift over the champion, paired per list."""
+        from framework.tasks.counterfactual import compare_policies, target_ranks
+
+        position, propensity = context.get("positions"), context.get("propensities")
+        if position is None or propensity is None:
+            return None
+        groups = np.asarray(context["groups"])
+        valid = np.isfinite(propensity) & (propensity > 0) & (propensity <= 1)
+        keep = ~np.isin(groups, np.unique(groups[~valid]))
+        if not keep.any():
+            return None
+        g = groups[keep]
+        return compare_policies(
+            (np.asarray(y, dtype=float)[keep] > 0).astype("float64"),
+            np.asarray(position)[keep],
+            propensity[keep],
+            target_ranks(np.asarray(challenger, dtype=float)[keep], g),
+            target_ranks(np.asarray(champion, dtype=float)[keep], g),
+            g,
+            int(context["k"]),
+        )
+
+
+def _context(problem: Any, x: pd.DataFrame) -> dict[str, Any]:
+    """A part's lists and k, with the logged positions and propensities and the
+    popularity order's scores when the problem declares them."""
+    out: dict[str, Any] = {
+        "groups": x.attrs["groups"],
+        "k": problem.top_k,
+        "exploration": float(problem.exploration),
+    }
+    for name in ("positions", "propensities"):
+        if name in x.attrs:
+            out[name] = x.attrs[name]
+    if "propensities" in out and problem.popularity in x:
+        values = pd.to_numeric(x[str(problem.popularity)], errors="coerce")
+        out["baseline"] = np.nan_to_num(values.to_numpy(dtype="float64"), nan=0.0)
+    return out
+
+
+def counterfactual_metrics(
+    y: np.ndarray, score: np.ndarray, groups: np.ndarray, k: int, context: dict[str, Any]
+) -> dict[str, float]:
+    """The counterfactual CTR at k of the order ``score`` gives each logged list (SNIPS,
+    with its 95% interval and support), the logging policy's own CTR at k, and the lift
+    over the popularity order (paired per list); ``ctr_cf`` is NaN without propensities.
+    Lists with an impression lacking a propensity are left out (``ctr_cf_lists`` counts
+    the lists used)."""
+    from framework.tasks.counterfactual import (
+        compare_policies,
+        estimate_ctr,
+        estimate_shuffled_ctr,
+        target_ranks,
+    )
+
+    position, propensity = context.get("positions"), context.get("propensities")
+    if position is None or propensity is None:
+        return {"ctr_cf": float("nan")}
+    groups = np.asarray(groups)
+    valid = np.isfinite(propensity) & (propensity > 0) & (propensity <= 1)
+    bad_lists = np.unique(groups[~valid])
+    keep = ~np.isin(groups, bad_lists)
+    if not keep.any():
+        return {"ctr_cf": float("nan"), "ctr_cf_lists": 0.0}
+    clicks = (np.asarray(y, dtype=float)[keep] > 0).astype("float64")
+    g, pos, prop = groups[keep], np.asarray(position)[keep], propensity[keep]
+    rank = target_ranks(np.asarray(score, dtype=float)[keep], g)
+    est = estimate_ctr(clicks, pos, prop, rank, g, k)
+    logged = estimate_ctr(clicks, pos, np.ones(len(pos)), pos, g, k, "ips")
+    shuffled = estimate_shuffled_ctr(clicks, pos, prop, g, k)
+    out = {
+        "ctr_cf_shuffled": shuffled.value,
+        "ctr_cf": est.value,
+        "ctr_cf_low": est.low,
+        "ctr_cf_high": est.high,
+        "ctr_cf_support": est.support,
+        "ctr_cf_lists": float(est.lists),
+        "ctr_logged": logged.value,
+    }
+    # exploring a share of the lists shows them shuffled: its expected cost in CTR
+    out["exploration_cost"] = float(context.get("exploration", 0.0)) * (est.value - shuffled.value)
+    baseline = context.get("baseline")
+    if baseline is not None:
+        base_rank = target_ranks(np.asarray(baseline, dtype=float)[keep], g)
+        lift = compare_policies(clicks, pos, prop, rank, base_rank, g, k)
+        out.update(
+            {"ctr_cf_lift": lift.value, "ctr_cf_lift_low": lift.low, "ctr_cf_lift_high": lift.high}
+        )
+    return out
+
+
+def counterfactual_lines(metrics: dict[str, Any], k: int) -> list[str]:
+    """What the counterfactual estimate says, for the comparison table and the card."""
+    value = metrics.get("ctr_cf", float("nan"))
+    if value is None or not np.isfinite(value):
+        return [
+            "Counterfactual CTR: not estimated. Without the logging policy's propensities the "
+            "offline metrics (NDCG, MAP, CTR) are biased by its order: they reward imitating "
+            "it. Log each impression's position and propensity (/rank returns both when the "
+            "problem declares exploration=) and declare position= and propensity=."
+        ]
+    lines = [
+        f"Counterfactual CTR@{k} (self-normalized IPS over {int(metrics['ctr_cf_lists']):,} "
+        f"logged lists): {value:.4f} (95% CI {metrics['ctr_cf_low']:.4f} to "
+        f"{metrics['ctr_cf_high']:.4f}); the logging policy earned {metrics['ctr_logged']:.4f}; "
+        f"support {metrics['ctr_cf_support']:.0%} of the top-{k} slots."
+    ]
+    if metrics.get("exploration_cost") is not None and "ctr_cf_shuffled" in metrics:
+        lines.append(
+            f"A uniformly shuffled list would earn {metrics['ctr_cf_shuffled']:.4f}: exploring "
+            f"the declared share of /rank's lists costs about {metrics['exploration_cost']:.4f} "
+            "CTR."
+        )
+    if "ctr_cf_lift" in metrics:
+        clear = metrics["ctr_cf_lift_low"] > 0
+        lines.append(
+            f"Lift over the popularity order: {metrics['ctr_cf_lift']:+.4f} (95% CI "
+            f"{metrics['ctr_cf_lift_low']:+.4f} to {metrics['ctr_cf_lift_high']:+.4f}): "
+            + ("clear of zero." if clear else "not clear of zero: promotion asks for more.")
+        )
+    return lines

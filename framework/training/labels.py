@@ -60,6 +60,12 @@ def _keys(problem: Problem) -> tuple[str, ...]:
     return problem.keys
 
 
+def _logged_columns(problem: Problem) -> list[str]:
+    """The spine columns an observation carries beside its keys and time: a ranking's
+    list (``group``), and the position and propensity it was shown with when declared."""
+    return [str(c) for c in (problem.group, problem.position, problem.propensity) if c]
+
+
 def _k(n: int, alias: str = "") -> str:
     """The key columns k0..k{n-1} (of ``alias``), comma-separated."""
     return ", ".join(f"{alias}k{j}" for j in range(n))
@@ -147,14 +153,16 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
                 if isinstance(spine, EventSpine) and spine.where
                 else "TRUE"
             )
-            group = f", {_ident(problem.group)} AS g" if problem.group else ""
+            logged = _logged_columns(problem)
+            carried = "".join(f", {_ident(c)} AS g{j}" for j, c in enumerate(logged))
             con.execute(
-                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c{group}, "
+                f"CREATE TEMP TABLE spine AS SELECT {_k(n)}, t AS c{carried}, "
                 f"row_number() OVER () AS i FROM act WHERE ({cond}) AND t <= {stop}"
             )
             shift = 1 if isinstance(spine, EventSpine) else 0
-            if problem.group:  # the list each observation was shown in (a ranking)
-                return con.execute("SELECT i, g FROM spine").df()
+            if logged:  # the list each observation was shown in (a ranking), its position
+                names = ", ".join(f"g{j}" for j in range(len(logged)))
+                return con.execute(f"SELECT i, {names} FROM spine").df()
         return None
 
     if isinstance(label, LabelTable):
@@ -163,9 +171,9 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
         frame, groups = _labelled(problem, events_path, make_spine)
         if groups is not None:
             frame = frame.merge(groups, on="i", how="left", validate="one_to_one")
-            if frame["g"].isna().any():
+            if frame["g0"].isna().any():
                 raise DataError(
-                    f"Problem {problem.name!r}: {int(frame['g'].isna().sum()):,} observations "
+                    f"Problem {problem.name!r}: {int(frame['g0'].isna().sum()):,} observations "
                     f"have no {problem.group!r} (the list they were shown in); every row of "
                     "the spine needs one."
                 )
@@ -190,7 +198,11 @@ def build_observations(problem: Problem, events_path: str | None = None) -> pd.D
                 "datetime64[us, UTC]"
             ),
             **({HORIZON: frame["h"].astype("int64").to_numpy()} if "h" in frame else {}),
-            **({str(problem.group): frame["g"].to_numpy()} if "g" in frame else {}),
+            **{
+                column: frame[f"g{j}"].to_numpy()
+                for j, column in enumerate(_logged_columns(problem))
+                if f"g{j}" in frame
+            },
             "label": _typed_label(problem, frame["label"]),
         }
     )

@@ -8,11 +8,17 @@ them and answers the top ``k`` with their scores and ranks. The policy
 ``popularity`` (an experiment's arm) orders by the problem's popularity feature
 instead of a model, and ``none`` keeps the order given. The shown items are logged (one prediction-log row each, with
 the arm), which is what an experiment's report counts as exposures.
+
+A problem that declares ``exploration`` (a share) has that share of its answers shuffled
+uniformly (the same top ``k``, in random order), and every answer gives each shown item
+its ``propensity``: the probability this policy had of putting it at its rank given the
+items shown, ``(1 - share) * [the policy's own rank] + share / shown``. The product logs
+it with the impression; the counterfactual estimates of later models read it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +46,8 @@ class Ranker:
     models: ModelCache
     read_features: ReadFeatures
     max_candidates: int = MAX_CANDIDATES
+    # the exploration's coin and shuffles (a seeded generator in tests)
+    _random: np.random.Generator = field(default_factory=np.random.default_rng)
 
     async def __call__(self, body: Any) -> tuple[dict[str, Any], Pending]:
         problem = self._problem(body.problem)
@@ -70,7 +78,9 @@ class Ranker:
                     f"Experiment {experiment.name!r} on ranking {problem.name!r} must split "
                     f"by the query's keys {list(problem.query_keys)} (unit=...), not {list(unit)}."
                 )
-            arm = assign(experiment.salt_text, [entity_text([user[u] for u in unit])])[0]
+            arm = assign(
+                experiment.salt_text, [entity_text([user[u] for u in unit])], experiment.split
+            )[0]
             policy = experiment.policy(arm)
         loaded = self.models.get(problem.name)  # the production model: its feature service
         model = self._model(problem.name, policy, loaded)
@@ -85,6 +95,17 @@ class Ranker:
         else:
             scores = np.asarray(score(model.artifact.meta, model.model, features)[0], dtype=float)
         order = np.argsort(-scores, kind="stable")[:k]  # ties: the order given
+        share = float(problem.exploration)
+        explored = share > 0 and bool(self._random.random() < share)
+        propensity = (1 - share) + share / max(len(order), 1)
+        if explored:
+            shuffled = self._random.permutation(len(order))
+            own = np.arange(len(order))
+            # the policy's own rank keeps its chance; any other has only the shuffle's
+            chance = np.where(shuffled == own, propensity, share / len(order))
+            order = order[shuffled]
+        else:
+            chance = np.full(len(order), propensity)
         version = model.artifact.version if model else policy
         ranked = []
         for rank, i in enumerate(order, start=1):
@@ -92,6 +113,8 @@ class Ranker:
             item["rank"] = rank
             if policy != "none":
                 item["score"] = float(scores[i])
+            if share > 0:
+                item["propensity"] = float(chance[rank - 1])
             ranked.append(item)
         status = features["feature_status"].tolist()
         logged = [
@@ -116,6 +139,8 @@ class Ranker:
         }
         if arm is not None:
             answer["arm"] = arm
+        if share > 0:
+            answer["explored"] = explored
         return answer, [(logged, shown, used.artifact.meta.features)]
 
     def _problem(self, name: str) -> Problem:

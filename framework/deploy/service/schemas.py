@@ -139,6 +139,11 @@ class RankedItem(BaseModel):
     score: float | None = Field(
         default=None, description="The model's score (or the popularity feature's value)."
     )
+    propensity: float | None = Field(
+        default=None,
+        description="With exploration declared: the probability the policy had of putting "
+        "this item at this rank, given the items shown (log it with the impression).",
+    )
     model_config = {"extra": "allow"}  # the item's keys
 
 
@@ -147,6 +152,10 @@ class RankResponse(BaseModel):
     model_version: str = Field(description="The model version, or 'popularity' / 'none'.")
     ranked: list[RankedItem] = Field(description="The top k candidates, best first.")
     arm: str | None = Field(default=None, description="The experiment arm of the user.")
+    explored: bool | None = Field(
+        default=None,
+        description="With exploration declared: whether this list was shuffled uniformly.",
+    )
 
 
 def _json_integer(value: Any) -> Any:

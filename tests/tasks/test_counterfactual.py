@@ -1,0 +1,122 @@
+"""The counterfactual CTR estimators: against hand computations on tiny logs, and their
+intervals' coverage of the true expected CTR of three fixed policies on a domain whose
+click model is known (tests/tasks/click_model.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from framework.tasks.counterfactual import compare_policies, estimate_ctr, target_ranks
+from tests.tasks import click_model as cm
+
+# two lists: A of 3 items (k = 2 slots), B of 2 items
+TINY = {
+    "lists": np.array(["A", "A", "A", "B", "B"]),
+    "clicks": np.array([1, 0, 1, 0, 1]),
+    "position": np.array([1, 2, 3, 1, 2]),
+    "propensity": np.array([0.8, 0.5, 0.1, 0.9, 0.25]),
+}
+
+
+def test_ips_and_snips_match_a_hand_computation():
+    # the target puts A's third item first, its first second; keeps B's order
+    rank = np.array([2, 3, 1, 1, 2])
+    args = (TINY["clicks"], TINY["position"], TINY["propensity"], rank, TINY["lists"], 2)
+    # A: no item sits at the target's rank in the top 2 -> R = 0, M = 0
+    # B: both match: R = (0/0.9 + 1/0.25) / 2 = 2, M = (1/0.9 + 1/0.25) / 2
+    m_b = (1 / 0.9 + 1 / 0.25) / 2
+    ips = estimate_ctr(*args, estimator="ips")
+    assert ips.value == pytest.approx((0 + 2.0) / 2, abs=1e-12)
+    r = np.array([0.0, 2.0])
+    se = np.std(r - 1.0, ddof=1) / np.sqrt(2)
+    assert ips.stderr == pytest.approx(se, abs=1e-12)
+    assert ips.low == pytest.approx(1.0 - 1.959963984540054 * se, abs=1e-12)
+    snips = estimate_ctr(*args, estimator="snips")
+    m = np.array([0.0, m_b])
+    value = r.sum() / m.sum()
+    assert snips.value == pytest.approx(value, abs=1e-12)
+    influence = (r - value * m) / m.mean()
+    assert snips.stderr == pytest.approx(np.std(influence, ddof=1) / np.sqrt(2), abs=1e-12)
+    assert snips.support == pytest.approx(2 / 4, abs=1e-12)  # 2 of 4 top-2 slots matched
+
+
+def test_the_logging_order_is_estimated_by_its_own_clicks():
+    rank = TINY["position"]  # the logged order itself
+    got = estimate_ctr(TINY["clicks"], rank, np.ones(5), rank, TINY["lists"], 2, "ips")
+    # A: clicks at positions 1, 2 = 1 of 2 slots; B: 1 of 2 -> 0.5 each
+    assert got.value == pytest.approx(0.5, abs=1e-12)
+    assert got.support == 1.0
+
+
+def test_a_difference_is_paired_per_list():
+    rank = np.array([2, 3, 1, 1, 2])
+    args = (TINY["clicks"], TINY["position"], TINY["propensity"])
+    diff = compare_policies(*args, rank, TINY["position"], TINY["lists"], 2, "ips")
+    one = estimate_ctr(*args, rank, TINY["lists"], 2, "ips")
+    two = estimate_ctr(*args, TINY["position"], TINY["lists"], 2, "ips")
+    assert diff.value == pytest.approx(one.value - two.value, abs=1e-12)
+    # per list: R_target - R_logged = (0 - 1/0.8/2, 2 - 2)
+    d = np.array([0 - (1 / 0.8) / 2, 0.0])
+    assert diff.stderr == pytest.approx(np.std(d, ddof=1) / np.sqrt(2), abs=1e-12)
+
+
+def test_target_ranks_break_ties_without_the_logged_order():
+    ranks = target_ranks(np.array([0.5, 0.9, 0.5, 0.1, 0.2]), TINY["lists"])
+    assert ranks[1] == 1 and sorted(ranks[[0, 2]]) == [2, 3]
+    assert list(ranks[3:]) == [2, 1]
+
+
+def test_bad_propensities_are_refused():
+    for bad in (0.0, -0.1, 1.5, np.nan):
+        p = TINY["propensity"].copy()
+        p[1] = bad
+        with pytest.raises(ValueError, match="propensity"):
+            estimate_ctr(TINY["clicks"], TINY["position"], p, TINY["position"], TINY["lists"], 2)
+
+
+def _coverage(estimator: str, draws: int = 200, scale: float = 1.0, lists: int = 3_000):
+    """The share of draws whose 95% interval covers each policy's true CTR at 3."""
+    d = cm.domain(strength=1.0, seed=1)
+    rng = np.random.default_rng(2)
+    # the truth: exact click probabilities over many lists
+    big = cm.lists(d, 200_000, np.random.default_rng(3))
+    recipe = big["recipe"].to_numpy()
+    policies = {
+        "popularity": lambda f: d.popularity[f["recipe"].to_numpy()],
+        "appeal": lambda f: d.appeal[f["recipe"].to_numpy()],
+        "reverse": lambda f: -d.popularity[f["recipe"].to_numpy()],
+    }
+    truth = {
+        name: cm.true_ctr(d, big, cm.ranks_by(big, policy(big)), 3)
+        for name, policy in policies.items()
+    }
+    assert recipe.size and truth["appeal"] > truth["popularity"] > truth["reverse"]
+    covered = {name: 0 for name in policies}
+    for _ in range(draws):
+        logged = cm.log(d, cm.lists(d, lists, rng), explore=0.3, rng=rng)
+        for name, policy in policies.items():
+            got = estimate_ctr(
+                logged["click"].to_numpy(),
+                logged["position"].to_numpy(),
+                logged["propensity"].to_numpy() * scale,
+                cm.ranks_by(logged, policy(logged)),
+                logged["list"].to_numpy(),
+                3,
+                estimator,
+            )
+            covered[name] += got.low <= truth[name] <= got.high
+    return {name: c / draws for name, c in covered.items()}
+
+
+@pytest.mark.parametrize("estimator", ["ips", "snips"])
+def test_intervals_cover_the_true_ctr_of_three_policies(estimator):
+    coverage = _coverage(estimator)
+    assert all(c >= 0.9 for c in coverage.values()), coverage
+
+
+def test_wrong_propensities_break_the_coverage_either_way():
+    """The coverage check can fail: propensities 0.6 or 1.3 times the truth (IPS) miss."""
+    for scale in (0.6, 1.3):
+        coverage = _coverage("ips", draws=40, scale=scale)
+        assert min(coverage.values()) < 0.5, (scale, coverage)
