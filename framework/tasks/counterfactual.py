@@ -38,6 +38,8 @@ __all__ = [
     "ESTIMATORS",
     "PolicyEstimate",
     "compare_policies",
+    "counterfactual_lines",
+    "counterfactual_metrics",
     "estimate_ctr",
     "estimate_shuffled_ctr",
     "target_ranks",
@@ -149,13 +151,14 @@ def estimate_ctr(
     clicks: np.ndarray,
     position: np.ndarray,
     propensity: np.ndarray,
-    rank: np.ndarray,
+    rank: np.ndarray | None,
     lists: np.ndarray,
     k: int,
     estimator: str = "snips",
 ) -> PolicyEstimate:
     """The CTR at ``k`` a target order (``rank``: each logged item's 1-based rank in its
-    list under the target) would have earned on the logged lists."""
+    list under the target; None: a uniform shuffle of each list) would have earned on the
+    logged lists."""
     r, m, support = _per_list(clicks, position, propensity, rank, lists, k)
     value, influence = _estimate(r, m, estimator)
     return _interval(estimator, value, influence, k, support)
@@ -170,9 +173,7 @@ def estimate_shuffled_ctr(
     estimator: str = "snips",
 ) -> PolicyEstimate:
     """The CTR at ``k`` of shuffling each logged list uniformly (what exploration shows)."""
-    r, m, support = _per_list(clicks, position, propensity, None, lists, k)
-    value, influence = _estimate(r, m, estimator)
-    return _interval(estimator, value, influence, k, support)
+    return estimate_ctr(clicks, position, propensity, None, lists, k, estimator)
 
 
 def compare_policies(
@@ -192,3 +193,79 @@ def compare_policies(
     va, ia = _estimate(ra, ma, estimator)
     vb, ib = _estimate(rb, mb, estimator)
     return _interval(estimator, va - vb, ia - ib, k, support)
+
+
+def counterfactual_metrics(
+    y: np.ndarray, score: np.ndarray, groups: np.ndarray, k: int, context: dict[str, Any]
+) -> dict[str, float]:
+    """The counterfactual CTR at k of the order ``score`` gives each logged list (SNIPS,
+    with its 95% interval and support), the logging policy's own CTR at k, and the lift
+    over the popularity order (paired per list); ``ctr_cf`` is NaN without propensities.
+    Lists with an impression lacking a propensity are left out (``ctr_cf_lists`` counts
+    the lists used)."""
+    position, propensity = context.get("positions"), context.get("propensities")
+    if position is None or propensity is None:
+        return {"ctr_cf": float("nan")}
+    groups = np.asarray(groups)
+    valid = np.isfinite(propensity) & (propensity > 0) & (propensity <= 1)
+    bad_lists = np.unique(groups[~valid])
+    keep = ~np.isin(groups, bad_lists)
+    if not keep.any():
+        return {"ctr_cf": float("nan"), "ctr_cf_lists": 0.0}
+    clicks = (np.asarray(y, dtype=float)[keep] > 0).astype("float64")
+    g, pos, prop = groups[keep], np.asarray(position)[keep], propensity[keep]
+    rank = target_ranks(np.asarray(score, dtype=float)[keep], g)
+    est = estimate_ctr(clicks, pos, prop, rank, g, k)
+    logged = estimate_ctr(clicks, pos, np.ones(len(pos)), pos, g, k, "ips")
+    shuffled = estimate_shuffled_ctr(clicks, pos, prop, g, k)
+    out = {
+        "ctr_cf_shuffled": shuffled.value,
+        "ctr_cf": est.value,
+        "ctr_cf_low": est.low,
+        "ctr_cf_high": est.high,
+        "ctr_cf_support": est.support,
+        "ctr_cf_lists": float(est.lists),
+        "ctr_logged": logged.value,
+    }
+    # exploring a share of the lists shows them shuffled: its expected cost in CTR
+    out["exploration_cost"] = float(context.get("exploration", 0.0)) * (est.value - shuffled.value)
+    baseline = context.get("baseline")
+    if baseline is not None:
+        base_rank = target_ranks(np.asarray(baseline, dtype=float)[keep], g)
+        lift = compare_policies(clicks, pos, prop, rank, base_rank, g, k)
+        out.update(
+            {"ctr_cf_lift": lift.value, "ctr_cf_lift_low": lift.low, "ctr_cf_lift_high": lift.high}
+        )
+    return out
+
+
+def counterfactual_lines(metrics: dict[str, Any], k: int) -> list[str]:
+    """What the counterfactual estimate says, for the comparison table and the card."""
+    value = metrics.get("ctr_cf", float("nan"))
+    if value is None or not np.isfinite(value):
+        return [
+            "Counterfactual CTR: not estimated. Without the logging policy's propensities the "
+            "offline metrics (NDCG, MAP, CTR) are biased by its order: they reward imitating "
+            "it. Log each impression's position and propensity (/rank returns both when the "
+            "problem declares exploration=) and declare position= and propensity=."
+        ]
+    lines = [
+        f"Counterfactual CTR@{k} (self-normalized IPS over {int(metrics['ctr_cf_lists']):,} "
+        f"logged lists): {value:.4f} (95% CI {metrics['ctr_cf_low']:.4f} to "
+        f"{metrics['ctr_cf_high']:.4f}); the logging policy earned {metrics['ctr_logged']:.4f}; "
+        f"support {metrics['ctr_cf_support']:.0%} of the top-{k} slots."
+    ]
+    if metrics.get("exploration_cost") is not None and "ctr_cf_shuffled" in metrics:
+        lines.append(
+            f"A uniformly shuffled list would earn {metrics['ctr_cf_shuffled']:.4f}: exploring "
+            f"the declared share of /rank's lists costs about {metrics['exploration_cost']:.4f} "
+            "CTR."
+        )
+    if "ctr_cf_lift" in metrics:
+        clear = metrics["ctr_cf_lift_low"] > 0
+        lines.append(
+            f"Lift over the popularity order: {metrics['ctr_cf_lift']:+.4f} (95% CI "
+            f"{metrics['ctr_cf_lift_low']:+.4f} to {metrics['ctr_cf_lift_high']:+.4f}): "
+            + ("clear of zero." if clear else "not clear of zero: promotion asks for more.")
+        )
+    return lines

@@ -35,9 +35,9 @@ def logged(tmp_path_factory):
 
 
 def test_training_compares_the_position_aware_learner_by_counterfactual_ctr(logged):
-    from framework.tasks.ranking import counterfactual_metrics
+    from framework.tasks.counterfactual import counterfactual_metrics
 
-    repo, run = logged
+    _, run = logged
     names = [c.name for c in run.result.candidates]
     assert names == ["baseline", "lightgbm", "lightgbm_position", "logistic_regression"]
     test = run.result.test

@@ -120,3 +120,17 @@ def test_wrong_propensities_break_the_coverage_either_way():
     for scale in (0.6, 1.3):
         coverage = _coverage("ips", draws=40, scale=scale)
         assert min(coverage.values()) < 0.5, (scale, coverage)
+
+
+def test_the_shuffled_lists_ctr_matches_a_hand_computation():
+    from framework.tasks.counterfactual import estimate_shuffled_ctr
+
+    got = estimate_shuffled_ctr(
+        TINY["clicks"], TINY["position"], TINY["propensity"], TINY["lists"], 2, "ips"
+    )
+    # A (3 items): each at each position with chance 1/3; top 2 hold a click at 1 (p 0.8)
+    r_a = (1 * (1 / 3) / 0.8) / 2
+    # B (2 items): chance 1/2; the click at 2 (p 0.25)
+    r_b = (1 * (1 / 2) / 0.25) / 2
+    assert got.value == pytest.approx((r_a + r_b) / 2, abs=1e-12)
+    assert got.support == 1.0
