@@ -16,7 +16,11 @@ for the lifetime window) that pass the aggregate's ``where`` filter:
   is not null (sum 0, the others null when there is none);
 - ``count_distinct``: the exact number of distinct non-null values (0 when none);
 - ``last``: the value of the latest such event with a non-null value (ties in time:
-  the one later in the log), null when none.
+  the one later in the log), null when none;
+- ``ratio``: events passing ``where`` over events passing ``per`` (clicks per
+  impression), smoothed by a declared ``prior=(a, b)``: ``(numerator + a) /
+  (denominator + b)``, so a window with few impressions leans to ``a / b`` and an
+  empty one is ``a / b`` (null when there is no prior and no denominator).
 
 Each of them is piecewise constant in t and changes only at an event time or an
 event time + W, which is what the change-point table records.
@@ -51,8 +55,9 @@ from framework.errors import FeatureRepoError
 __all__ = ["LIFETIME", "Aggregate", "WindowSpec", "WindowedFeatureView", "window_suffix"]
 
 SPEC_TAG = "lifecycle.windowed"
-FUNCTIONS = ("count", "sum", "mean", "min", "max", "count_distinct", "last")
-PREFIX_FUNCTIONS = frozenset(("count", "sum", "mean"))  # computable from prefix sums
+FUNCTIONS = ("count", "sum", "mean", "min", "max", "count_distinct", "last", "ratio")
+# computable from prefix sums (a ratio is a mean whose summand and count are two filters)
+PREFIX_FUNCTIONS = frozenset(("count", "sum", "mean", "ratio"))
 ZERO_WHEN_EMPTY = frozenset(("count", "sum", "count_distinct"))
 LIFETIME = "lifetime"
 KINDS = ("int", "float", "string", "bool", "timestamp")
@@ -71,17 +76,24 @@ class Aggregate:
     """One aggregate over each window of a view.
 
     ``function`` is one of ``count`` (rows), ``sum``, ``mean``, ``min``, ``max``,
-    ``count_distinct`` or ``last`` of ``column``. ``where`` is an optional filter in
-    Python syntax over the event columns, e.g.
+    ``count_distinct`` or ``last`` of ``column``, or ``ratio``. ``where`` is an
+    optional filter in Python syntax over the event columns, e.g.
     ``'event_type == "page_view" and source == "google"'``. A view may hold
     several aggregates of one name with different functions (``amount`` sum and
     max): a feature is named by both.
+
+    A ``ratio`` counts the events passing ``where`` over those passing ``per``, with
+    ``prior=(a, b)`` pseudo-counts: ``Aggregate("ctr", "ratio", where='event_type ==
+    "click"', per='event_type == "impression"', prior=(1, 20))`` is clicks plus one
+    over impressions plus twenty (5% with no impressions).
     """
 
     name: str
     function: str = "count"
     column: str | None = None
     where: str | None = None
+    per: str | None = None  # a ratio's denominator filter
+    prior: tuple[float, float] = (0.0, 0.0)  # a ratio's pseudo-counts (numerator, denominator)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -93,18 +105,61 @@ class Aggregate:
                 f"The 'function' of aggregate {self.name!r} must be one of {list(FUNCTIONS)}. "
                 f"Got {self.function!r} instead."
             )
-        if self.function != "count" and not self.column:
+        self._check_ratio()
+        if self.function not in ("count", "ratio") and not self.column:
             raise FeatureRepoError(
                 f"Aggregate {self.name!r} uses {self.function!r} and needs a 'column' to read."
             )
         if self.where is not None:
             filter_to_sql(self.where)  # fail at declaration time on a bad filter
 
+    def _check_ratio(self) -> None:
+        prior = self.prior
+        if isinstance(prior, list):  # from JSON
+            object.__setattr__(self, "prior", prior := tuple(prior))
+        if self.function != "ratio":
+            if self.per is not None or tuple(prior) != (0.0, 0.0):
+                raise FeatureRepoError(
+                    f"Aggregate {self.name!r}: per= and prior= belong to a ratio "
+                    "(function='ratio')."
+                )
+            return
+        if not self.where or not self.per or self.column:
+            raise FeatureRepoError(
+                f"Aggregate {self.name!r} is a ratio: it counts the events passing where= "
+                "over those passing per= and reads no column, e.g. where='event_type == "
+                "\"click\"', per='event_type == \"impression\"'."
+            )
+        filter_to_sql(self.per)
+        ok = (
+            isinstance(prior, tuple)
+            and len(prior) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in prior)
+            and all(0 <= v < float("inf") for v in prior)
+            and (prior[1] > 0 or prior[0] == 0)
+        )
+        if not ok:
+            raise FeatureRepoError(
+                f"Aggregate {self.name!r}: prior={prior!r} must be two pseudo-counts (a, b) "
+                ">= 0, a numerator's and a denominator's, with b > 0 when a > 0; e.g. "
+                "prior=(1, 20) leans an empty window to 5%."
+            )
+        object.__setattr__(self, "prior", (float(prior[0]), float(prior[1])))
+
+    @property
+    def empty_value(self) -> float | None:
+        """A ratio's value over an empty window: a / b (None without a prior)."""
+        if self.function != "ratio" or self.prior[1] == 0:
+            return None
+        return self.prior[0] / self.prior[1]
+
     @property
     def columns(self) -> set[str]:
         """The event columns this aggregate reads."""
         cols = {self.column} if self.column else set()
-        return cols | (filter_columns(self.where) if self.where else set())
+        for where in (self.where, self.per):
+            cols |= filter_columns(where) if where else set()
+        return cols
 
 
 def window_suffix(seconds: int) -> str:
@@ -175,7 +230,7 @@ class WindowSpec:
         if fn in ("count", "count_distinct"):
             return "int32"
         column = self.column_kinds.get(aggregate.column or "", "float")
-        if fn == "mean":
+        if fn in ("mean", "ratio"):
             return "float"
         if fn == "sum":
             return "int" if column in ("int", "bool") else "float"

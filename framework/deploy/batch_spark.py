@@ -168,7 +168,11 @@ def _scored(
         "version": artifact.version,
         "meta": meta,
         "keys": keys,
-        "types": [(n, vf.dtypes[n], n in vf.zero_fill) for vf in views for n in vf.features],
+        "types": [
+            (n, vf.dtypes[n], n in vf.zero_fill, vf.fills.get(n))
+            for vf in views
+            for n in vf.features
+        ],
         "on_demand": [vf.view.to_proto().SerializeToString() for vf in views if vf.on_demand],
         "on_demand_features": {vf.view.name: vf.features for vf in views if vf.on_demand},
     }

@@ -75,7 +75,7 @@ def get_online_features(
     if fast is not None:
         data, found = fast.read(frame, early=early)
         typed = {
-            n: typed_column(data[n], vf.dtypes[n], n in vf.zero_fill)
+            n: typed_column(data[n], vf.dtypes[n], n in vf.zero_fill, vf.fills.get(n))
             for vf in views
             for n in vf.features
             if n in names

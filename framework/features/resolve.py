@@ -9,7 +9,7 @@ retrieval paths (historical and online) and their typing (``finish``) share them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,8 @@ class ViewFeatures:
     dtypes: dict[str, str]  # feature -> Feast type name
     zero_fill: frozenset[str]  # windowed counts, sums and distinct counts: null means 0
     windowed: bool = False  # a WindowedFeatureView
+    # windowed ratios with a prior: null (no events in the window) means a / b
+    fills: dict[str, float] = field(default_factory=dict)
 
     @property
     def on_demand(self) -> bool:
@@ -109,7 +111,8 @@ def resolve_features(
     for view, names in pairs:
         types = {f.name: str(f.dtype) for f in view.features}
         spec = WindowSpec.from_feature_view(view) if hasattr(view, "batch_source") else None
-        zero = set()
+        zero: set[str] = set()
+        fills: dict[str, float] = {}
         if spec is not None:
             zero = {
                 spec.feature_name(a, w)
@@ -117,8 +120,16 @@ def resolve_features(
                 if a.function in ZERO_WHEN_EMPTY
                 for w in spec.windows
             }
+            fills = {
+                spec.feature_name(a, w): float(a.empty_value)
+                for a in spec.aggregates
+                if a.empty_value is not None
+                for w in spec.windows
+            }
         dtypes = {n: types[n] for n in names}
-        out.append(ViewFeatures(view, names, dtypes, frozenset(zero), spec is not None))
+        out.append(
+            ViewFeatures(view, names, dtypes, frozenset(zero), spec is not None, fills)
+        )
     return out
 
 
@@ -194,19 +205,25 @@ def finish(df: pd.DataFrame, views: list[ViewFeatures]) -> pd.DataFrame:
     """Fill windowed counts and sums with 0 and give every feature its declared type."""
     for vf in views:
         for name in vf.features:
-            df[name] = _typed_series(df[name], vf.dtypes[name], name in vf.zero_fill)
+            df[name] = _typed_series(
+                df[name], vf.dtypes[name], name in vf.zero_fill, vf.fills.get(name)
+            )
     return df
 
 
-def finish_columns(df: pd.DataFrame, types: list[tuple[str, str, bool]]) -> pd.DataFrame:
-    """``finish`` from a plain plan: (feature, Feast type name, zero fill) per feature
-    (what an executor gets, instead of the views)."""
-    for name, typ, zero_fill in types:
-        df[name] = _typed_series(df[name], typ, zero_fill)
+def finish_columns(
+    df: pd.DataFrame, types: list[tuple[str, str, bool, float | None]]
+) -> pd.DataFrame:
+    """``finish`` from a plain plan: (feature, Feast type name, zero fill, empty value)
+    per feature (what an executor gets, instead of the views)."""
+    for name, typ, zero_fill, fill in types:
+        df[name] = _typed_series(df[name], typ, zero_fill, fill)
     return df
 
 
-def _typed_series(col: pd.Series, typ: str, zero_fill: bool) -> Any:
+def _typed_series(col: pd.Series, typ: str, zero_fill: bool, fill: float | None = None) -> Any:
+    if fill is not None:  # a ratio's prior: an empty window is a / b
+        return pd.to_numeric(col, errors="coerce").astype("float64").fillna(fill)
     if zero_fill:
         return col.fillna(0).astype(_ZERO[typ])
     if typ in _NULLABLE:
@@ -220,10 +237,14 @@ def _typed_series(col: pd.Series, typ: str, zero_fill: bool) -> Any:
     return col
 
 
-def typed_column(values: list | pd.Series, typ: str, zero_fill: bool) -> Any:
+def typed_column(
+    values: list | pd.Series, typ: str, zero_fill: bool, fill: float | None = None
+) -> Any:
     """One online column as ``_finish`` types it, built straight from a list of values."""
     if isinstance(values, pd.Series):
-        return _typed_series(values, typ, zero_fill)
+        return _typed_series(values, typ, zero_fill, fill)
+    if fill is not None:
+        return np.array([fill if v is None or v != v else v for v in values], dtype="float64")
     if zero_fill:
         if typ in ("Int32", "Int64"):
             return np.array([0 if v is None else v for v in values], dtype=_ZERO[typ])

@@ -30,6 +30,7 @@ class Evaluator:
         self.aggregates = [
             (a.function, bool(a.where), spec.output_kind(a) == "int") for a in spec.aggregates
         ]
+        self.priors = [a.prior for a in spec.aggregates]
         kinds = [spec.output_kind(a) for a in spec.aggregates for _ in spec.windows]
         self.stamps = [i for i, k in enumerate(kinds) if k == "timestamp"]
 
@@ -41,7 +42,7 @@ class Evaluator:
         base = iter(state.base or ())
         has_base = state.base is not None
         out: list[Any] = []
-        for fn, filtered, is_int in self.aggregates:
+        for (fn, filtered, is_int), (a, b) in zip(self.aggregates, self.priors, strict=True):
             if fn == "count":
                 m = next(col) if filtered else None
                 b = (next(base) or 0) if has_base else 0
@@ -54,7 +55,7 @@ class Evaluator:
                 for w, lo in spans:
                     total = sum(s[lo:hi], 0.0) if w else sum(s[lo:hi], 0.0) + bs
                     out.append(int(total) if is_int else total)
-            elif fn == "mean":
+            elif fn in ("mean", "ratio"):
                 s, m = next(col), next(col)
                 bs = (next(base) or 0.0) if has_base else 0.0
                 bn = (next(base) or 0) if has_base else 0
@@ -62,6 +63,8 @@ class Evaluator:
                     total, n = sum(s[lo:hi], 0.0), sum(m[lo:hi])
                     if not w:
                         total, n = total + bs, n + bn
+                    if fn == "ratio":  # the same float operations as the offline tables
+                        total, n = total + a, n + b
                     out.append(total / n if n else None)
             else:
                 out += _value_features(fn, next(col), base, has_base, times, spans, hi)

@@ -111,6 +111,10 @@ def _inputs_sql(spec: WindowSpec, source: str) -> str:
         if agg.function == "count":
             if agg.where:
                 cols.append(f"CAST({cond} AS TINYINT) AS m{i}")
+        elif agg.function == "ratio":  # summand: the numerator's filter; count: the per's
+            per = filter_to_sql(agg.per or "")
+            cols.append(f"CAST(COALESCE({cond}, FALSE) AS DOUBLE) AS s{i}")
+            cols.append(f"CAST(COALESCE({per}, FALSE) AS TINYINT) AS m{i}")
         elif agg.function in ("sum", "mean"):
             cols.append(f"CASE WHEN {has} THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}")
             if agg.function == "mean":
@@ -129,9 +133,9 @@ def _input_names(spec: WindowSpec) -> list[str]:
         if agg.function == "count":
             if agg.where:
                 names.append(f"m{i}")
-        elif agg.function in ("sum", "mean"):
+        elif agg.function in ("sum", "mean", "ratio"):
             names.append(f"s{i}")
-            if agg.function == "mean":
+            if agg.function != "sum":
                 names.append(f"m{i}")
         else:
             names.append(f"v{i}")
@@ -147,7 +151,7 @@ def _base_sql(spec: WindowSpec) -> list[str]:
             out.append(f"CAST(sum(m{i}) AS BIGINT)" if agg.where else "count(*)")
         elif fn == "sum":
             out.append(f"sum(s{i})")
-        elif fn == "mean":
+        elif fn in ("mean", "ratio"):
             out += [f"sum(s{i})", f"CAST(sum(m{i}) AS BIGINT)"]
         elif fn in ("min", "max"):
             out.append(f"{fn}(v{i})")

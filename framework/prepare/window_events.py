@@ -66,6 +66,11 @@ def _select_sql(spec: WindowSpec, path: str | None) -> str:
             if agg.where:
                 cols.append(f"CAST({cond} AS TINYINT) AS c{i}")
             continue
+        if agg.function == "ratio":  # summand: the numerator's filter; count: the per's
+            per = filter_to_sql(agg.per or "")
+            cols.append(f"CAST(COALESCE({cond}, FALSE) AS DOUBLE) AS s{i}")
+            cols.append(f"CAST(COALESCE({per}, FALSE) AS TINYINT) AS c{i}")
+            continue
         if agg.function in ("sum", "mean"):
             cols.append(
                 f"CASE WHEN {cond} AND {col} IS NOT NULL THEN CAST({col} AS DOUBLE) ELSE 0 END AS s{i}"

@@ -212,9 +212,14 @@ class WindowIndex:
                     out[name] = total.astype(np.int64) if is_int else total
                 else:
                     n = c_now - self._value(c, then, lo, ent)
+                    total = s_now - self._value(s, then, lo, ent)
+                    valid = found
+                    if agg.function == "ratio":
+                        total, n = total + agg.prior[0], n + agg.prior[1]
+                        valid = found & (k_now > lo)  # before any event: null, as the table
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        mean = (s_now - self._value(s, then, lo, ent)) / n
-                    out[name] = np.where(found & (n > 0), mean, np.nan)
+                        mean = total / n
+                    out[name] = np.where(valid & (n > 0), mean, np.nan)
         last = np.where(k_now > lo, np.take(self.times, np.maximum(k_now - 1, 0), mode="clip"), -1)
         for w, then in zip(windows_us, k_then, strict=True):
             if not w:

@@ -183,8 +183,11 @@ def _aggregate_columns(
         if agg.function == "sum":
             out[name] = total.astype(np.int64) if spec.output_kind(agg) == "int" else total
         else:
+            denominator = n.astype(np.float64)
+            if agg.function == "ratio":  # the same float operations as the online reads
+                total, denominator = total + agg.prior[0], denominator + agg.prior[1]
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[name] = np.where(n > 0, total / n, np.nan)
+                out[name] = np.where(denominator > 0, total / denominator, np.nan)
     return out
 
 

@@ -52,6 +52,8 @@ AGGREGATES = [
     Aggregate("kind", "last", column="kind"),
     Aggregate("kind", "max", column="kind"),
     Aggregate("value", "last", column="value", where='kind != "alarm"'),
+    # alarms per other reading, leaning to 1 in 10
+    Aggregate("alarm", "ratio", where='kind == "alarm"', per='kind != "alarm"', prior=(1, 10)),
 ]
 site_readings = WindowedFeatureView(
     name="site_readings", entity=site, source=readings,
@@ -140,6 +142,11 @@ def _oracle(events: list[tuple], keys: tuple, t: int, spec) -> dict:
         col = {"value": 4, "level": 5, "kind": 3}.get(agg.column or "")
         for w in spec.windows:
             rows = [e for e in mine if w == 0 or e[2] > t - w]
+            if agg.function == "ratio":  # (alarms + 1) / (other readings + 10)
+                alarms = sum(1 for e in rows if e[3] == "alarm")
+                others = sum(1 for e in rows if e[3] is not None and e[3] != "alarm")
+                out[spec.feature_name(agg, w)] = (alarms + 1) / (others + 10)
+                continue
             if agg.where == 'kind == "alarm"':
                 rows = [e for e in rows if e[3] == "alarm"]
             elif agg.where == 'kind != "alarm"':

@@ -59,6 +59,23 @@ CASES = [
         Aggregate("pos_amount", "last", column="amount", where='channel == "pos"'),
         lambda e: _last(e[e.channel == "pos"].amount),
     ),
+    (  # web payments per point-of-sale payment, leaning to 1 in 4
+        Aggregate(
+            "web_per_pos", "ratio", where='channel == "web"', per='channel == "pos"', prior=(1, 4)
+        ),
+        lambda e: ((e.channel == "web").sum() + 1) / ((e.channel == "pos").sum() + 4),
+    ),
+    (  # without a prior: null when no payment is web or pos
+        Aggregate(
+            "web_share",
+            "ratio",
+            where='channel == "web"',
+            per='channel == "web" or channel == "pos"',
+        ),
+        lambda e: _or_none(
+            e.channel[e.channel.isin(["web", "pos"])], lambda v: v.count("web") / len(v)
+        ),
+    ),
 ]
 EMPTY_IS_ZERO = {"count", "sum", "count_distinct"}
 
@@ -190,6 +207,8 @@ def _check(tmp_path, events: pd.DataFrame, keys: str, chunk_events: int = 1 << 1
             actual = got[name][i]
             if actual is None and any(f"_{f}_" in name for f in EMPTY_IS_ZERO):
                 actual = 0  # no row in reach: what the retrieval fills
+            if actual is None and "_web_per_pos_ratio_" in name:
+                actual = 1 / 4  # the prior's a / b: what the retrieval fills
             assert _same(actual, value), (name, key, q.t[i], actual, value)
 
 

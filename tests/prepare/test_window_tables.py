@@ -24,7 +24,21 @@ AGGREGATES = [
     Aggregate("amount", "sum", column="amount"),
     Aggregate("basket", "mean", column="amount"),
     Aggregate("pv_google", "count", where='event_type == "page_view" and source == "google"'),
+    # purchases per page view, leaning to 1 in 8 (null before a user's first event: the
+    # retrieval fills 1/8 there)
+    Aggregate(
+        "conversion",
+        "ratio",
+        where='event_type == "purchase"',
+        per='event_type == "page_view"',
+        prior=(1, 8),
+    ),
 ]
+
+
+def _empty(name: str) -> float:
+    """What a feature is where no change point is in reach (before the retrieval's fill)."""
+    return np.nan if "mean" in name or "ratio" in name else 0
 
 
 def _spec(tmp_path, events: pd.DataFrame) -> WindowSpec:
@@ -59,6 +73,8 @@ def _oracle(events: pd.DataFrame, user: int, t: pd.Timestamp) -> dict[str, float
         out[f"user_pv_google_count_{w}d"] = int(
             ((e.event_type == "page_view") & (e.source == "google")).sum()
         )
+        bought, viewed = (e.event_type == "purchase").sum(), (e.event_type == "page_view").sum()
+        out[f"user_conversion_ratio_{w}d"] = (bought + 1) / (viewed + 8)
     return out
 
 
@@ -94,7 +110,7 @@ def _check(tmp_path, events: pd.DataFrame, chunk_events: int, seed: int = 0) -> 
     table_times = np.where(rows >= 0, np.asarray(index.times)[np.maximum(rows, 0)], -1)
     np.testing.assert_array_equal(changed, table_times)
     for name in names:
-        expected = np.where(rows >= 0, got[name], np.nan if "mean" in name else 0)
+        expected = np.where(rows >= 0, got[name], _empty(name))
         np.testing.assert_array_equal(
             compact[name], expected.astype(compact[name].dtype), err_msg=name
         )
@@ -103,7 +119,7 @@ def _check(tmp_path, events: pd.DataFrame, chunk_events: int, seed: int = 0) -> 
         for name, value in expected.items():
             actual = got[name][i]
             if rows[i] < 0:  # no row at or before t: counts and sums are 0, means null
-                actual = np.nan if "mean" in name else 0
+                actual = 1 / 8 if "ratio" in name else _empty(name)
             if np.isnan(value):
                 assert np.isnan(actual), (name, user, t)
             else:
