@@ -130,8 +130,17 @@ product_engagement = WindowedFeatureView(
     aggregates=[
         Aggregate("impressions", "count", where='event_type == "impression"'),
         Aggregate("clicks", "count", where='event_type == "click"'),
+        # clicks per impression, leaning to 1 in 20 while a product has few impressions
+        Aggregate(
+            "clicks",
+            "ratio",
+            where='event_type == "click"',
+            per='event_type == "impression"',
+            prior=(1, 20),
+        ),
     ],
-    description="How often a product was shown in lists and clicked, over 7 and 28 days.",
+    description="How often a product was shown in lists and clicked, and its click-through "
+    "rate, over 7 and 28 days.",
 )
 
 user_product = WindowedFeatureView(

@@ -248,6 +248,15 @@ def test_bad_declarations_are_refused(kwargs, message):
         ({"function": "median", "column": "amount"}, "must be one of"),
         ({"function": "sum"}, "needs a 'column'"),
         ({"where": "amount >"}, "not a valid expression"),
+        ({"function": "ratio", "where": "amount > 1"}, "over those passing per="),
+        ({"function": "ratio", "per": "amount > 1"}, "over those passing per="),
+        ({"function": "ratio", "where": "a > 1", "per": "b > 1", "column": "c"}, "no column"),
+        ({"function": "ratio", "where": "a > 1", "per": "b >"}, "not a valid expression"),
+        ({"function": "ratio", "where": "a > 1", "per": "b > 1", "prior": (1, 0)}, "b > 0"),
+        ({"function": "ratio", "where": "a > 1", "per": "b > 1", "prior": (-1, 5)}, ">= 0"),
+        ({"function": "ratio", "where": "a > 1", "per": "b > 1", "prior": (1,)}, "two pseudo"),
+        ({"function": "count", "per": "b > 1"}, "belong to a ratio"),
+        ({"function": "count", "prior": (1, 2)}, "belong to a ratio"),
     ],
 )
 def test_bad_aggregates_are_refused(kwargs, message):
@@ -268,3 +277,10 @@ def test_a_stale_or_foreign_index_is_not_used(tmp_path):
     table = pd.read_parquet(spec.table_path)
     table.to_parquet(spec.table_path)  # rewritten by someone else: size/mtime differ
     assert load_window_index(spec) is None
+
+
+def test_a_ratio_reads_both_filters_and_round_trips_as_json():
+    agg = Aggregate("ctr", "ratio", where='kind == "click"', per='kind == "view"', prior=[1, 20])
+    assert agg.prior == (1.0, 20.0) and agg.empty_value == 0.05
+    assert agg.columns == {"kind"}
+    assert Aggregate("r", "ratio", where="a > 1", per="b > 1").empty_value is None
