@@ -128,7 +128,7 @@ class Aggregate:
             raise FeatureRepoError(
                 f"Aggregate {self.name!r} is a ratio: it counts the events passing where= "
                 "over those passing per= and reads no column, e.g. where='event_type == "
-                "\"click\"', per='event_type == \"impression\"'."
+                '"click"\', per=\'event_type == "impression"\'.'
             )
         filter_to_sql(self.per)
         ok = (

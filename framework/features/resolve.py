@@ -127,9 +127,7 @@ def resolve_features(
                 for w in spec.windows
             }
         dtypes = {n: types[n] for n in names}
-        out.append(
-            ViewFeatures(view, names, dtypes, frozenset(zero), spec is not None, fills)
-        )
+        out.append(ViewFeatures(view, names, dtypes, frozenset(zero), spec is not None, fills))
     return out
 
 

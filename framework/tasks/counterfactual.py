@@ -23,7 +23,17 @@ click models*, KDD 2018). Two estimators:
 An estimate needs the logging policy to have put, with some probability, each item at
 each position the target would: exploration (``Problem.exploration``) makes that so. A
 log without it (every propensity 1) supports only its own order; ``support`` says how
-much of the target's top k the log reaches.
+much of the target's top k the log reaches. On long lists that support is thin (an
+item is off its policy's rank with chance ``exploration / list size``), and so the
+intervals are wide. A third estimator narrows them by assuming more:
+
+- ``pbm`` (the position-based model: a click needs the position to be examined, with
+  probability ``bias[p]`` whatever the item, and the item to attract): each clicked
+  item counts ``bias[target rank] / bias[logged position]`` when the target puts it in
+  its top k (Li et al., KDD 2018, the PBM estimator). Every shown item supports it.
+  ``position_bias`` estimates ``bias`` from the logs themselves: per position, the
+  click-through rate a uniform shuffle would have there (by IPS, which needs the
+  propensities and nothing else), made non-increasing, relative to the top.
 """
 
 from __future__ import annotations
@@ -42,10 +52,12 @@ __all__ = [
     "counterfactual_metrics",
     "estimate_ctr",
     "estimate_shuffled_ctr",
+    "pbm_estimates",
+    "position_bias",
     "target_ranks",
 ]
 
-ESTIMATORS = ("ips", "snips")
+ESTIMATORS = ("ips", "snips", "pbm")
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
 
@@ -123,9 +135,129 @@ def _per_list(
     return r, m, support
 
 
+def _per_list_pbm(
+    clicks: np.ndarray,
+    position: np.ndarray,
+    rank: np.ndarray | None,
+    lists: np.ndarray,
+    k: int,
+    bias: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per list under the position-based model: clicks reweighted by the examination
+    chance of the target's rank over the logged position's, per top-k slot. ``rank``
+    None: the uniform shuffle (each rank with chance 1 / list size)."""
+    clicks = np.asarray(clicks, dtype="float64")
+    position = np.asarray(position, dtype="int64")
+    if len(clicks) == 0:
+        raise ValueError("no logged items to estimate from")
+    bias = np.asarray(bias, dtype="float64")
+    if position.max() > len(bias) or np.any(bias <= 0):
+        raise ValueError("the position bias must be positive at every logged position")
+    codes, _ = pd.factorize(np.asarray(lists))
+    size = np.bincount(codes).astype("float64")
+    slots = np.minimum(size, k)
+    seen = bias[position - 1]
+    if rank is None:  # the mean examination of the top-k ranks, over the list's size
+        top = np.cumsum(bias)[np.minimum(size, k).astype(np.int64) - 1] / size
+        w = top[codes] / seen
+    else:
+        rank = np.asarray(rank, dtype="int64")
+        inside = rank <= k
+        w = np.where(inside, bias[np.clip(rank, 1, len(bias)) - 1] / seen, 0.0)
+    r = np.bincount(codes, weights=clicks * w, minlength=len(size)) / slots
+    return r, np.ones(len(size)), 1.0
+
+
+def position_bias(
+    clicks: np.ndarray, position: np.ndarray, propensity: np.ndarray, lists: np.ndarray
+) -> np.ndarray:
+    """Each position's examination chance relative to the top (index 0 is position 1):
+    the IPS estimate of a uniform shuffle's click-through rate at each position (lists
+    at least that long), made non-increasing (isotonic, weighted by lists), over the
+    top's; positive everywhere (a position without clicks borrows a small floor)."""
+    rates, reach = _uniform_rates(clicks, position, propensity, lists)
+    return _fit_bias(rates.sum(axis=0), reach.sum(axis=0))
+
+
+def _uniform_rates(
+    clicks: np.ndarray, position: np.ndarray, propensity: np.ndarray, lists: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per list and position: the IPS-weighted clicks of a uniform shuffle there, and
+    whether the list reaches that position (lists x positions)."""
+    clicks = np.asarray(clicks, dtype="float64")
+    position = np.asarray(position, dtype="int64")
+    propensity = np.asarray(propensity, dtype="float64")
+    codes, _ = pd.factorize(np.asarray(lists))
+    size = np.bincount(codes)
+    longest = int(position.max())
+    rates = np.zeros((len(size), longest))
+    np.add.at(rates, (codes, position - 1), clicks / size[codes] / propensity)
+    reach = (size[:, None] >= np.arange(1, longest + 1)[None, :]).astype("float64")
+    return rates, reach
+
+
+def _fit_bias(per_position: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    from sklearn.isotonic import isotonic_regression
+
+    weight = np.maximum(reach, 1.0)
+    smooth = np.asarray(
+        isotonic_regression(per_position / weight, sample_weight=weight, increasing=False),
+        dtype="float64",
+    )
+    if not smooth[0] > 0:
+        raise ValueError("no clicks at the top of the logged lists: the position bias is unknown")
+    return np.maximum(smooth / smooth[0], 1e-3)
+
+
+def pbm_estimates(
+    clicks: np.ndarray,
+    position: np.ndarray,
+    propensity: np.ndarray,
+    ranks: list[np.ndarray | None],
+    lists: np.ndarray,
+    k: int,
+    draws: int = 200,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The PBM estimates of the orders ``ranks`` with the position bias estimated from
+    the same logs, and ``draws`` bootstrap replicates of them (lists resampled, the bias
+    estimated again in each: its uncertainty is in the interval): (values, replicates
+    of shape draws x orders)."""
+    rates, reach = _uniform_rates(clicks, position, propensity, lists)
+    clicks = np.asarray(clicks, dtype="float64")
+    codes, _ = pd.factorize(np.asarray(lists))
+    size = np.bincount(codes).astype("float64")
+    slots = np.minimum(size, k)
+    hit = clicks > 0  # only clicked rows weigh: the rest add nothing
+    c, code, logged = clicks[hit], codes[hit], np.asarray(position, dtype=np.int64)[hit]
+    top = np.minimum(size, k).astype(np.int64)
+    targets = [None if r is None else np.asarray(r, dtype=np.int64)[hit] for r in ranks]
+
+    def per_list(theta: np.ndarray) -> np.ndarray:
+        seen = theta[logged - 1]
+        out = []
+        for rank in targets:
+            if rank is None:  # uniform: the mean examination of the top ranks
+                w = (np.cumsum(theta)[top - 1] / size)[code] / seen
+            else:
+                w = np.where(rank <= k, theta[np.clip(rank, 1, len(theta)) - 1] / seen, 0.0)
+            out.append(np.bincount(code, weights=c * w, minlength=len(size)) / slots)
+        return np.stack(out, axis=1)
+
+    values = per_list(_fit_bias(rates.sum(axis=0), reach.sum(axis=0))).mean(axis=0)
+    rng = np.random.default_rng(seed)
+    count = rates.shape[0]
+    replicates = np.empty((draws, len(ranks)))
+    for b in range(draws):
+        weight = np.bincount(rng.integers(0, count, count), minlength=count).astype("float64")
+        theta = _fit_bias(weight @ rates, weight @ reach)
+        replicates[b] = weight @ per_list(theta) / count
+    return values, replicates
+
+
 def _estimate(r: np.ndarray, m: np.ndarray, estimator: str) -> tuple[float, np.ndarray]:
     """The point estimate and each list's influence (its share of the estimate's error)."""
-    if estimator == "ips":
+    if estimator in ("ips", "pbm"):
         value = float(r.mean())
         return value, r - value
     if estimator == "snips":
@@ -135,6 +267,14 @@ def _estimate(r: np.ndarray, m: np.ndarray, estimator: str) -> tuple[float, np.n
         value = float(r.mean() / mean_m)
         return value, (r - value * m) / mean_m
     raise ValueError(f"unknown estimator {estimator!r}; one of {ESTIMATORS}")
+
+
+def _bootstrap_interval(
+    value: float, replicates: np.ndarray, lists: np.ndarray, k: int
+) -> PolicyEstimate:
+    se = float(np.std(replicates, ddof=1))
+    count = len(pd.unique(np.asarray(lists)))
+    return PolicyEstimate("pbm", value, value - Z95 * se, value + Z95 * se, se, count, k, 1.0)
 
 
 def _interval(
@@ -155,11 +295,16 @@ def estimate_ctr(
     lists: np.ndarray,
     k: int,
     estimator: str = "snips",
+    bias: np.ndarray | None = None,
 ) -> PolicyEstimate:
     """The CTR at ``k`` a target order (``rank``: each logged item's 1-based rank in its
     list under the target; None: a uniform shuffle of each list) would have earned on the
-    logged lists."""
-    r, m, support = _per_list(clicks, position, propensity, rank, lists, k)
+    logged lists (``bias``: the position bias, for ``pbm``; None: estimated from these
+    logs, the interval from a bootstrap over lists that estimates it again)."""
+    if estimator == "pbm" and bias is None:
+        values, replicates = pbm_estimates(clicks, position, propensity, [rank], lists, k)
+        return _bootstrap_interval(float(values[0]), replicates[:, 0], lists, k)
+    r, m, support = _lists_of(clicks, position, propensity, rank, lists, k, estimator, bias)
     value, influence = _estimate(r, m, estimator)
     return _interval(estimator, value, influence, k, support)
 
@@ -171,9 +316,10 @@ def estimate_shuffled_ctr(
     lists: np.ndarray,
     k: int,
     estimator: str = "snips",
+    bias: np.ndarray | None = None,
 ) -> PolicyEstimate:
     """The CTR at ``k`` of shuffling each logged list uniformly (what exploration shows)."""
-    return estimate_ctr(clicks, position, propensity, None, lists, k, estimator)
+    return estimate_ctr(clicks, position, propensity, None, lists, k, estimator, bias)
 
 
 def compare_policies(
@@ -185,54 +331,88 @@ def compare_policies(
     lists: np.ndarray,
     k: int,
     estimator: str = "snips",
+    bias: np.ndarray | None = None,
 ) -> PolicyEstimate:
     """The difference in counterfactual CTR at ``k`` (target minus baseline) on the same
-    lists, with a paired interval (each list's influences subtracted)."""
-    ra, ma, support = _per_list(clicks, position, propensity, rank, lists, k)
-    rb, mb, _ = _per_list(clicks, position, propensity, baseline_rank, lists, k)
+    lists, with a paired interval (each list's influences subtracted; for ``pbm``
+    without a given bias, the bootstrap's differences)."""
+    if estimator == "pbm" and bias is None:
+        values, replicates = pbm_estimates(
+            clicks, position, propensity, [rank, baseline_rank], lists, k
+        )
+        diff = replicates[:, 0] - replicates[:, 1]
+        return _bootstrap_interval(float(values[0] - values[1]), diff, lists, k)
+    args = (clicks, position, propensity)
+    ra, ma, support = _lists_of(*args, rank, lists, k, estimator, bias)
+    rb, mb, _ = _lists_of(*args, baseline_rank, lists, k, estimator, bias)
     va, ia = _estimate(ra, ma, estimator)
     vb, ib = _estimate(rb, mb, estimator)
     return _interval(estimator, va - vb, ia - ib, k, support)
 
 
+def _lists_of(
+    clicks: np.ndarray,
+    position: np.ndarray,
+    propensity: np.ndarray,
+    rank: np.ndarray | None,
+    lists: np.ndarray,
+    k: int,
+    estimator: str,
+    bias: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    if estimator == "pbm":
+        if bias is None:
+            raise ValueError("the pbm estimator needs the position bias (bias=)")
+        return _per_list_pbm(clicks, position, rank, lists, k, bias)
+    return _per_list(clicks, position, propensity, rank, lists, k)
+
+
 def counterfactual_metrics(
     y: np.ndarray, score: np.ndarray, groups: np.ndarray, k: int, context: dict[str, Any]
 ) -> dict[str, float]:
-    """The counterfactual CTR at k of the order ``score`` gives each logged list (SNIPS,
-    with its 95% interval and support), the logging policy's own CTR at k, and the lift
-    over the popularity order (paired per list); ``ctr_cf`` is NaN without propensities.
-    Lists with an impression lacking a propensity are left out (``ctr_cf_lists`` counts
-    the lists used)."""
+    """The counterfactual CTR at k of the order ``score`` gives each logged list: under
+    the position-based model (``ctr_cf``, with its bias estimated from these logs and a
+    bootstrap interval), its lift over the popularity order (paired) and a shuffled
+    list's CTR (the cost of exploring); without that model (self-normalized IPS,
+    ``ctr_ips``, with its support); and the logging policy's own CTR at k. ``ctr_cf``
+    is NaN without propensities. Lists with an impression lacking a propensity are left
+    out (``ctr_cf_lists`` counts the lists used)."""
     position, propensity = context.get("positions"), context.get("propensities")
     if position is None or propensity is None:
         return {"ctr_cf": float("nan")}
     groups = np.asarray(groups)
     valid = np.isfinite(propensity) & (propensity > 0) & (propensity <= 1)
-    bad_lists = np.unique(groups[~valid])
-    keep = ~np.isin(groups, bad_lists)
+    keep = ~np.isin(groups, np.unique(groups[~valid]))
     if not keep.any():
         return {"ctr_cf": float("nan"), "ctr_cf_lists": 0.0}
     clicks = (np.asarray(y, dtype=float)[keep] > 0).astype("float64")
     g, pos, prop = groups[keep], np.asarray(position)[keep], propensity[keep]
     rank = target_ranks(np.asarray(score, dtype=float)[keep], g)
-    est = estimate_ctr(clicks, pos, prop, rank, g, k)
+    baseline = context.get("baseline")
+    orders: list[np.ndarray | None] = [rank, None]
+    if baseline is not None:
+        orders.append(target_ranks(np.asarray(baseline, dtype=float)[keep], g))
+    values, replicates = pbm_estimates(clicks, pos, prop, orders, g, k)
+    est = _bootstrap_interval(float(values[0]), replicates[:, 0], g, k)
+    ips = estimate_ctr(clicks, pos, prop, rank, g, k, "snips")
     logged = estimate_ctr(clicks, pos, np.ones(len(pos)), pos, g, k, "ips")
-    shuffled = estimate_shuffled_ctr(clicks, pos, prop, g, k)
     out = {
-        "ctr_cf_shuffled": shuffled.value,
         "ctr_cf": est.value,
         "ctr_cf_low": est.low,
         "ctr_cf_high": est.high,
-        "ctr_cf_support": est.support,
         "ctr_cf_lists": float(est.lists),
+        "ctr_cf_shuffled": float(values[1]),
+        "ctr_ips": ips.value,
+        "ctr_ips_low": ips.low,
+        "ctr_ips_high": ips.high,
+        "ctr_ips_support": ips.support,
         "ctr_logged": logged.value,
+        # exploring a share of the lists shows them shuffled: its expected cost in CTR
+        "exploration_cost": float(context.get("exploration", 0.0)) * (est.value - values[1]),
     }
-    # exploring a share of the lists shows them shuffled: its expected cost in CTR
-    out["exploration_cost"] = float(context.get("exploration", 0.0)) * (est.value - shuffled.value)
-    baseline = context.get("baseline")
     if baseline is not None:
-        base_rank = target_ranks(np.asarray(baseline, dtype=float)[keep], g)
-        lift = compare_policies(clicks, pos, prop, rank, base_rank, g, k)
+        diff = replicates[:, 0] - replicates[:, 2]
+        lift = _bootstrap_interval(float(values[0] - values[2]), diff, g, k)
         out.update(
             {"ctr_cf_lift": lift.value, "ctr_cf_lift_low": lift.low, "ctr_cf_lift_high": lift.high}
         )
@@ -250,12 +430,15 @@ def counterfactual_lines(metrics: dict[str, Any], k: int) -> list[str]:
             "problem declares exploration=) and declare position= and propensity=."
         ]
     lines = [
-        f"Counterfactual CTR@{k} (self-normalized IPS over {int(metrics['ctr_cf_lists']):,} "
-        f"logged lists): {value:.4f} (95% CI {metrics['ctr_cf_low']:.4f} to "
-        f"{metrics['ctr_cf_high']:.4f}); the logging policy earned {metrics['ctr_logged']:.4f}; "
-        f"support {metrics['ctr_cf_support']:.0%} of the top-{k} slots."
+        f"Counterfactual CTR@{k} over {int(metrics['ctr_cf_lists']):,} logged lists, under the "
+        f"position-based click model (its position bias estimated from the logs): {value:.4f} "
+        f"(95% CI {metrics['ctr_cf_low']:.4f} to {metrics['ctr_cf_high']:.4f}). Without that "
+        f"model (self-normalized IPS): {metrics['ctr_ips']:.4f} (95% CI "
+        f"{metrics['ctr_ips_low']:.4f} to {metrics['ctr_ips_high']:.4f}; the logs support "
+        f"{metrics['ctr_ips_support']:.0%} of its top-{k} slots). The logging policy earned "
+        f"{metrics['ctr_logged']:.4f}."
     ]
-    if metrics.get("exploration_cost") is not None and "ctr_cf_shuffled" in metrics:
+    if "exploration_cost" in metrics:
         lines.append(
             f"A uniformly shuffled list would earn {metrics['ctr_cf_shuffled']:.4f}: exploring "
             f"the declared share of /rank's lists costs about {metrics['exploration_cost']:.4f} "

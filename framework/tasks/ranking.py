@@ -359,6 +359,7 @@ class RankingTask(Task):
             target_ranks(np.asarray(champion, dtype=float)[keep], g),
             g,
             int(context["k"]),
+            "pbm",
         )
 
 

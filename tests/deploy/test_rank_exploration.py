@@ -42,7 +42,8 @@ def test_training_compares_the_position_aware_learner_by_counterfactual_ctr(logg
     assert names == ["baseline", "lightgbm", "lightgbm_position", "logistic_regression"]
     test = run.result.test
     assert test["ctr_cf_low"] < test["ctr_cf"] < test["ctr_cf_high"]
-    assert 0 < test["ctr_cf_support"] <= 1 and test["ctr_cf_lists"] > 100
+    assert 0 < test["ctr_ips_support"] <= 1 and test["ctr_cf_lists"] > 100
+    assert test["ctr_ips_low"] < test["ctr_ips"] < test["ctr_ips_high"]
     # the logging policy's own CTR@5 on test, counted plainly
     part = run.result.split.test
     top = part[part["position"] <= 5]
