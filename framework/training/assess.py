@@ -222,8 +222,9 @@ def learning_curve(
         keep = max(1, math.ceil(fraction * len(distinct)))
         mask = times >= distinct[len(distinct) - keep]
         x, y = xs["train"][mask], ys["train"][mask]
-        if "groups" in xs["train"].attrs:  # a ranking's lists, kept with their rows
-            x.attrs["groups"] = xs["train"].attrs["groups"][mask]
+        for name, values in xs["train"].attrs.items():  # a ranking's lists, positions...
+            if isinstance(values, np.ndarray) and len(values) == len(mask):
+                x.attrs[name] = values[mask]  # kept with their rows
         value = float("nan")
         if problem.kind.fittable(y):
             fitted = fit_configuration(model, problem, x, y, params or {}, seed)
