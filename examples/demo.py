@@ -431,9 +431,12 @@ def _demo_ranking(repo: FeatureRepo, users: int = 1_000, lists: int = 2, seed: i
             http.post(f"{url}/events", json=body, timeout=60).raise_for_status()
     ms = np.quantile(np.array(latency) * 1000, [0.5, 0.99])
     arms = pd.Series([a.get("arm") for a in answers]).value_counts()
+    explored = sum(bool(a.get("explored")) for a in answers)
     click.echo(
         f"   /rank: {len(answers):,} lists of {size} candidates (p50 {ms[0]:.1f} ms, p99 "
-        f"{ms[1]:.1f} ms): {', '.join(f'{a} {n:,}' for a, n in arms.items())}"
+        f"{ms[1]:.1f} ms): {', '.join(f'{a} {n:,}' for a, n in arms.items())}; "
+        f"{explored:,} shuffled by the declared exploration, each shown item's propensity "
+        "logged with its impression"
     )
     clicks = int((frame["event_type"] == "click").sum())
     click.echo(
