@@ -35,8 +35,8 @@ def with_columns(contract: SourceContract, other: SourceContract) -> SourceContr
 
 def infer_contract(source: EventSource) -> SourceContract:
     """The contract a log file implies: its columns' kinds, all nullable but the timestamp."""
+    from framework.declare.columns import parquet_schema
     from framework.declare.contracts import SourceContract, kind_of
-    from framework.declare.windows import parquet_schema
 
     schema = parquet_schema(source.path)
     columns = {f.name: kind_of(f.type) or "string" for f in schema}

@@ -49,6 +49,7 @@ from feast.base_feature_view import BaseFeatureView
 from feast.types import Bool, Float64, Int32, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
+from framework.declare.columns import source_kinds
 from framework.declare.expressions import filter_columns, filter_to_sql
 from framework.errors import FeatureRepoError
 
@@ -298,43 +299,6 @@ def _check_windows(windows: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
     return (*finite, 0) if 0 in seconds else tuple(finite)
 
 
-def _kind_of_arrow(typ: Any) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_integer(typ):
-        return "int"
-    if pa.types.is_floating(typ) or pa.types.is_decimal(typ):
-        return "float"
-    if pa.types.is_boolean(typ):
-        return "bool"
-    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
-        return "timestamp"
-    if pa.types.is_dictionary(typ):
-        return _kind_of_arrow(typ.value_type)
-    return "string"
-
-
-def parquet_schema(path: str | Path) -> Any:
-    """The arrow schema of a parquet file, or of a directory of them (a partitioned log:
-    hive partitions are columns); raises OSError or ValueError when there is none."""
-    import pyarrow.parquet as pq
-
-    if Path(path).is_dir():
-        import pyarrow.dataset as ds
-
-        return ds.dataset(str(path), format="parquet", partitioning="hive").schema
-    return pq.read_schema(path)
-
-
-def source_kinds(path: str | Path) -> dict[str, str]:
-    """The kind of every column of a parquet file or directory ({} when not there yet)."""
-    try:
-        schema = parquet_schema(path)
-    except (OSError, ValueError):
-        return {}
-    return {f.name: _kind_of_arrow(f.type) for f in schema}
-
-
 _VALUE_KINDS = {
     ValueType.INT64: "int",
     ValueType.INT32: "int",
@@ -354,28 +318,6 @@ def _key_kind(entity: Entity, key: str, kinds: dict[str, str], view: str) -> str
         "is unknown; declare it, e.g. Entity(..., value_type=ValueType.STRING) or "
         "ValueType.INT64."
     )
-
-
-def check_columns(spec: WindowSpec, kinds: dict[str, str]) -> None:
-    """Refuse columns the source does not have, by name, with close matches (at apply)."""
-    import difflib
-
-    name = spec.name
-    for col in sorted(spec.source_columns):
-        if col not in kinds:
-            close = difflib.get_close_matches(col, list(kinds), n=3)
-            raise FeatureRepoError(
-                f"WindowedFeatureView {name!r} reads column {col!r}, which source "
-                f"{spec.source_name!r} ({spec.source_path}) does not have; close matches: "
-                f"{close}. Its columns: {sorted(kinds)}."
-            )
-    for agg in spec.aggregates:
-        kind = kinds.get(agg.column or "")
-        if agg.function in ("sum", "mean") and kind not in ("int", "float", "bool"):
-            raise FeatureRepoError(
-                f"Aggregate {agg.name!r} of {name!r} takes the {agg.function} of "
-                f"{agg.column!r}, a {kind} column; sum and mean need numbers."
-            )
 
 
 def WindowedFeatureView(

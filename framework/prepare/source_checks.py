@@ -28,7 +28,7 @@ def check_source(
     (declared, or implied by the file) and the columns its views read; return the
     contract to record. ``specs``: the repo's window specs (those reading the source
     must find their columns)."""
-    from framework.declare.windows import check_columns
+    from framework.declare.columns import check_columns
 
     if table is None:
         table = read_table(source.path, f"Event source {source.name!r}:")

@@ -24,7 +24,7 @@ from framework.common.columns import LABEL, TIMESTAMP
 from framework.errors import DataError, FeatureRepoError
 from framework.tasks.base import Task
 from framework.tasks.binary import positive_facts, refuse_few_positives
-from framework.tasks.counterfactual import counterfactual_lines, counterfactual_metrics
+from framework.tasks.counterfactual_report import counterfactual_lines, counterfactual_metrics
 from framework.tasks.lists import TIE_SEED, group_sizes, ranking_metrics, search_ranker
 
 __all__ = ["RANKING_METRICS", "RankingTask"]

@@ -35,7 +35,7 @@ def logged(tmp_path_factory):
 
 
 def test_training_compares_the_position_aware_learner_by_counterfactual_ctr(logged):
-    from framework.tasks.counterfactual import counterfactual_metrics
+    from framework.tasks.counterfactual_report import counterfactual_metrics
 
     _, run = logged
     names = [c.name for c in run.result.candidates]
